@@ -1,0 +1,385 @@
+"""OTLP requests → columns → Arrow → DuckDB.
+
+The hot path of agentrace: every span of every source passes through
+``Batch.add_proto`` or ``Batch.add_json``. Both walk their input once, build one
+tuple per row, and leave validation, classification and the projection of
+``agentrace.*`` events to ``Batch._span``, which both share. Rows become Arrow
+columns in one transpose per table, and DuckDB inserts them in bulk.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from .. import conventions as c
+from .._errors import DecodeError, DuplicateSpanError
+from .._mapping import classify
+from .._otlp import (
+    KIND_BY_NAME,
+    KIND_NAMES,
+    STATUS_BY_NAME,
+    STATUS_NAMES,
+    PB2ExportTraceServiceRequest,
+    attrs_from_json,
+    attrs_from_proto,
+    check_bytes_id,
+    check_hex_id,
+)
+
+_dumps = orjson.dumps
+
+SPAN_COLUMNS = (
+    "trace_id", "span_id", "parent_span_id", "trace_state", "flags", "name", "kind",
+    "start_ns", "end_ns", "status_code", "status_message", "attributes", "resource",
+    "scope_name", "scope_version", "service_name", "operation", "agent",
+    "dropped_attributes_count", "dropped_events_count", "dropped_links_count",
+)  # fmt: skip
+EVENT_COLUMNS = (
+    "trace_id", "span_id", "seq", "time_ns", "name", "attributes", "dropped_attributes_count",
+)  # fmt: skip
+LINK_COLUMNS = (
+    "trace_id", "span_id", "seq", "linked_trace_id", "linked_span_id", "trace_state", "flags",
+    "attributes", "dropped_attributes_count",
+)  # fmt: skip
+VERSION_COLUMNS = (
+    "run_id", "version", "parent_version", "base_version", "kind", "agent", "span_id",
+    "committed_ns", "snapshot", "patch", "hash", "keys", "source",
+)  # fmt: skip
+READ_COLUMNS = (
+    "run_id", "span_id", "seq", "agent", "version", "head_version", "keys", "via", "cache",
+    "read_ns",
+)  # fmt: skip
+MESSAGE_COLUMNS = (
+    "run_id", "span_id", "seq", "event", "message_id", "topic", "msg_key", "consumer_group",
+    "consumer", "agent", "attempt", "outcome", "fault", "time_ns",
+)  # fmt: skip
+
+_U32 = pa.uint32()
+_I64 = pa.int64()
+_I32 = pa.int32()
+_STR = pa.string()
+_STRS = pa.list_(pa.string())
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "spans": pa.schema(
+        [(n, _STR) for n in SPAN_COLUMNS[:4]]
+        + [("flags", _U32), ("name", _STR), ("kind", _STR), ("start_ns", _I64), ("end_ns", _I64)]
+        + [(n, _STR) for n in SPAN_COLUMNS[9:18]]
+        + [(n, _U32) for n in SPAN_COLUMNS[18:]]
+    ),
+    "span_events": pa.schema(
+        [("trace_id", _STR), ("span_id", _STR), ("seq", _I32), ("time_ns", _I64), ("name", _STR),
+         ("attributes", _STR), ("dropped_attributes_count", _U32)]
+    ),  # fmt: skip
+    "span_links": pa.schema(
+        [("trace_id", _STR), ("span_id", _STR), ("seq", _I32), ("linked_trace_id", _STR),
+         ("linked_span_id", _STR), ("trace_state", _STR), ("flags", _U32), ("attributes", _STR),
+         ("dropped_attributes_count", _U32)]
+    ),  # fmt: skip
+    "state_versions": pa.schema(
+        [("run_id", _STR), ("version", _I64), ("parent_version", _I64), ("base_version", _I64),
+         ("kind", _STR), ("agent", _STR), ("span_id", _STR), ("committed_ns", _I64),
+         ("snapshot", _STR), ("patch", _STR), ("hash", _STR), ("keys", _STRS), ("source", _STR)]
+    ),  # fmt: skip
+    "state_reads": pa.schema(
+        [("run_id", _STR), ("span_id", _STR), ("seq", _I32), ("agent", _STR), ("version", _I64),
+         ("head_version", _I64), ("keys", _STRS), ("via", _STR), ("cache", _STR), ("read_ns", _I64)]
+    ),  # fmt: skip
+    "messages": pa.schema(
+        [("run_id", _STR), ("span_id", _STR), ("seq", _I32), ("event", _STR), ("message_id", _STR),
+         ("topic", _STR), ("msg_key", _STR), ("consumer_group", _STR), ("consumer", _STR),
+         ("agent", _STR), ("attempt", _I32), ("outcome", _STR), ("fault", _STR), ("time_ns", _I64)]
+    ),  # fmt: skip
+}
+
+Event = tuple[int, str, dict[str, Any], int]  # time_ns, name, attributes, dropped count
+Link = tuple[str, str, str, int, dict[str, Any], int]  # trace, span, trace_state, flags, attrs, dropped
+
+
+def _int(v: Any, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        try:
+            return int(v)
+        except (TypeError, ValueError):
+            raise DecodeError(f"{what} must be an integer, got {v!r}") from None
+    return v
+
+
+def _opt_int(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+
+
+def _str_list(v: Any) -> list[str]:
+    if isinstance(v, list):
+        return [str(x) for x in v]
+    if isinstance(v, str) and v:
+        return [v]
+    return []
+
+
+class Batch:
+    """Rows for every table, built from OTLP requests; not thread-safe.
+
+    ``add_*`` validates as it goes and raises :class:`DecodeError` naming the span;
+    a span id seen twice in one batch is skipped when identical and refused when not.
+    """
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[Any, ...]] = []
+        self.events: list[tuple[Any, ...]] = []
+        self.links: list[tuple[Any, ...]] = []
+        self.versions: list[tuple[Any, ...]] = []
+        self.reads: list[tuple[Any, ...]] = []
+        self.messages: list[tuple[Any, ...]] = []
+        self._seen: dict[str, int] = {}
+        self.trace_ids: set[str] = set()
+        self.duplicates = 0
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    # -- protobuf ----------------------------------------------------------------------------
+
+    def add_proto(self, req: PB2ExportTraceServiceRequest) -> int:
+        """Add every span of a request; returns how many were added."""
+        before = len(self.spans)
+        span_fn = self._span
+        for rs in req.resource_spans:
+            resource_attrs = attrs_from_proto(rs.resource.attributes)
+            resource = _dumps(resource_attrs).decode()
+            service = resource_attrs.get(c.SERVICE_NAME)
+            service = service if isinstance(service, str) else None
+            for ss in rs.scope_spans:
+                scope_name = ss.scope.name
+                scope_version = ss.scope.version
+                for sp in ss.spans:
+                    name = sp.name
+                    try:
+                        tid = check_bytes_id(sp.trace_id, 16, "trace id", allow_empty=False)
+                        sid = check_bytes_id(sp.span_id, 8, "span id", allow_empty=False)
+                        pid = check_bytes_id(sp.parent_span_id, 8, "parent span id", allow_empty=True)
+                    except DecodeError as exc:
+                        raise DecodeError(f"span {name!r}: {exc.detail}") from None
+                    events = [
+                        (e.time_unix_nano, e.name, attrs_from_proto(e.attributes), e.dropped_attributes_count)
+                        for e in sp.events
+                    ]
+                    links = []
+                    for ln in sp.links:
+                        try:
+                            ltid = check_bytes_id(ln.trace_id, 16, "link trace id", allow_empty=False)
+                            lsid = check_bytes_id(ln.span_id, 8, "link span id", allow_empty=False)
+                        except DecodeError as exc:
+                            raise DecodeError(f"span {name!r} ({sid}): {exc.detail}") from None
+                        links.append(
+                            (ltid, lsid, ln.trace_state, ln.flags, attrs_from_proto(ln.attributes), ln.dropped_attributes_count)
+                        )
+                    status = sp.status
+                    span_fn(
+                        tid, sid, pid, sp.trace_state, sp.flags, name, sp.kind,
+                        sp.start_time_unix_nano, sp.end_time_unix_nano, status.code, status.message,
+                        attrs_from_proto(sp.attributes), resource, scope_name, scope_version, service,
+                        sp.dropped_attributes_count, sp.dropped_events_count, sp.dropped_links_count,
+                        events, links,
+                    )  # fmt: skip
+        return len(self.spans) - before
+
+    # -- OTLP/JSON ---------------------------------------------------------------------------
+
+    def add_json(self, obj: Any) -> int:
+        """Add every span of a decoded OTLP/JSON request; returns how many were added."""
+        if not isinstance(obj, dict):
+            raise DecodeError("not an OTLP trace request (not a JSON object)")
+        if "resourceSpans" not in obj:
+            if "resourceMetrics" in obj or "resourceLogs" in obj:
+                raise DecodeError("an OTLP request, but of metrics or logs, not traces")
+            if obj:
+                raise DecodeError("not an OTLP trace request (no resourceSpans)")
+        if not isinstance(obj.get("resourceSpans") or [], list):
+            raise DecodeError("resourceSpans is not a list")
+        before = len(self.spans)
+        span_fn = self._span
+        for rs in obj.get("resourceSpans") or ():
+            res = (rs.get("resource") or {}) if isinstance(rs, dict) else None
+            if res is None:
+                raise DecodeError("resourceSpans entry is not an object")
+            resource_attrs = attrs_from_json(res.get("attributes") or [], "resource attributes")
+            resource = _dumps(resource_attrs).decode()
+            service = resource_attrs.get(c.SERVICE_NAME)
+            service = service if isinstance(service, str) else None
+            for ss in rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or ():
+                scope = ss.get("scope") or ss.get("instrumentationLibrary") or {}
+                scope_name = scope.get("name") or ""
+                scope_version = scope.get("version") or ""
+                for sp in ss.get("spans") or ():
+                    if not isinstance(sp, dict):
+                        raise DecodeError("a span is not an object")
+                    name = sp.get("name") or ""
+                    try:
+                        sid = check_hex_id(sp.get("spanId"), 8, "span id", allow_empty=False)
+                        tid = check_hex_id(sp.get("traceId"), 16, "trace id", allow_empty=False)
+                        pid = check_hex_id(sp.get("parentSpanId"), 8, "parent span id", allow_empty=True)
+                        where = f"span {name!r} ({sid})"
+                        events = [
+                            (
+                                _int(e.get("timeUnixNano") or 0, "event timeUnixNano"),
+                                e.get("name") or "",
+                                attrs_from_json(e.get("attributes") or [], f"event {e.get('name')!r} attributes"),
+                                _int(e.get("droppedAttributesCount") or 0, "droppedAttributesCount"),
+                            )
+                            for e in sp.get("events") or ()
+                        ]
+                        links = [
+                            (
+                                check_hex_id(ln.get("traceId"), 16, "link trace id", allow_empty=False),
+                                check_hex_id(ln.get("spanId"), 8, "link span id", allow_empty=False),
+                                ln.get("traceState") or "",
+                                _int(ln.get("flags") or 0, "link flags"),
+                                attrs_from_json(ln.get("attributes") or [], "link attributes"),
+                                _int(ln.get("droppedAttributesCount") or 0, "droppedAttributesCount"),
+                            )
+                            for ln in sp.get("links") or ()
+                        ]
+                        kind = sp.get("kind") or 0
+                        if isinstance(kind, str):
+                            kind = KIND_BY_NAME.get(kind.removeprefix("SPAN_KIND_"), -1)
+                        status = sp.get("status") or {}
+                        code = status.get("code") or 0
+                        if isinstance(code, str):
+                            code = STATUS_BY_NAME.get(code.removeprefix("STATUS_CODE_"), -1)
+                        attrs = attrs_from_json(sp.get("attributes") or [], "attributes")
+                        start = _int(sp.get("startTimeUnixNano") or 0, "startTimeUnixNano")
+                        end = _int(sp.get("endTimeUnixNano") or 0, "endTimeUnixNano")
+                        dropped = (
+                            _int(sp.get("droppedAttributesCount") or 0, "droppedAttributesCount"),
+                            _int(sp.get("droppedEventsCount") or 0, "droppedEventsCount"),
+                            _int(sp.get("droppedLinksCount") or 0, "droppedLinksCount"),
+                        )
+                    except DecodeError as exc:
+                        raise DecodeError(f"span {name!r}: {exc.detail}") from None
+                    span_fn(
+                        tid, sid, pid, sp.get("traceState") or "", _int(sp.get("flags") or 0, "flags"),
+                        name, kind, start, end, code, status.get("message") or "", attrs, resource,
+                        scope_name, scope_version, service, *dropped, events, links,
+                    )  # fmt: skip
+        return len(self.spans) - before
+
+    # -- shared ------------------------------------------------------------------------------
+
+    def _span(
+        self, tid: str, sid: str, pid: str, trace_state: str, flags: int, name: str, kind: int,
+        start: int, end: int, code: int, message: str, attrs: dict[str, Any], resource: str,
+        scope_name: str, scope_version: str, service: str | None, dropped_attrs: int,
+        dropped_events: int, dropped_links: int, events: list[Event], links: list[Link],
+    ) -> None:  # fmt: skip
+        where = f"span {name!r} ({sid})"
+        if not 0 <= kind < len(KIND_NAMES):
+            raise DecodeError(f"{where}: unknown span kind {kind!r}")
+        if not 0 <= code < len(STATUS_NAMES):
+            raise DecodeError(f"{where}: unknown status code {code!r}")
+        if end < start:
+            raise DecodeError(f"{where}: ends before it starts (start {start}, end {end})")
+        attrs_json = _dumps(attrs).decode()
+        key = tid + sid
+        prior = self._seen.get(key)
+        if prior is not None:
+            old = self.spans[prior]
+            if old[5] == name and old[7] == start and old[8] == end and old[11] == attrs_json:
+                self.duplicates += 1
+                return
+            raise DuplicateSpanError(f"{where}: span id seen twice in trace {tid} with different content")
+        self._seen[key] = len(self.spans)
+        self.trace_ids.add(tid)
+        op, agent = classify(name, kind, attrs)
+        self.spans.append(
+            (tid, sid, pid, trace_state, flags, name, KIND_NAMES[kind], start, end, STATUS_NAMES[code],
+             message, attrs_json, resource, scope_name, scope_version, service, op, agent,
+             dropped_attrs, dropped_events, dropped_links)
+        )  # fmt: skip
+        has_message_event = False
+        for seq, (t, ename, eattrs, edropped) in enumerate(events):
+            self.events.append((tid, sid, seq, t, ename, _dumps(eattrs).decode(), edropped))
+            if ename.startswith("agentrace."):
+                if ename.startswith("agentrace.message."):
+                    has_message_event = True
+                self._project(tid, sid, seq, t, ename, eattrs, attrs, agent, where)
+        for seq, (ltid, lsid, lstate, lflags, lattrs, ldropped) in enumerate(links):
+            self.links.append((tid, sid, seq, ltid, lsid, lstate, lflags, _dumps(lattrs).decode(), ldropped))
+        if kind in (4, 5) and not has_message_event and c.MESSAGING_DESTINATION in attrs:
+            self.messages.append(
+                (tid, sid, -1, "publish" if kind == 4 else "deliver",
+                 _s(attrs.get(c.MESSAGING_MESSAGE_ID)), _s(attrs.get(c.MESSAGING_DESTINATION)),
+                 _s(attrs.get(c.MESSAGE_KEY)), _s(attrs.get(c.MESSAGING_CONSUMER_GROUP)),
+                 _s(attrs.get(c.MESSAGE_CONSUMER)), agent,
+                 _opt_int(attrs.get(c.MESSAGING_DELIVERY_COUNT)), None,
+                 _s(attrs.get(c.MESSAGE_FAULT)), start)
+            )  # fmt: skip
+
+    def _project(
+        self, tid: str, sid: str, seq: int, t: int, ename: str, ea: dict[str, Any],
+        span_attrs: dict[str, Any], agent: str | None, where: str,
+    ) -> None:  # fmt: skip
+        if ename == c.EV_STATE_COMMIT:
+            version = ea.get(c.STATE_VERSION)
+            if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+                raise DecodeError(f"{where}: {ename} event without a positive {c.STATE_VERSION}")
+            snapshot = ea.get(c.STATE_SNAPSHOT)
+            patch = ea.get(c.STATE_PATCH)
+            if snapshot is None and patch is None:
+                raise DecodeError(f"{where}: {ename} event {version} has neither snapshot nor patch")
+            self.versions.append(
+                (tid, version, _opt_int(ea.get(c.STATE_PARENT_VERSION)),
+                 _opt_int(ea.get(c.STATE_BASE_VERSION)), _s(ea.get(c.STATE_KIND)) or "commit",
+                 _s(ea.get(c.STATE_AGENT)) or agent, sid, t,
+                 snapshot if isinstance(snapshot, str) else None,
+                 patch if isinstance(patch, str) else None, _s(ea.get(c.STATE_HASH)),
+                 _str_list(ea.get(c.STATE_KEYS)), "agentrace")
+            )  # fmt: skip
+        elif ename == c.EV_STATE_READ:
+            version = ea.get(c.STATE_VERSION)
+            if not isinstance(version, int) or isinstance(version, bool):
+                raise DecodeError(f"{where}: {ename} event without {c.STATE_VERSION}")
+            self.reads.append(
+                (tid, sid, seq, _s(ea.get(c.STATE_AGENT)) or agent, version,
+                 _opt_int(ea.get(c.STATE_HEAD_VERSION)), _str_list(ea.get(c.STATE_KEYS)),
+                 _s(ea.get(c.STATE_VIA)) or "store", _s(ea.get(c.STATE_CACHE)), t)
+            )  # fmt: skip
+        elif ename.startswith("agentrace.message."):
+            def get(k: str) -> Any:
+                v = ea.get(k)
+                return span_attrs.get(k) if v is None else v
+
+            outcome = ea.get(c.MESSAGE_OUTCOME)
+            if ename == c.EV_MESSAGE_ACK and outcome is None:
+                outcome = "acked"
+            self.messages.append(
+                (tid, sid, seq, ename.removeprefix("agentrace.message."),
+                 _s(get(c.MESSAGING_MESSAGE_ID)), _s(get(c.MESSAGING_DESTINATION)),
+                 _s(get(c.MESSAGE_KEY)), _s(get(c.MESSAGING_CONSUMER_GROUP)),
+                 _s(get(c.MESSAGE_CONSUMER)), _s(ea.get(c.STATE_AGENT)) or agent,
+                 _opt_int(get(c.MESSAGE_ATTEMPT)), _s(outcome), _s(ea.get(c.MESSAGE_FAULT)), t)
+            )  # fmt: skip
+
+    def tables(self) -> dict[str, pa.Table]:
+        """The rows as Arrow tables, one per store table (empty tables left out)."""
+        out: dict[str, pa.Table] = {}
+        for name, rows in (
+            ("spans", self.spans), ("span_events", self.events), ("span_links", self.links),
+            ("state_versions", self.versions), ("state_reads", self.reads), ("messages", self.messages),
+        ):  # fmt: skip
+            if rows:
+                schema = SCHEMAS[name]
+                cols = list(zip(*rows, strict=True))
+                out[name] = pa.Table.from_arrays(
+                    [pa.array(col, type=f.type) for col, f in zip(cols, schema, strict=True)], schema=schema
+                )
+        return out
+
+
+def _s(v: Any) -> str | None:
+    if v is None:
+        return None
+    return v if isinstance(v, str) else str(v)

@@ -1,0 +1,668 @@
+"""The DuckDB store: one file, the tables of docs/store.md, a write path and a read API.
+
+Threading: a ``Store`` may be shared by threads; each thread gets its own DuckDB
+cursor. Writes are serialised by DuckDB (one writer per file, and within the
+process one transaction at a time per cursor). Every public write is one
+transaction: it is stored whole or not at all.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from .._errors import DecodeError, DuplicateSpanError, NotFoundError, StoreError, StoreLockedError
+from .._otlp import (
+    KIND_BY_NAME,
+    STATUS_BY_NAME,
+    PB2ExportTraceServiceRequest,
+    Record,
+    decode_proto,
+    fill_attrs,
+)
+from .._state import JSON, FieldChange, apply_patch, chain_hash, field_changes
+from ._ingest import Batch
+from ._models import (
+    Finding,
+    IngestResult,
+    Message,
+    Run,
+    Span,
+    SpanEvent,
+    SpanLink,
+    StateRead,
+    StateVersion,
+    VerifyResult,
+)
+from ._schema import migrate
+
+DEFAULT_DB = "agentrace.duckdb"
+_CHUNK_SPANS = 50_000
+_LOCK_PID = re.compile(r"PID (\d+)")
+
+Payload = PB2ExportTraceServiceRequest | dict[str, Any] | Record
+
+
+def _holder_command(pid: int) -> str | None:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return " ".join(p.decode(errors="replace") for p in raw.split(b"\0") if p)[:200] or None
+
+
+def connect(path: str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection, with a lock conflict turned into :class:`StoreLockedError`."""
+    try:
+        return duckdb.connect(path, read_only=read_only)
+    except duckdb.IOException as exc:
+        text = str(exc)
+        if "lock" in text.lower():
+            m = _LOCK_PID.search(text)
+            pid = int(m.group(1)) if m else None
+            raise StoreLockedError(path, pid, _holder_command(pid) if pid else None) from None
+        raise StoreError(f"{path}: cannot open the store: {text}") from None
+    except duckdb.Error as exc:
+        raise StoreError(f"{path}: cannot open the store: {exc}") from None
+
+
+class Store:
+    """An agentrace store in a DuckDB file (or in memory with ``":memory:"``)."""
+
+    def __init__(self, path: str | Path = DEFAULT_DB, *, read_only: bool = False) -> None:
+        self.path = str(path)
+        if not read_only and self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._con = connect(self.path, read_only=read_only)
+        self.read_only = read_only
+        if not read_only:
+            migrate(self._con, self.path)
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        self._state_cache: collections.OrderedDict[tuple[str, int], str] = collections.OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._listeners: list[Callable[[IngestResult, frozenset[str]], None]] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _cur(self) -> duckdb.DuckDBPyConnection:
+        cur = getattr(self._local, "cur", None)
+        if cur is None:
+            cur = self._con.cursor()
+            self._local.cur = cur
+        return cur
+
+    def on_ingest(self, listener: Callable[[IngestResult, frozenset[str]], None]) -> None:
+        """Call ``listener(result, run_ids)`` after every committed ingest (on the writing thread)."""
+        self._listeners.append(listener)
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def ingest(self, payloads: Iterable[Payload], *, source: str = "<input>") -> IngestResult:
+        """Store every span of ``payloads`` in one transaction.
+
+        A payload is a protobuf request, a decoded OTLP/JSON request (dict) or a
+        file :class:`Record`. Spans already in the store with the same content are
+        skipped; any bad payload raises :class:`DecodeError` and stores nothing.
+        """
+        with self._write_lock:
+            con = self._cur()
+            con.execute("BEGIN TRANSACTION")
+            try:
+                result, runs = self._ingest_in(con, payloads, source)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        self._invalidate(runs)
+        for listener in self._listeners:
+            listener(result, runs)
+        return result
+
+    def _ingest_in(
+        self, con: duckdb.DuckDBPyConnection, payloads: Iterable[Payload], source: str
+    ) -> tuple[IngestResult, frozenset[str]]:
+        batch = Batch()
+        total = IngestResult()
+        runs: set[str] = set()
+        requests = 0
+        for payload in payloads:
+            requests += 1
+            add_payload(batch, payload, source, requests)
+            if len(batch) >= _CHUNK_SPANS:
+                total += self._write(con, batch)
+                runs |= batch.trace_ids
+                batch = Batch()
+        total += self._write(con, batch)
+        runs |= batch.trace_ids
+        if runs:
+            self._refresh_runs(con, runs)
+        return IngestResult(
+            runs=len(runs), spans=total.spans, skipped=total.skipped, versions=total.versions,
+            requests=requests,
+        ), frozenset(runs)  # fmt: skip
+
+    def _write(self, con: duckdb.DuckDBPyConnection, batch: Batch) -> IngestResult:
+        tables = batch.tables()
+        spans = tables.get("spans")
+        if spans is None:
+            return IngestResult(skipped=batch.duplicates)
+        con.register("_in_spans", spans)
+        try:
+            clash = con.execute(
+                """SELECT s.trace_id, s.span_id, s.name FROM _in_spans s
+                   JOIN spans t ON t.trace_id = s.trace_id AND t.span_id = s.span_id
+                   WHERE s.name <> t.name OR s.start_ns <> t.start_ns OR s.end_ns <> t.end_ns
+                      OR s.attributes <> t.attributes::VARCHAR
+                   LIMIT 1"""
+            ).fetchall()
+            clash = clash[0] if clash else None
+            if clash:
+                raise DuplicateSpanError(
+                    f"span {clash[2]!r} ({clash[1]}): already stored in trace {clash[0]} with different content"
+                )
+            existing = con.execute(
+                """SELECT count(*) FROM _in_spans s SEMI JOIN spans t
+                   ON t.trace_id = s.trace_id AND t.span_id = s.span_id"""
+            ).fetchall()
+            existing = existing[0] if existing else None
+            n_existing = existing[0] if existing else 0
+            if n_existing == 0:
+                con.execute("INSERT INTO spans SELECT * FROM _in_spans")
+                for name, table in tables.items():
+                    if name != "spans":
+                        con.register("_in_rows", table)
+                        con.execute(f"INSERT INTO {name} SELECT * FROM _in_rows")
+                        con.unregister("_in_rows")
+            else:
+                con.execute(
+                    """CREATE OR REPLACE TEMP TABLE _new_spans AS
+                       SELECT trace_id, span_id FROM _in_spans s ANTI JOIN spans t
+                       ON t.trace_id = s.trace_id AND t.span_id = s.span_id"""
+                )
+                con.execute(
+                    """INSERT INTO spans SELECT s.* FROM _in_spans s SEMI JOIN _new_spans n
+                       ON n.trace_id = s.trace_id AND n.span_id = s.span_id"""
+                )
+                for name, table in tables.items():
+                    if name == "spans":
+                        continue
+                    key = "trace_id" if name in ("span_events", "span_links") else "run_id"
+                    con.register("_in_rows", table)
+                    con.execute(
+                        f"""INSERT INTO {name} SELECT r.* FROM _in_rows r SEMI JOIN _new_spans n
+                            ON n.trace_id = r.{key} AND n.span_id = r.span_id"""
+                    )
+                    con.unregister("_in_rows")
+        finally:
+            con.unregister("_in_spans")
+        inserted = spans.num_rows - n_existing
+        if "state_versions" not in tables:
+            versions = 0
+        elif n_existing == 0:
+            versions = tables["state_versions"].num_rows
+        else:
+            versions = _count_new_versions(con, tables["state_versions"])
+        return IngestResult(spans=inserted, skipped=n_existing + batch.duplicates, versions=versions)
+
+    def _refresh_runs(self, con: duckdb.DuckDBPyConnection, run_ids: Iterable[str]) -> None:
+        con.execute(
+            """INSERT OR REPLACE INTO runs
+            WITH s AS (SELECT * FROM spans WHERE trace_id IN (SELECT unnest($ids))),
+            roots AS (
+                SELECT trace_id, arg_min(span_id, start_ns) AS root_span_id,
+                       arg_min(name, start_ns) AS root_name,
+                       arg_min(attributes, start_ns) AS root_attrs
+                FROM s WHERE parent_span_id = '' GROUP BY trace_id),
+            agg AS (
+                SELECT trace_id, min(start_ns) AS start_ns, max(end_ns) AS end_ns, count(*) AS n,
+                       count(*) FILTER (WHERE status_code = 'ERROR') AS errors,
+                       list_sort(list(DISTINCT agent) FILTER (WHERE agent IS NOT NULL)) AS agents,
+                       arg_min(span_id, start_ns) AS first_span, arg_min(name, start_ns) AS first_name,
+                       arg_min(service_name, start_ns) AS service_name
+                FROM s GROUP BY trace_id),
+            v AS (SELECT run_id, count(*) AS nv FROM state_versions
+                  WHERE run_id IN (SELECT unnest($ids)) GROUP BY run_id)
+            SELECT agg.trace_id,
+                   coalesce(r.root_attrs->>'gen_ai.workflow.name', r.root_name, agg.first_name),
+                   coalesce(r.root_attrs->>'agentrace.run.pattern', 'imported'),
+                   coalesce(r.root_attrs->>'agentrace.run.status',
+                            CASE WHEN agg.errors > 0 THEN 'error' ELSE 'ok' END),
+                   agg.service_name,
+                   coalesce(r.root_span_id, agg.first_span),
+                   coalesce(r.root_name, agg.first_name),
+                   agg.start_ns, agg.end_ns, agg.n, agg.errors, coalesce(agg.agents, []),
+                   coalesce(v.nv, 0),
+                   r.root_attrs->>'agentrace.run.parent',
+                   r.root_attrs->>'agentrace.run.workflow_ref',
+                   r.root_attrs->>'agentrace.run.scenario',
+                   coalesce(r.root_attrs, '{}')
+            FROM agg LEFT JOIN roots r USING (trace_id) LEFT JOIN v ON v.run_id = agg.trace_id""",
+            {"ids": sorted(run_ids)},
+        )
+
+    def replace_findings(self, run_id: str, findings: Iterable[Finding]) -> int:
+        """Replace the stored findings of ``run_id`` with ``findings``, in one transaction."""
+        rows = [
+            (f.run_id, f.finding_id, f.kind, f.severity, f.message, list(f.agents), list(f.versions),
+             list(f.span_ids), orjson.dumps(f.evidence).decode(), f.detected_ns)
+            for f in findings
+        ]  # fmt: skip
+        for row in rows:
+            if row[0] != run_id:
+                raise ValueError(f"finding {row[1]} belongs to run {row[0]}, not {run_id}")
+        with self._write_lock:
+            con = self._cur()
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute("DELETE FROM findings WHERE run_id = ?", [run_id])
+                if rows:
+                    con.executemany("INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return len(rows)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with self._write_lock:
+            con = self._cur()
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+
+    def _invalidate(self, runs: Iterable[str]) -> None:
+        runs = set(runs)
+        with self._cache_lock:
+            for key in [k for k in self._state_cache if k[0] in runs]:
+                del self._state_cache[key]
+
+    # -- reading: runs and spans -------------------------------------------------------------
+
+    def sql(self, query: str, params: Any = None) -> duckdb.DuckDBPyConnection:
+        """Run SQL on this thread's cursor (for analysis and tests; users may query the file)."""
+        return self._cur().execute(query, params)
+
+    def arrow(self, query: str, params: Any = None) -> pa.Table:
+        return self._cur().execute(query, params).fetch_arrow_table()
+
+    def runs(self) -> list[Run]:
+        rows = self.sql(
+            f"""SELECT {_RUN_COLS}, (SELECT count(*) FROM findings f WHERE f.run_id = r.run_id)
+                FROM runs r ORDER BY start_ns, run_id"""
+        ).fetchall()
+        return [_run(row) for row in rows]
+
+    def run(self, run_id: str) -> Run:
+        row = self.sql(
+            f"""SELECT {_RUN_COLS}, (SELECT count(*) FROM findings f WHERE f.run_id = r.run_id)
+                FROM runs r WHERE run_id = ?""",
+            [run_id],
+        ).fetchall()
+        row = row[0] if row else None
+        if row is None:
+            raise NotFoundError(f"no run {run_id!r} in {self.path}")
+        return _run(row)
+
+    def resolve_run(self, prefix: str) -> str:
+        """The run id that ``prefix`` starts (like git's short hashes); unique or an error."""
+        rows = self.sql(
+            "SELECT run_id FROM runs WHERE starts_with(run_id, ?) ORDER BY run_id LIMIT 2", [prefix.lower()]
+        ).fetchall()
+        if not rows:
+            raise NotFoundError(f"no run {prefix!r} in {self.path}")
+        if len(rows) > 1:
+            raise NotFoundError(f"run id {prefix!r} is ambiguous in {self.path}; give more digits")
+        return str(rows[0][0])
+
+    def span_count(self, run_id: str) -> int:
+        row = self.sql("SELECT count(*) FROM spans WHERE trace_id = ?", [run_id]).fetchall()
+        row = row[0] if row else None
+        return int(row[0]) if row else 0
+
+    def spans(self, run_id: str, *, offset: int = 0, limit: int | None = None) -> list[Span]:
+        """Spans of a run ordered by start time (then span id), a page at a time."""
+        q = f"SELECT {_SPAN_COLS} FROM spans WHERE trace_id = ? ORDER BY start_ns, span_id"
+        params: list[Any] = [run_id]
+        if limit is not None:
+            q += " LIMIT ? OFFSET ?"
+            params += [limit, offset]
+        elif offset:
+            q += " OFFSET ?"
+            params.append(offset)
+        return [_span(row) for row in self.sql(q, params).fetchall()]
+
+    def span(self, run_id: str, span_id: str) -> Span:
+        row = self.sql(
+            f"SELECT {_SPAN_COLS} FROM spans WHERE trace_id = ? AND span_id = ?", [run_id, span_id]
+        ).fetchall()
+        row = row[0] if row else None
+        if row is None:
+            raise NotFoundError(f"no span {span_id} in run {run_id}")
+        return _span(row)
+
+    def span_index(self, run_id: str) -> pa.Table:
+        """The light columns of every span of a run (for trees and waterfalls), as Arrow."""
+        return self.arrow(
+            """SELECT span_id, parent_span_id, name, kind, start_ns, end_ns, status_code, agent, operation
+               FROM spans WHERE trace_id = ? ORDER BY start_ns, span_id""",
+            [run_id],
+        )
+
+    def events(self, run_id: str, span_id: str | None = None, *, name: str | None = None) -> list[SpanEvent]:
+        q = "SELECT trace_id, span_id, seq, time_ns, name, attributes, dropped_attributes_count FROM span_events WHERE trace_id = ?"
+        params: list[Any] = [run_id]
+        if span_id is not None:
+            q += " AND span_id = ?"
+            params.append(span_id)
+        if name is not None:
+            q += " AND name = ?"
+            params.append(name)
+        q += " ORDER BY time_ns, span_id, seq"
+        return [
+            SpanEvent(r[0], r[1], r[2], r[3], r[4], orjson.loads(r[5]), r[6]) for r in self.sql(q, params).fetchall()
+        ]
+
+    def links(self, run_id: str, span_id: str | None = None) -> list[SpanLink]:
+        q = """SELECT trace_id, span_id, seq, linked_trace_id, linked_span_id, trace_state, flags,
+                      attributes, dropped_attributes_count FROM span_links WHERE trace_id = ?"""
+        params: list[Any] = [run_id]
+        if span_id is not None:
+            q += " AND span_id = ?"
+            params.append(span_id)
+        q += " ORDER BY span_id, seq"
+        return [
+            SpanLink(r[0], r[1], r[2], r[3], r[4], r[5], r[6], orjson.loads(r[7]), r[8])
+            for r in self.sql(q, params).fetchall()
+        ]
+
+    # -- reading: state ----------------------------------------------------------------------
+
+    def state_versions(self, run_id: str) -> list[StateVersion]:
+        rows = self.sql(
+            """SELECT run_id, version, parent_version, base_version, kind, agent, span_id, committed_ns,
+                      hash, keys, source FROM state_versions WHERE run_id = ? ORDER BY version""",
+            [run_id],
+        ).fetchall()
+        return [StateVersion(*r[:9], tuple(r[9]), r[10]) for r in rows]
+
+    def state_reads(self, run_id: str) -> list[StateRead]:
+        rows = self.sql(
+            """SELECT run_id, span_id, seq, agent, version, head_version, keys, via, cache, read_ns
+               FROM state_reads WHERE run_id = ? ORDER BY read_ns, span_id, seq""",
+            [run_id],
+        ).fetchall()
+        return [StateRead(*r[:6], tuple(r[6]), *r[7:]) for r in rows]
+
+    def messages(self, run_id: str) -> list[Message]:
+        rows = self.sql(
+            """SELECT run_id, span_id, seq, event, message_id, topic, msg_key, consumer_group, consumer,
+                      agent, attempt, outcome, fault, time_ns
+               FROM messages WHERE run_id = ? ORDER BY time_ns, span_id, seq""",
+            [run_id],
+        ).fetchall()
+        return [Message(*r) for r in rows]
+
+    def state_at(self, run_id: str, version: int) -> JSON:
+        """The state document at ``version``: the nearest stored snapshot plus the patches after it."""
+        key = (run_id, version)
+        with self._cache_lock:
+            text = self._state_cache.get(key)
+            if text is not None:
+                self._state_cache.move_to_end(key)
+                return orjson.loads(text)
+        rows = self.sql(
+            """SELECT version, snapshot, patch FROM state_versions
+               WHERE run_id = $run AND version <= $v AND version >= coalesce(
+                   (SELECT max(version) FROM state_versions
+                    WHERE run_id = $run AND version <= $v AND snapshot IS NOT NULL), 1)
+               ORDER BY version""",
+            {"run": run_id, "v": version},
+        ).fetchall()
+        if not rows or rows[-1][0] != version:
+            raise NotFoundError(f"run {run_id} has no state version {version}")
+        doc = _rebuild(run_id, rows)
+        with self._cache_lock:
+            self._state_cache[key] = orjson.dumps(doc).decode()
+            while len(self._state_cache) > 256:
+                self._state_cache.popitem(last=False)
+        return doc
+
+    def diff(self, run_id: str, a: int, b: int) -> list[FieldChange]:
+        """Leaf changes from version ``a`` to version ``b`` (``a`` = 0 means the empty document)."""
+        old = self.state_at(run_id, a) if a else {}
+        return field_changes(old, self.state_at(run_id, b))
+
+    def verify(self, run_id: str | None = None) -> list[VerifyResult]:
+        """Check the hash chain of every run's state versions (or of one run)."""
+        if run_id is None:
+            ids = [r[0] for r in self.sql("SELECT DISTINCT run_id FROM state_versions ORDER BY run_id").fetchall()]
+        else:
+            ids = [run_id]
+        return [self._verify_one(rid) for rid in ids]
+
+    def _verify_one(self, run_id: str) -> VerifyResult:
+        rows = self.sql(
+            """SELECT version, parent_version, snapshot, patch, hash FROM state_versions
+               WHERE run_id = ? ORDER BY version""",
+            [run_id],
+        ).fetchall()
+        prev_hash = ""
+        doc: JSON = None
+        for i, (version, parent, snapshot, patch, stored) in enumerate(rows):
+            expected_version = i + 1
+            if version != expected_version:
+                return VerifyResult(run_id, len(rows), False, expected_version, f"version {expected_version} is missing")
+            if version > 1 and parent not in (None, version - 1):
+                return VerifyResult(run_id, len(rows), False, version, f"parent is {parent}, expected {version - 1}")
+            try:
+                if snapshot is not None:
+                    doc = orjson.loads(snapshot)
+                elif doc is None:
+                    return VerifyResult(run_id, len(rows), False, version, "a patch with no document before it")
+                else:
+                    doc = apply_patch(doc, orjson.loads(patch), in_place=True)
+            except (orjson.JSONDecodeError, ValueError, KeyError, IndexError, TypeError) as exc:
+                return VerifyResult(run_id, len(rows), False, version, f"content does not decode: {exc}")
+            if stored is None:
+                return VerifyResult(run_id, len(rows), False, version, "no hash recorded")
+            actual = chain_hash(prev_hash, doc)
+            if actual != stored:
+                return VerifyResult(
+                    run_id, len(rows), False, version, f"hash is {stored[:12]}…, content gives {actual[:12]}…"
+                )
+            prev_hash = stored
+        return VerifyResult(run_id, len(rows), True)
+
+    # -- findings ----------------------------------------------------------------------------
+
+    def findings(self, run_id: str | None = None) -> list[Finding]:
+        q = """SELECT run_id, finding_id, kind, severity, message, agents, versions, span_ids, evidence,
+                      detected_ns FROM findings"""
+        params: list[Any] = []
+        if run_id is not None:
+            q += " WHERE run_id = ?"
+            params.append(run_id)
+        q += " ORDER BY run_id, finding_id"
+        return [
+            Finding(r[0], r[1], r[2], r[3], r[4], tuple(r[5]), tuple(r[6]), tuple(r[7]), orjson.loads(r[8]), r[9])
+            for r in self.sql(q, params).fetchall()
+        ]
+
+    # -- export ------------------------------------------------------------------------------
+
+    def export_request(self, run_id: str) -> PB2ExportTraceServiceRequest:
+        """The run as one OTLP request, spans grouped by resource and scope."""
+        self.run(run_id)
+        events: dict[str, list[SpanEvent]] = collections.defaultdict(list)
+        for ev in self.events(run_id):
+            events[ev.span_id].append(ev)
+        links: dict[str, list[SpanLink]] = collections.defaultdict(list)
+        for ln in self.links(run_id):
+            links[ln.span_id].append(ln)
+        req = PB2ExportTraceServiceRequest()
+        groups: dict[tuple[str, str, str], Any] = {}
+        resources: dict[str, Any] = {}
+        for sp in self.spans(run_id):
+            res_key = orjson.dumps(sp.resource).decode()
+            key = (res_key, sp.scope_name, sp.scope_version)
+            ss = groups.get(key)
+            if ss is None:
+                rs = resources.get(res_key)
+                if rs is None:
+                    rs = req.resource_spans.add()
+                    fill_attrs(rs.resource.attributes, sp.resource)
+                    resources[res_key] = rs
+                ss = rs.scope_spans.add()
+                ss.scope.name = sp.scope_name
+                ss.scope.version = sp.scope_version
+                groups[key] = ss
+            out = ss.spans.add()
+            out.trace_id = bytes.fromhex(sp.trace_id)
+            out.span_id = bytes.fromhex(sp.span_id)
+            if sp.parent_span_id:
+                out.parent_span_id = bytes.fromhex(sp.parent_span_id)
+            out.trace_state = sp.trace_state
+            out.flags = sp.flags
+            out.name = sp.name
+            out.kind = KIND_BY_NAME[sp.kind]  # type: ignore[assignment]  # int enum value
+            out.start_time_unix_nano = sp.start_ns
+            out.end_time_unix_nano = sp.end_ns
+            fill_attrs(out.attributes, sp.attributes)
+            out.dropped_attributes_count = sp.dropped_attributes_count
+            out.dropped_events_count = sp.dropped_events_count
+            out.dropped_links_count = sp.dropped_links_count
+            out.status.code = STATUS_BY_NAME[sp.status_code]  # type: ignore[assignment]  # int enum value
+            out.status.message = sp.status_message
+            for ev in events.get(sp.span_id, ()):
+                e = out.events.add()
+                e.time_unix_nano = ev.time_ns
+                e.name = ev.name
+                fill_attrs(e.attributes, ev.attributes)
+                e.dropped_attributes_count = ev.dropped_attributes_count
+            for ln in links.get(sp.span_id, ()):
+                link = out.links.add()
+                link.trace_id = bytes.fromhex(ln.linked_trace_id)
+                link.span_id = bytes.fromhex(ln.linked_span_id)
+                link.trace_state = ln.trace_state
+                link.flags = ln.flags
+                fill_attrs(link.attributes, ln.attributes)
+                link.dropped_attributes_count = ln.dropped_attributes_count
+        return req
+
+    def export_parquet(self, run_id: str, directory: str | Path) -> list[Path]:
+        """Every table's rows of ``run_id`` as Parquet files under ``directory``, one per table."""
+        self.run(run_id)
+        out_dir = Path(directory)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for table, key in _RUN_TABLES:
+            path = out_dir / f"{table}.parquet"
+            self._cur().execute(
+                f"COPY (SELECT * FROM {table} WHERE {key} = ?) TO '{_sql_str(str(path))}' (FORMAT parquet)",
+                [run_id],
+            )
+            written.append(path)
+        return written
+
+
+_RUN_TABLES = (
+    ("runs", "run_id"), ("spans", "trace_id"), ("span_events", "trace_id"), ("span_links", "trace_id"),
+    ("state_versions", "run_id"), ("state_reads", "run_id"), ("messages", "run_id"), ("findings", "run_id"),
+)  # fmt: skip
+
+_RUN_COLS = """run_id, workflow, pattern, status, service_name, root_span_id, start_ns, end_ns,
+    span_count, error_count, agents, version_count, parent_run_id, workflow_ref, scenario, attributes"""
+
+_SPAN_COLS = """trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status_code,
+    status_message, attributes, service_name, operation, agent, resource, scope_name, scope_version,
+    trace_state, flags, dropped_attributes_count, dropped_events_count, dropped_links_count"""
+
+
+def _sql_str(s: str) -> str:
+    return s.replace("'", "''")
+
+
+def _run(r: tuple[Any, ...]) -> Run:
+    return Run(
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6] or 0, r[7] or 0, r[8] or 0, r[9] or 0, tuple(r[10] or ()),
+        r[11] or 0, r[16], r[12], r[13], r[14], orjson.loads(r[15]) if r[15] else {},
+    )  # fmt: skip
+
+
+def _span(r: tuple[Any, ...]) -> Span:
+    return Span(
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], orjson.loads(r[9]), r[10], r[11], r[12],
+        orjson.loads(r[13]), r[14], r[15], r[16], r[17], r[18], r[19], r[20],
+    )  # fmt: skip
+
+
+def _rebuild(run_id: str, rows: list[tuple[Any, ...]]) -> JSON:
+    first_version, snapshot, _ = rows[0]
+    if snapshot is None:
+        raise StoreError(f"run {run_id}: version {first_version} has no snapshot to start from")
+    doc = orjson.loads(snapshot)
+    for _version, snap, patch in rows[1:]:
+        doc = orjson.loads(snap) if snap is not None else apply_patch(doc, orjson.loads(patch), in_place=True)
+    return doc
+
+
+def _count_new_versions(con: duckdb.DuckDBPyConnection, versions: pa.Table) -> int:
+    con.register("_in_rows", versions)
+    try:
+        row = con.execute(
+            "SELECT count(*) FROM _in_rows r SEMI JOIN _new_spans n ON n.trace_id = r.run_id AND n.span_id = r.span_id"
+        ).fetchall()
+        row = row[0] if row else None
+    finally:
+        con.unregister("_in_rows")
+    return int(row[0]) if row else 0
+
+
+def add_payload(batch: Batch, payload: Payload, source: str, index: int) -> None:
+    """Add one payload to ``batch``, placing any error in its source and line."""
+    if isinstance(payload, Record):
+        try:
+            if payload.kind == "json":
+                try:
+                    obj = orjson.loads(payload.data)
+                except orjson.JSONDecodeError as exc:
+                    raise DecodeError(f"not JSON: {exc}") from None
+                batch.add_json(obj)
+            else:
+                batch.add_proto(decode_proto(payload.data))
+        except DecodeError as exc:
+            raise exc.at(payload.source, payload.line) from None
+    elif isinstance(payload, dict):
+        try:
+            batch.add_json(payload)
+        except DecodeError as exc:
+            raise exc.at(source, index) from None
+    else:
+        try:
+            batch.add_proto(payload)
+        except DecodeError as exc:
+            raise exc.at(source, index) from None
