@@ -18,6 +18,7 @@ from ._errors import (
     StoreError,
     StoreLockedError,
 )
+from ._import import expand_paths, import_file
 from ._otlp import Record, decode_json, decode_proto, encode_json, read_records
 from ._recorder import ActiveSpan, Recorder, SpanContext, SpanSink
 from ._sinks import DuckDBSink, InMemorySink, OtlpHttpSink, OtlpJsonLinesSink, OtlpProtoFileSink, TeeSink
@@ -85,6 +86,8 @@ __all__ = [
     "decode_proto",
     "diff",
     "encode_json",
+    "expand_paths",
     "field_changes",
+    "import_file",
     "read_records",
 ]

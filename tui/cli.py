@@ -1,0 +1,14 @@
+"""``agentrace``: the command line. See ``agentrace --help``."""
+
+from __future__ import annotations
+
+from ._cli_base import cli
+from .commands import store as _store  # noqa: F401  # registers runs, state, import, export, verify
+from .commands import demo as _demo  # noqa: F401  # registers demo
+
+
+def main() -> None:
+    cli(prog_name="agentrace")
+
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,186 @@
+"""Commands over the store: runs, state, import, export, verify."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from tracer import DecodeError, IngestResult, Store, encode_json, expand_paths, import_file
+
+from .._cli_base import cli, db_option, errors_to_exit, fail, fmt_duration, json_option, open_store, print_json, short
+
+
+def _when(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@cli.command()
+@db_option
+@json_option
+@errors_to_exit
+def runs(db: str, as_json: bool) -> None:
+    """List the runs in the store."""
+    with open_store(db) as store:
+        all_runs = store.runs()
+    if as_json:
+        print_json(
+            [
+                {
+                    "run_id": r.run_id, "workflow": r.workflow, "pattern": r.pattern, "status": r.status,
+                    "start_ns": r.start_ns, "duration_ns": r.duration_ns, "agents": list(r.agents),
+                    "spans": r.span_count, "errors": r.error_count, "versions": r.version_count,
+                    "findings": r.finding_count, "scenario": r.scenario, "parent_run_id": r.parent_run_id,
+                }
+                for r in all_runs
+            ]
+        )  # fmt: skip
+        return
+    if not all_runs:
+        click.echo(f"no runs in {db}")
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("run", "workflow", "pattern", "status", "started", "duration", "agents", "spans", "versions", "findings"):
+        table.add_column(col, justify="right" if col in ("spans", "versions", "findings", "duration") else "left")
+    for r in all_runs:
+        status = r.status or ""
+        style = "red" if status in ("failed", "error", "compensation_failed") else "yellow" if status == "compensated" else ""
+        table.add_row(
+            short(r.run_id), escape(r.workflow or ""), r.pattern or "", f"[{style}]{escape(status)}[/]" if style else escape(status),
+            _when(r.start_ns), fmt_duration(r.duration_ns), str(len(r.agents)), str(r.span_count),
+            str(r.version_count), str(r.finding_count),
+        )  # fmt: skip
+    Console(highlight=False, soft_wrap=True).print(table)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--version", "-v", "version", type=int, required=True, help="The state version (1..N).")
+@db_option
+@json_option
+@errors_to_exit
+def state(run_id: str, version: int, db: str, as_json: bool) -> None:
+    """Print a run's state document at a version (and what changed from the one before)."""
+    with open_store(db) as store:
+        run_id = store.resolve_run(run_id)
+        doc = store.state_at(run_id, version)
+        if as_json:
+            print_json(doc)
+            return
+        meta = next(v for v in store.state_versions(run_id) if v.version == version)
+        changes = store.diff(run_id, version - 1, version) if version > 1 else []
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(
+        f"[bold]run {short(run_id)}  version {version}[/]  kind {meta.kind}  by {escape(meta.agent or '-')}"
+        f"  span {meta.span_id}  base {meta.base_version or '-'}"
+    )
+    from rich.json import JSON
+
+    console.print(JSON.from_data(doc))
+    if changes:
+        console.print(f"[bold]changed since version {version - 1}:[/]")
+        for ch in changes:
+            if ch.change == "added":
+                console.print(f"  [green]+ {escape(ch.path)}[/] = {escape(repr(ch.new))}")
+            elif ch.change == "removed":
+                console.print(f"  [red]- {escape(ch.path)}[/] (was {escape(repr(ch.old))})")
+            else:
+                console.print(f"  [yellow]~ {escape(ch.path)}[/] {escape(repr(ch.old))} → {escape(repr(ch.new))}")
+
+
+@cli.command("import")
+@click.argument("files", nargs=-1, required=True)
+@db_option
+@click.option(
+    "--format", "fmt", type=click.Choice(["auto", "otlp-json", "otlp-proto", "langgraph"]), default="auto",
+    show_default=True, help="Force the input format.",
+)  # fmt: skip
+@click.option("--skip-bad", is_flag=True, help="Store the good records of a bad file and report the bad ones.")
+@errors_to_exit
+def import_(files: tuple[str, ...], db: str, fmt: str, skip_bad: bool) -> None:
+    """Import OTLP files (JSON lines, JSON, protobuf; gzip; folders and globs) into the store."""
+    paths = list(expand_paths(list(files)))
+    total = IngestResult()
+    bad_files = 0
+    with Store(db) as store:
+        for path in paths:
+            try:
+                result = import_file(store, path, fmt=fmt, skip_bad=skip_bad)  # type: ignore[arg-type]
+            except DecodeError as exc:
+                bad_files += 1
+                click.echo(f"agentrace: {exc}", err=True)
+                continue
+            for err in result.errors:
+                click.echo(f"agentrace: skipped: {err}", err=True)
+            total += result
+    click.echo(
+        f"imported {len(paths) - bad_files} of {len(paths)} file(s): {total.runs} run(s), {total.spans} span(s), "
+        f"{total.versions} state version(s); {total.skipped} already stored, {len(total.errors)} bad record(s) skipped"
+    )
+    if bad_files:
+        raise SystemExit(1)
+
+
+@cli.command()
+@click.argument("run_id")
+@click.option("--format", "fmt", type=click.Choice(["otlp-json", "otlp-proto", "parquet"]), required=True)
+@click.option("-o", "--output", "output", type=click.Path(), required=True, help="File (or folder, for parquet).")
+@db_option
+@errors_to_exit
+def export(run_id: str, fmt: str, output: str, db: str) -> None:
+    """Export a run as OTLP (JSON lines or protobuf) or as Parquet tables."""
+    with open_store(db) as store:
+        run_id = store.resolve_run(run_id)
+        if fmt == "parquet":
+            written = store.export_parquet(run_id, output)
+            click.echo(f"wrote {len(written)} Parquet file(s) to {output}")
+            return
+        req = store.export_request(run_id)
+    data = encode_json(req) + b"\n" if fmt == "otlp-json" else req.SerializeToString()
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside the target and renamed into place: a failed export leaves nothing half-written.
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, out)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    n = sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
+    click.echo(f"wrote {n} span(s) of run {short(run_id)} to {output}")
+
+
+@cli.command()
+@click.argument("run_id", required=False)
+@db_option
+@json_option
+@errors_to_exit
+def verify(run_id: str | None, db: str, as_json: bool) -> None:
+    """Check the hash chain of state versions (every run, or one)."""
+    with open_store(db) as store:
+        if run_id is not None:
+            run_id = store.resolve_run(run_id)
+        results = store.verify(run_id)
+    if as_json:
+        print_json([
+            {"run_id": r.run_id, "versions": r.versions, "ok": r.ok, "first_bad_version": r.first_bad_version, "detail": r.detail}
+            for r in results
+        ])  # fmt: skip
+    else:
+        for r in results:
+            if r.ok:
+                click.echo(f"ok   {short(r.run_id)}  {r.versions} version(s)")
+            else:
+                click.echo(f"BAD  {short(r.run_id)}  version {r.first_bad_version}: {r.detail}")
+        bad = sum(not r.ok for r in results)
+        click.echo(f"{len(results) - bad} of {len(results)} chain(s) verify")
+    if any(not r.ok for r in results):
+        fail(f"{sum(not r.ok for r in results)} chain(s) do not verify")
