@@ -195,7 +195,7 @@ def check_hex_id(value: Any, nbytes: int, what: str, *, allow_empty: bool) -> st
             raw = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             raw = None
-        if raw is not None:
+        if raw is not None and len(raw) == nbytes:
             raise DecodeError(
                 f"{what} {value!r} looks like base64; OTLP/JSON ids are {nbytes * 2} hex digits"
                 f" (this one would be {raw.hex()!r})"

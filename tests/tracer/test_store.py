@@ -1,0 +1,181 @@
+import threading
+
+import duckdb
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+import tracer as t
+
+from .helpers import record_run, spans_of
+
+
+@pytest.fixture
+def store(tmp_path):
+    with t.Store(tmp_path / "s.duckdb") as s:
+        yield s
+
+
+def _counts(store: t.Store) -> dict[str, int]:
+    tables = ("runs", "spans", "span_events", "span_links", "state_versions", "state_reads", "messages")
+    return {name: store.sql(f"SELECT count(*) FROM {name}").fetchall()[0][0] for name in tables}
+
+
+def test_recorded_run_is_indexed(store) -> None:
+    run_id = record_run(t.DuckDBSink(store), versions=5)
+    (run,) = store.runs()
+    assert (run.run_id, run.workflow, run.pattern, run.status) == (run_id, "demo", "orchestration", "completed")
+    assert run.span_count == 3 and run.error_count == 1 and run.version_count == 5
+    assert run.agents == ("reader", "writer")
+    versions = store.state_versions(run_id)
+    assert [v.version for v in versions] == [1, 2, 3, 4, 5]
+    assert versions[1].parent_version == 1 and versions[0].kind == "initial"
+    (read,) = store.state_reads(run_id)
+    assert (read.version, read.head_version, read.via, read.cache, read.keys) == (1, 5, "cache", "c1", ("count",))
+    spans = store.spans(run_id)
+    assert [s.name for s in spans] == ["invoke_workflow demo", "invoke_agent writer", "invoke_agent reader"]
+    assert spans[0].attributes["nested"] == {"k": 1} and spans[0].attributes["ratio"] == 0.5
+    assert store.spans(run_id, offset=1, limit=1) == [spans[1]]
+    (link,) = store.links(run_id)
+    assert link.linked_span_id == spans[0].span_id
+
+
+def test_state_at_any_version_and_diff(store) -> None:
+    run_id = record_run(t.DuckDBSink(store), versions=6)
+    for v in range(1, 7):
+        assert store.state_at(run_id, v) == {"count": v, "items": list(range(v)), "meta": {"by": "writer"}}
+    changes = {c.path: c for c in store.diff(run_id, 2, 4)}
+    assert changes["/count"].old == 2 and changes["/count"].new == 4
+    assert changes["/items/2"].change == "added" and changes["/items/3"].change == "added"
+    with pytest.raises(t.NotFoundError):
+        store.state_at(run_id, 7)
+
+
+def test_import_twice_adds_nothing(store) -> None:
+    sink = t.InMemorySink()
+    record_run(sink)
+    first = store.ingest(sink.requests)
+    before = _counts(store)
+    second = store.ingest(sink.requests)
+    assert first.spans == 3 and second.spans == 0 and second.skipped == 3
+    assert _counts(store) == before
+
+
+def test_same_span_with_other_content_is_refused_and_nothing_written(store) -> None:
+    sink = t.InMemorySink()
+    record_run(sink)
+    store.ingest(sink.requests)
+    before = _counts(store)
+    changed = ExportTraceServiceRequest()
+    changed.CopyFrom(sink.requests[0])
+    spans_of(changed)[0].name = "renamed"
+    with pytest.raises(t.DuplicateSpanError, match="different content"):
+        store.ingest([changed])
+    assert _counts(store) == before
+
+
+def test_bad_record_rolls_back_whole_ingest(store) -> None:
+    good = t.InMemorySink()
+    record_run(good, seed=1)
+    bad = ExportTraceServiceRequest()
+    bad.CopyFrom(good.requests[0])
+    sp = spans_of(bad)[0]
+    sp.trace_id = bytes(16 * [1])
+    sp.end_time_unix_nano = sp.start_time_unix_nano - 1
+    with pytest.raises(t.DecodeError, match="ends before it starts"):
+        store.ingest([*good.requests, bad], source="upload")
+    assert _counts(store)["spans"] == 0
+
+
+def test_export_then_import_gives_the_same_rows(tmp_path, store) -> None:
+    run_id = record_run(t.DuckDBSink(store), versions=4)
+    exported = store.export_request(run_id)
+    with t.Store(tmp_path / "other.duckdb") as other:
+        other.ingest([t.decode_json(t.encode_json(exported))])
+        for table, key in (("spans", "trace_id"), ("span_events", "trace_id"), ("span_links", "trace_id"),
+                           ("state_versions", "run_id"), ("state_reads", "run_id"), ("runs", "run_id")):  # fmt: skip
+            q = f"SELECT * FROM {table} WHERE {key} = ? ORDER BY ALL"
+            assert other.sql(q, [run_id]).fetchall() == store.sql(q, [run_id]).fetchall(), table
+    # and the wire form is the same spans
+    assert sorted(s.SerializeToString() for s in spans_of(exported)) == sorted(
+        s.SerializeToString() for s in spans_of(t.decode_proto(exported.SerializeToString()))
+    )
+
+
+def test_verify_finds_a_hand_edited_version(store) -> None:
+    run_id = record_run(t.DuckDBSink(store), versions=5)
+    assert [r.ok for r in store.verify()] == [True]
+    store.sql("UPDATE state_versions SET snapshot = '{\"count\": 99}' WHERE version = 3")
+    (result,) = store.verify(run_id)
+    assert not result.ok and result.first_bad_version == 3
+
+
+def test_verify_names_a_missing_version(store) -> None:
+    run_id = record_run(t.DuckDBSink(store), versions=4)
+    store.sql("DELETE FROM state_versions WHERE version = 2")
+    (result,) = store.verify(run_id)
+    assert result.first_bad_version == 2 and "missing" in (result.detail or "")
+
+
+def test_findings_replace_and_read(store) -> None:
+    run_id = record_run(t.DuckDBSink(store))
+    f = t.Finding(run_id, "f1", "stale_read", "error", "msg", ("a",), (1, 2), ("s",), {"k": 1}, 5)
+    g = t.Finding(run_id, "f2", "lost_update", "warning", "msg2")
+    store.replace_findings(run_id, [f, g])
+    assert store.findings(run_id) == [f, g] and store.run(run_id).finding_count == 2
+    store.replace_findings(run_id, [f])
+    assert store.findings(run_id) == [f]
+    with pytest.raises(ValueError):
+        store.replace_findings("other", [f])
+    store.replace_findings(run_id, [])
+    assert store.findings() == []
+    assert store.run(run_id).finding_count == 0
+
+
+def test_schema_version_is_recorded_and_newer_refused(tmp_path) -> None:
+    path = tmp_path / "x.duckdb"
+    t.Store(path).close()
+    con = duckdb.connect(str(path))
+    assert con.execute("SELECT value FROM agentrace_meta").fetchall() == [(str(t.SCHEMA_VERSION),)]
+    con.execute("UPDATE agentrace_meta SET value = '999'")
+    con.close()
+    with pytest.raises(t.SchemaError, match="newer"):
+        t.Store(path)
+
+
+def test_a_second_writer_process_is_named(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "locked.duckdb"
+    t.Store(path).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, sys; c = duckdb.connect({str(path)!r}); print('ready', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        with pytest.raises(t.StoreLockedError) as err:
+            t.Store(path)
+        assert err.value.pid == holder.pid
+        assert "locked by process" in str(err.value)
+    finally:
+        holder.communicate("")
+
+
+def test_concurrent_readers_in_threads(store) -> None:
+    run_id = record_run(t.DuckDBSink(store), versions=8)
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            for v in range(1, 9):
+                assert store.state_at(run_id, v)["count"] == v
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
