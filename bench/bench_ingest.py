@@ -23,7 +23,9 @@ SPANS = 100_000
 PER_REQUEST = 1_000
 
 
-def make_requests(n_spans: int = SPANS, per_request: int = PER_REQUEST, seed: int = 1) -> list[ExportTraceServiceRequest]:
+def make_requests(
+    n_spans: int = SPANS, per_request: int = PER_REQUEST, seed: int = 1
+) -> list[ExportTraceServiceRequest]:
     """Agent-like spans: 8 attributes each (strings, ints, a double, a bool), 1,000 per request."""
     rng = random.Random(seed)
     agents = ["intake", "score", "risk", "pricing", "decision"]

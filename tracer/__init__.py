@@ -21,7 +21,14 @@ from ._errors import (
 from ._import import expand_paths, import_file
 from ._otlp import Record, decode_json, decode_proto, encode_json, read_records
 from ._recorder import ActiveSpan, Recorder, SpanContext, SpanSink
-from ._sinks import DuckDBSink, InMemorySink, OtlpHttpSink, OtlpJsonLinesSink, OtlpProtoFileSink, TeeSink
+from ._sinks import (
+    DuckDBSink,
+    InMemorySink,
+    OtlpHttpSink,
+    OtlpJsonLinesSink,
+    OtlpProtoFileSink,
+    TeeSink,
+)
 from ._state import FieldChange, apply_patch, canonical_json, chain_hash, diff, field_changes
 from ._store._models import (
     Finding,

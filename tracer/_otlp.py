@@ -246,10 +246,16 @@ def _ids_b64_to_hex(node: Any) -> None:
             _ids_b64_to_hex(item)
 
 
-def decode_json(data: bytes | str | dict[str, Any], *, source: str = "<input>", line: int | None = None) -> PB2ExportTraceServiceRequest:
+def decode_json(
+    data: bytes | str | dict[str, Any], *, source: str = "<input>", line: int | None = None
+) -> PB2ExportTraceServiceRequest:
     """An OTLP/JSON ExportTraceServiceRequest as a protobuf message."""
     try:
-        obj = orjson.loads(data) if isinstance(data, (bytes, str)) else orjson.loads(orjson.dumps(data))
+        obj = (
+            orjson.loads(data)
+            if isinstance(data, (bytes, str))
+            else orjson.loads(orjson.dumps(data))
+        )
     except orjson.JSONDecodeError as exc:
         raise DecodeError(f"not JSON: {exc}", source=source, line=line) from None
     if not isinstance(obj, dict) or "resourceSpans" not in obj:
@@ -267,18 +273,24 @@ def decode_json(data: bytes | str | dict[str, Any], *, source: str = "<input>", 
 
 def encode_json(req: PB2ExportTraceServiceRequest) -> bytes:
     """One line of OTLP/JSON (no trailing newline); the same message gives the same bytes."""
-    obj = json_format.MessageToDict(req, use_integers_for_enums=True, preserving_proto_field_name=False)
+    obj = json_format.MessageToDict(
+        req, use_integers_for_enums=True, preserving_proto_field_name=False
+    )
     _ids_b64_to_hex(obj)
     return orjson.dumps(obj)
 
 
-def decode_proto(data: bytes, *, source: str = "<input>", line: int | None = None) -> PB2ExportTraceServiceRequest:
+def decode_proto(
+    data: bytes, *, source: str = "<input>", line: int | None = None
+) -> PB2ExportTraceServiceRequest:
     """A protobuf ExportTraceServiceRequest; a truncated or foreign message is a DecodeError."""
     req = PB2ExportTraceServiceRequest()
     try:
         req.ParseFromString(data)
     except PB2DecodeError as exc:
-        raise DecodeError(f"not a valid OTLP protobuf message ({exc or 'truncated'})", source=source, line=line) from None
+        raise DecodeError(
+            f"not a valid OTLP protobuf message ({exc or 'truncated'})", source=source, line=line
+        ) from None
     return req
 
 

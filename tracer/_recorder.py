@@ -110,7 +110,9 @@ class ActiveSpan:
     def set_attributes(self, attributes: Attributes) -> None:
         fill_attrs(self._span.attributes, dict(attributes))
 
-    def add_event(self, name: str, attributes: Attributes | None = None, *, time_ns: int | None = None) -> None:
+    def add_event(
+        self, name: str, attributes: Attributes | None = None, *, time_ns: int | None = None
+    ) -> None:
         ev = self._span.events.add()
         ev.time_unix_nano = self._recorder.clock.now_ns() if time_ns is None else time_ns
         ev.name = name
@@ -125,7 +127,11 @@ class ActiveSpan:
             fill_attrs(link.attributes, dict(attributes))
 
     def set_status(self, status: Literal["ok", "error", "unset"], message: str = "") -> None:
-        code = {"unset": PB2Status.STATUS_CODE_UNSET, "ok": PB2Status.STATUS_CODE_OK, "error": PB2Status.STATUS_CODE_ERROR}
+        code = {
+            "unset": PB2Status.STATUS_CODE_UNSET,
+            "ok": PB2Status.STATUS_CODE_OK,
+            "error": PB2Status.STATUS_CODE_ERROR,
+        }
         self._span.status.code = code[status]
         self._span.status.message = message if status == "error" else ""
 
@@ -133,7 +139,11 @@ class ActiveSpan:
         """An ``exception`` event per the OpenTelemetry conventions (no stack: it would differ per machine)."""
         self.add_event(
             "exception",
-            {"exception.type": type(exc).__qualname__, "exception.message": str(exc), "exception.escaped": escaped},
+            {
+                "exception.type": type(exc).__qualname__,
+                "exception.message": str(exc),
+                "exception.escaped": escaped,
+            },
         )
 
     def commit_state(
@@ -167,7 +177,13 @@ class ActiveSpan:
         every = self._recorder.snapshot_every
         if parent_snapshot is None:
             attrs[c.STATE_SNAPSHOT] = canonical_json(snapshot)
-            touched = list(keys) if keys is not None else sorted(snapshot) if isinstance(snapshot, dict) else []
+            touched = (
+                list(keys)
+                if keys is not None
+                else sorted(snapshot)
+                if isinstance(snapshot, dict)
+                else []
+            )
         else:
             patch = diff(parent_snapshot, snapshot)
             if version % every == 1 or every == 1:
@@ -190,7 +206,11 @@ class ActiveSpan:
         time_ns: int | None = None,
     ) -> None:
         """Record that this span read ``keys`` at ``version`` (the head being ``head_version``)."""
-        attrs: dict[str, Any] = {c.STATE_VERSION: version, c.STATE_KEYS: list(keys), c.STATE_VIA: via}
+        attrs: dict[str, Any] = {
+            c.STATE_VERSION: version,
+            c.STATE_KEYS: list(keys),
+            c.STATE_VIA: via,
+        }
         if head_version is not None:
             attrs[c.STATE_HEAD_VERSION] = head_version
         if cache:
@@ -209,7 +229,9 @@ class ActiveSpan:
     def __enter__(self) -> ActiveSpan:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
         if exc is not None and not self.ended:
             self.record_exception(exc, escaped=True)
             self.set_status("error", f"{type(exc).__name__}: {exc}")

@@ -41,7 +41,13 @@ class InMemorySink:
     def spans(self) -> list[PB2Span]:
         """Every exported span, in export order."""
         with self._lock:
-            return [sp for req in self.requests for rs in req.resource_spans for ss in rs.scope_spans for sp in ss.spans]
+            return [
+                sp
+                for req in self.requests
+                for rs in req.resource_spans
+                for ss in rs.scope_spans
+                for sp in ss.spans
+            ]
 
     def clear(self) -> None:
         with self._lock:
@@ -110,7 +116,14 @@ class OtlpHttpSink:
     A request the receiver refuses raises :class:`StoreError` naming the status and body.
     """
 
-    def __init__(self, endpoint: str, *, headers: dict[str, str] | None = None, timeout: float = 10.0, compress: bool = True) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10.0,
+        compress: bool = True,
+    ) -> None:
         self.endpoint = endpoint.rstrip("/")
         if not self.endpoint.endswith("/v1/traces"):
             self.endpoint += "/v1/traces"

@@ -24,7 +24,9 @@ JSON = Any  # a JSON-compatible value: dict, list, str, int, float, bool or None
 
 def canonical_json(doc: JSON) -> str:
     """The canonical text of a JSON document (sorted keys, no whitespace)."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return json.dumps(
+        doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
 
 
 def chain_hash(parent_hash: str, doc: JSON) -> str:

@@ -106,7 +106,9 @@ BREAKER_REJECTED: Final = "agentrace.breaker.rejected"  # bool on a step refused
 MESSAGE_ATTEMPT: Final = "agentrace.message.attempt"
 MESSAGE_CONSUMER: Final = "agentrace.message.consumer"
 MESSAGE_KEY: Final = "agentrace.message.key"
-MESSAGE_OUTCOME: Final = "agentrace.message.outcome"  # acked | nacked | dead_lettered | duplicate | dropped
+MESSAGE_OUTCOME: Final = (
+    "agentrace.message.outcome"  # acked | nacked | dead_lettered | duplicate | dropped
+)
 MESSAGE_FAULT: Final = "agentrace.message.fault"  # an injected fault, when there was one
 
 # saga.compensate attributes

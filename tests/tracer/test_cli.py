@@ -38,7 +38,11 @@ def test_runs_uses_env_var(db, monkeypatch) -> None:
 def test_state_json_prints_the_document(db) -> None:
     run_id = json.loads(run("runs", "--db", db, "--json").output)[0]["run_id"]
     r = run("state", run_id[:8], "--version", "3", "--db", db, "--json")
-    assert r.exit_code == 0 and json.loads(r.output) == {"count": 3, "items": [0, 1, 2], "meta": {"by": "writer"}}
+    assert r.exit_code == 0 and json.loads(r.output) == {
+        "count": 3,
+        "items": [0, 1, 2],
+        "meta": {"by": "writer"},
+    }
     human = run("state", run_id, "-v", "3", "--db", db)
     assert "changed since version 2" in human.output and "/items/2" in human.output
 

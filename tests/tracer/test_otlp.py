@@ -65,7 +65,15 @@ def test_unknown_fields_are_ignored_and_empty_parent_tolerated() -> None:
     ],
 )
 def test_bad_ids_are_named(trace_id: str, message: str) -> None:
-    obj = {"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": trace_id, "spanId": "eee19b7ec3c1b174", "name": "x"}]}]}]}
+    obj = {
+        "resourceSpans": [
+            {
+                "scopeSpans": [
+                    {"spans": [{"traceId": trace_id, "spanId": "eee19b7ec3c1b174", "name": "x"}]}
+                ]
+            }
+        ]
+    }
     with pytest.raises(t.DecodeError, match=message) as err:
         t.decode_json(obj, source="f.jsonl", line=3)
     assert str(err.value).startswith("f.jsonl:3: ")

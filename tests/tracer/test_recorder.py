@@ -60,13 +60,17 @@ def test_commit_state_sends_snapshots_every_n_and_patches_between() -> None:
     sink = t.InMemorySink()
     record_run(sink, versions=5)
     commits = [ev for sp in sink.spans() for ev in sp.events if ev.name == "agentrace.state.commit"]
-    has_snapshot = [any(kv.key == "agentrace.state.snapshot" for kv in ev.attributes) for ev in commits]
+    has_snapshot = [
+        any(kv.key == "agentrace.state.snapshot" for kv in ev.attributes) for ev in commits
+    ]
     # snapshot_every=2 in the helper: versions 1, 3, 5 whole; 2 and 4 as patches
     assert has_snapshot == [True, False, True, False, True]
 
 
 def test_traceparent_round_trip_and_rejects_garbage() -> None:
-    ctx = t.SpanContext(bytes.fromhex("0af7651916cd43dd8448eb211c80319c"), bytes.fromhex("b7ad6b7169203331"))
+    ctx = t.SpanContext(
+        bytes.fromhex("0af7651916cd43dd8448eb211c80319c"), bytes.fromhex("b7ad6b7169203331")
+    )
     assert ctx.traceparent == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     assert t.SpanContext.from_traceparent(ctx.traceparent) == ctx
     for bad in ("", "00-xyz", "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",

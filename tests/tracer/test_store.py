@@ -16,23 +16,46 @@ def store(tmp_path):
 
 
 def _counts(store: t.Store) -> dict[str, int]:
-    tables = ("runs", "spans", "span_events", "span_links", "state_versions", "state_reads", "messages")
+    tables = (
+        "runs",
+        "spans",
+        "span_events",
+        "span_links",
+        "state_versions",
+        "state_reads",
+        "messages",
+    )
     return {name: store.sql(f"SELECT count(*) FROM {name}").fetchall()[0][0] for name in tables}
 
 
 def test_recorded_run_is_indexed(store) -> None:
     run_id = record_run(t.DuckDBSink(store), versions=5)
     (run,) = store.runs()
-    assert (run.run_id, run.workflow, run.pattern, run.status) == (run_id, "demo", "orchestration", "completed")
+    assert (run.run_id, run.workflow, run.pattern, run.status) == (
+        run_id,
+        "demo",
+        "orchestration",
+        "completed",
+    )
     assert run.span_count == 3 and run.error_count == 1 and run.version_count == 5
     assert run.agents == ("reader", "writer")
     versions = store.state_versions(run_id)
     assert [v.version for v in versions] == [1, 2, 3, 4, 5]
     assert versions[1].parent_version == 1 and versions[0].kind == "initial"
     (read,) = store.state_reads(run_id)
-    assert (read.version, read.head_version, read.via, read.cache, read.keys) == (1, 5, "cache", "c1", ("count",))
+    assert (read.version, read.head_version, read.via, read.cache, read.keys) == (
+        1,
+        5,
+        "cache",
+        "c1",
+        ("count",),
+    )
     spans = store.spans(run_id)
-    assert [s.name for s in spans] == ["invoke_workflow demo", "invoke_agent writer", "invoke_agent reader"]
+    assert [s.name for s in spans] == [
+        "invoke_workflow demo",
+        "invoke_agent writer",
+        "invoke_agent reader",
+    ]
     assert spans[0].attributes["nested"] == {"k": 1} and spans[0].attributes["ratio"] == 0.5
     assert store.spans(run_id, offset=1, limit=1) == [spans[1]]
     (link,) = store.links(run_id)
@@ -42,7 +65,11 @@ def test_recorded_run_is_indexed(store) -> None:
 def test_state_at_any_version_and_diff(store) -> None:
     run_id = record_run(t.DuckDBSink(store), versions=6)
     for v in range(1, 7):
-        assert store.state_at(run_id, v) == {"count": v, "items": list(range(v)), "meta": {"by": "writer"}}
+        assert store.state_at(run_id, v) == {
+            "count": v,
+            "items": list(range(v)),
+            "meta": {"by": "writer"},
+        }
     changes = {c.path: c for c in store.diff(run_id, 2, 4)}
     assert changes["/count"].old == 2 and changes["/count"].new == 4
     assert changes["/items/2"].change == "added" and changes["/items/3"].change == "added"

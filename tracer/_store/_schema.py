@@ -144,15 +144,13 @@ assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
 def current_version(con: duckdb.DuckDBPyConnection) -> int:
-    exists = con.execute(
+    (exists,) = con.execute(
         "SELECT count(*) FROM information_schema.tables WHERE table_name = 'agentrace_meta'"
-    ).fetchall()
-    exists = exists[0] if exists else None
-    if not exists or not exists[0]:
+    ).fetchall()[0]
+    if not exists:
         return 0
-    row = con.execute("SELECT value FROM agentrace_meta WHERE key = 'schema_version'").fetchall()
-    row = row[0] if row else None
-    return int(row[0]) if row else 0
+    rows = con.execute("SELECT value FROM agentrace_meta WHERE key = 'schema_version'").fetchall()
+    return int(rows[0][0]) if rows else 0
 
 
 def migrate(con: duckdb.DuckDBPyConnection, path: str) -> int:

@@ -167,23 +167,21 @@ class Store:
             return IngestResult(skipped=batch.duplicates)
         con.register("_in_spans", spans)
         try:
-            clash = con.execute(
+            clash = _first(con.execute(
                 """SELECT s.trace_id, s.span_id, s.name FROM _in_spans s
                    JOIN spans t ON t.trace_id = s.trace_id AND t.span_id = s.span_id
                    WHERE s.name <> t.name OR s.start_ns <> t.start_ns OR s.end_ns <> t.end_ns
                       OR s.attributes <> t.attributes::VARCHAR
                    LIMIT 1"""
-            ).fetchall()
-            clash = clash[0] if clash else None
+            ).fetchall())
             if clash:
                 raise DuplicateSpanError(
                     f"span {clash[2]!r} ({clash[1]}): already stored in trace {clash[0]} with different content"
                 )
-            existing = con.execute(
+            existing = _first(con.execute(
                 """SELECT count(*) FROM _in_spans s SEMI JOIN spans t
                    ON t.trace_id = s.trace_id AND t.span_id = s.span_id"""
-            ).fetchall()
-            existing = existing[0] if existing else None
+            ).fetchall())
             n_existing = existing[0] if existing else 0
             if n_existing == 0:
                 con.execute("INSERT INTO spans SELECT * FROM _in_spans")
@@ -307,7 +305,9 @@ class Store:
         return self._cur().execute(query, params)
 
     def arrow(self, query: str, params: Any = None) -> pa.Table:
-        return self._cur().execute(query, params).fetch_arrow_table()
+        # ``sql(...).to_arrow_table()``: DuckDB 2 dropped ``fetch_arrow_table`` and warns that
+        # Arrow from an ``execute`` result makes an extra copy of the rows.
+        return self._cur().sql(query, params=params).to_arrow_table()
 
     def runs(self) -> list[Run]:
         rows = self.sql(
@@ -317,12 +317,11 @@ class Store:
         return [_run(row) for row in rows]
 
     def run(self, run_id: str) -> Run:
-        row = self.sql(
+        row = _first(self.sql(
             f"""SELECT {_RUN_COLS}, (SELECT count(*) FROM findings f WHERE f.run_id = r.run_id)
                 FROM runs r WHERE run_id = ?""",
             [run_id],
-        ).fetchall()
-        row = row[0] if row else None
+        ).fetchall())
         if row is None:
             raise NotFoundError(f"no run {run_id!r} in {self.path}")
         return _run(row)
@@ -339,8 +338,7 @@ class Store:
         return str(rows[0][0])
 
     def span_count(self, run_id: str) -> int:
-        row = self.sql("SELECT count(*) FROM spans WHERE trace_id = ?", [run_id]).fetchall()
-        row = row[0] if row else None
+        row = _first(self.sql("SELECT count(*) FROM spans WHERE trace_id = ?", [run_id]).fetchall())
         return int(row[0]) if row else 0
 
     def spans(self, run_id: str, *, offset: int = 0, limit: int | None = None) -> list[Span]:
@@ -356,20 +354,53 @@ class Store:
         return [_span(row) for row in self.sql(q, params).fetchall()]
 
     def span(self, run_id: str, span_id: str) -> Span:
-        row = self.sql(
+        row = _first(self.sql(
             f"SELECT {_SPAN_COLS} FROM spans WHERE trace_id = ? AND span_id = ?", [run_id, span_id]
-        ).fetchall()
-        row = row[0] if row else None
+        ).fetchall())
         if row is None:
             raise NotFoundError(f"no span {span_id} in run {run_id}")
         return _span(row)
 
-    def span_index(self, run_id: str) -> pa.Table:
-        """The light columns of every span of a run (for trees and waterfalls), as Arrow."""
+    def span_index(self, run_id: str, span_ids: Iterable[str] | None = None) -> pa.Table:
+        """The light columns of every span of a run (for trees and waterfalls), as Arrow.
+
+        With ``span_ids``, only those spans (a page of a waterfall); ids not in the run are
+        left out.
+        """
+        q = """SELECT span_id, parent_span_id, name, kind, start_ns, end_ns, status_code, agent, operation
+               FROM spans WHERE trace_id = ?"""
+        params: list[Any] = [run_id]
+        if span_ids is not None:
+            q += " AND list_contains(?::VARCHAR[], span_id)"
+            params.append(list(span_ids))
+        return self.arrow(q + " ORDER BY start_ns, span_id", params)
+
+    def span_tree(self, run_id: str) -> pa.Table:
+        """The run's spans in tree order, as Arrow: ``span_id``, ``depth``, ``descendants``.
+
+        Depth-first, children by start time (then span id): the row order of a fully
+        expanded waterfall. A span whose parent is not in the run is a root. The
+        ``descendants`` of row ``i`` are rows ``i + 1 .. i + descendants``, so a viewer can
+        fold a subtree without holding the spans themselves (it pages them with
+        :meth:`span_index`). Spans caught in a parent cycle reach no root and are left out.
+        """
         return self.arrow(
-            """SELECT span_id, parent_span_id, name, kind, start_ns, end_ns, status_code, agent, operation
-               FROM spans WHERE trace_id = ? ORDER BY start_ns, span_id""",
-            [run_id],
+            """WITH RECURSIVE s AS (
+                   SELECT span_id, parent_span_id,
+                          row_number() OVER (ORDER BY start_ns, span_id)::INTEGER AS rn
+                   FROM spans WHERE trace_id = $run),
+               t(span_id, depth, path) AS (
+                   SELECT span_id, 0, [rn] FROM s
+                   WHERE parent_span_id = '' OR parent_span_id = span_id
+                      OR parent_span_id NOT IN (SELECT span_id FROM s)
+                   UNION ALL
+                   SELECT c.span_id, t.depth + 1, list_append(t.path, c.rn)
+                   FROM s c JOIN t ON c.parent_span_id = t.span_id AND c.span_id <> t.span_id),
+               sizes AS (SELECT unnest(path) AS rn, count(*) - 1 AS descendants FROM t GROUP BY 1)
+               SELECT t.span_id, t.depth::INTEGER AS depth, z.descendants::INTEGER AS descendants
+               FROM t JOIN sizes z ON z.rn = t.path[-1]
+               ORDER BY t.path""",
+            {"run": run_id},
         )
 
     def events(self, run_id: str, span_id: str | None = None, *, name: str | None = None) -> list[SpanEvent]:
@@ -407,7 +438,7 @@ class Store:
                       hash, keys, source FROM state_versions WHERE run_id = ? ORDER BY version""",
             [run_id],
         ).fetchall()
-        return [StateVersion(*r[:9], tuple(r[9]), r[10]) for r in rows]
+        return [StateVersion(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tuple(r[9]), r[10]) for r in rows]
 
     def state_reads(self, run_id: str) -> list[StateRead]:
         rows = self.sql(
@@ -415,7 +446,7 @@ class Store:
                FROM state_reads WHERE run_id = ? ORDER BY read_ns, span_id, seq""",
             [run_id],
         ).fetchall()
-        return [StateRead(*r[:6], tuple(r[6]), *r[7:]) for r in rows]
+        return [StateRead(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6]), r[7], r[8], r[9]) for r in rows]
 
     def messages(self, run_id: str) -> list[Message]:
         rows = self.sql(
@@ -548,14 +579,14 @@ class Store:
             out.trace_state = sp.trace_state
             out.flags = sp.flags
             out.name = sp.name
-            out.kind = KIND_BY_NAME[sp.kind]  # type: ignore[assignment]  # int enum value
+            out.kind = KIND_BY_NAME[sp.kind]
             out.start_time_unix_nano = sp.start_ns
             out.end_time_unix_nano = sp.end_ns
             fill_attrs(out.attributes, sp.attributes)
             out.dropped_attributes_count = sp.dropped_attributes_count
             out.dropped_events_count = sp.dropped_events_count
             out.dropped_links_count = sp.dropped_links_count
-            out.status.code = STATUS_BY_NAME[sp.status_code]  # type: ignore[assignment]  # int enum value
+            out.status.code = STATUS_BY_NAME[sp.status_code]
             out.status.message = sp.status_message
             for ev in events.get(sp.span_id, ()):
                 e = out.events.add()
@@ -602,6 +633,10 @@ _SPAN_COLS = """trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns,
     trace_state, flags, dropped_attributes_count, dropped_events_count, dropped_links_count"""
 
 
+def _first(rows: list[tuple[Any, ...]]) -> tuple[Any, ...] | None:
+    return rows[0] if rows else None
+
+
 def _sql_str(s: str) -> str:
     return s.replace("'", "''")
 
@@ -633,10 +668,9 @@ def _rebuild(run_id: str, rows: list[tuple[Any, ...]]) -> JSON:
 def _count_new_versions(con: duckdb.DuckDBPyConnection, versions: pa.Table) -> int:
     con.register("_in_rows", versions)
     try:
-        row = con.execute(
+        row = _first(con.execute(
             "SELECT count(*) FROM _in_rows r SEMI JOIN _new_spans n ON n.trace_id = r.run_id AND n.span_id = r.span_id"
-        ).fetchall()
-        row = row[0] if row else None
+        ).fetchall())
     finally:
         con.unregister("_in_rows")
     return int(row[0]) if row else 0

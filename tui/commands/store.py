@@ -56,11 +56,30 @@ def runs(db: str, as_json: bool) -> None:
         click.echo(f"no runs in {db}")
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("run", "workflow", "pattern", "status", "started", "duration", "agents", "spans", "versions", "findings"):
-        table.add_column(col, justify="right" if col in ("spans", "versions", "findings", "duration") else "left")
+    for col in (
+        "run",
+        "workflow",
+        "pattern",
+        "status",
+        "started",
+        "duration",
+        "agents",
+        "spans",
+        "versions",
+        "findings",
+    ):
+        table.add_column(
+            col, justify="right" if col in ("spans", "versions", "findings", "duration") else "left"
+        )
     for r in all_runs:
         status = r.status or ""
-        style = "red" if status in ("failed", "error", "compensation_failed") else "yellow" if status == "compensated" else ""
+        style = (
+            "red"
+            if status in ("failed", "error", "compensation_failed")
+            else "yellow"
+            if status == "compensated"
+            else ""
+        )
         table.add_row(
             short(r.run_id), escape(r.workflow or ""), r.pattern or "", f"[{style}]{escape(status)}[/]" if style else escape(status),
             _when(r.start_ns), fmt_duration(r.duration_ns), str(len(r.agents)), str(r.span_count),
@@ -71,7 +90,9 @@ def runs(db: str, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("run_id")
-@click.option("--version", "-v", "version", type=int, required=True, help="The state version (1..N).")
+@click.option(
+    "--version", "-v", "version", type=int, required=True, help="The state version (1..N)."
+)
 @db_option
 @json_option
 @errors_to_exit
@@ -101,13 +122,24 @@ def state(run_id: str, version: int, db: str, as_json: bool) -> None:
             elif ch.change == "removed":
                 console.print(f"  [red]- {escape(ch.path)}[/] (was {escape(repr(ch.old))})")
             else:
-                console.print(f"  [yellow]~ {escape(ch.path)}[/] {escape(repr(ch.old))} → {escape(repr(ch.new))}")
+                console.print(
+                    f"  [yellow]~ {escape(ch.path)}[/] {escape(repr(ch.old))} → {escape(repr(ch.new))}"
+                )
 
 
 @cli.command()
 @click.argument("run_id")
-@click.option("--format", "fmt", type=click.Choice(["otlp-json", "otlp-proto", "parquet"]), required=True)
-@click.option("-o", "--output", "output", type=click.Path(), required=True, help="File (or folder, for parquet).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["otlp-json", "otlp-proto", "parquet"]), required=True
+)
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(),
+    required=True,
+    help="File (or folder, for parquet).",
+)
 @db_option
 @errors_to_exit
 def export(run_id: str, fmt: str, output: str, db: str) -> None:
