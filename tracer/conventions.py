@@ -29,6 +29,7 @@ OP_INVOKE_WORKFLOW: Final = "invoke_workflow"
 OP_INVOKE_AGENT: Final = "invoke_agent"
 OP_EXECUTE_TOOL: Final = "execute_tool"
 OP_CHAT: Final = "chat"
+OP_HANDOFF: Final = "handoff"  # a handoff between agents (OpenAI Agents SDK spans)
 
 PROVIDER: Final = "agentrace"
 
@@ -83,6 +84,7 @@ STATE_KEYS: Final = "agentrace.state.keys"  # top-level keys written or read
 STATE_VIA: Final = "agentrace.state.via"  # store | cache | message
 STATE_CACHE: Final = "agentrace.state.cache"  # the cache's name, for via=cache
 STATE_AGENT: Final = "agentrace.state.agent"
+STATE_SOURCE: Final = "agentrace.state.source"  # where a version came from; absent = agentrace
 
 STATE_KINDS: Final = ("initial", "commit", "rollback", "compensation", "fork")
 READ_VIA: Final = ("store", "cache", "message")

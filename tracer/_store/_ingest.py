@@ -28,6 +28,7 @@ from .._otlp import (
     check_bytes_id,
     check_hex_id,
 )
+from .._redact import Redactor
 
 _dumps = orjson.dumps
 
@@ -125,9 +126,12 @@ class Batch:
 
     ``add_*`` validates as it goes and raises :class:`DecodeError` naming the span;
     a span id seen twice in one batch is skipped when identical and refused when not.
+    With a ``redactor``, secrets are replaced in resources (as they are added) and in
+    the text columns of :meth:`tables`, before anything reaches the store.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        self.redactor = redactor if redactor is not None and redactor.active else None
         self.spans: list[tuple[Any, ...]] = []
         self.events: list[tuple[Any, ...]] = []
         self.links: list[tuple[Any, ...]] = []
@@ -150,6 +154,8 @@ class Batch:
         for rs in req.resource_spans:
             resource_attrs = attrs_from_proto(rs.resource.attributes)
             resource = _dumps(resource_attrs).decode()
+            if self.redactor is not None:
+                resource = self.redactor.json_text(resource)
             service = resource_attrs.get(c.SERVICE_NAME)
             service = service if isinstance(service, str) else None
             for ss in rs.scope_spans:
@@ -208,6 +214,8 @@ class Batch:
                 raise DecodeError("resourceSpans entry is not an object")
             resource_attrs = attrs_from_json(res.get("attributes") or [], "resource attributes")
             resource = _dumps(resource_attrs).decode()
+            if self.redactor is not None:
+                resource = self.redactor.json_text(resource)
             service = resource_attrs.get(c.SERVICE_NAME)
             service = service if isinstance(service, str) else None
             for ss in rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or ():
@@ -293,7 +301,7 @@ class Batch:
             raise DuplicateSpanError(f"{where}: span id seen twice in trace {tid} with different content")
         self._seen[key] = len(self.spans)
         self.trace_ids.add(tid)
-        op, agent = classify(name, kind, attrs)
+        op, agent = classify(name, kind, attrs, not pid)
         self.spans.append(
             (tid, sid, pid, trace_state, flags, name, KIND_NAMES[kind], start, end, STATUS_NAMES[code],
              message, attrs_json, resource, scope_name, scope_version, service, op, agent,
@@ -336,7 +344,7 @@ class Batch:
                  _s(ea.get(c.STATE_AGENT)) or agent, sid, t,
                  snapshot if isinstance(snapshot, str) else None,
                  patch if isinstance(patch, str) else None, _s(ea.get(c.STATE_HASH)),
-                 _str_list(ea.get(c.STATE_KEYS)), "agentrace")
+                 _str_list(ea.get(c.STATE_KEYS)), _s(ea.get(c.STATE_SOURCE)) or "agentrace")
             )  # fmt: skip
         elif ename == c.EV_STATE_READ:
             version = ea.get(c.STATE_VERSION)
@@ -376,7 +384,7 @@ class Batch:
                 out[name] = pa.Table.from_arrays(
                     [pa.array(col, type=f.type) for col, f in zip(cols, schema, strict=True)], schema=schema
                 )
-        return out
+        return out if self.redactor is None else self.redactor.tables(out)
 
 
 def _s(v: Any) -> str | None:

@@ -29,6 +29,7 @@ from .._otlp import (
     decode_proto,
     fill_attrs,
 )
+from .._redact import Redactor
 from .._state import JSON, FieldChange, apply_patch, chain_hash, field_changes
 from ._ingest import Batch
 from ._models import (
@@ -91,6 +92,8 @@ class Store:
         self._state_cache: collections.OrderedDict[tuple[str, int], str] = collections.OrderedDict()
         self._cache_lock = threading.Lock()
         self._listeners: list[Callable[[IngestResult, frozenset[str]], None]] = []
+        # Secrets are replaced on ingest (tracer._redact); None stores spans as sent.
+        self.redactor: Redactor | None = Redactor.default()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -140,7 +143,7 @@ class Store:
     def _ingest_in(
         self, con: duckdb.DuckDBPyConnection, payloads: Iterable[Payload], source: str
     ) -> tuple[IngestResult, frozenset[str]]:
-        batch = Batch()
+        batch = Batch(self.redactor)
         total = IngestResult()
         runs: set[str] = set()
         requests = 0
@@ -150,7 +153,7 @@ class Store:
             if len(batch) >= _CHUNK_SPANS:
                 total += self._write(con, batch)
                 runs |= batch.trace_ids
-                batch = Batch()
+                batch = Batch(self.redactor)
         total += self._write(con, batch)
         runs |= batch.trace_ids
         if runs:
