@@ -1,0 +1,159 @@
+"""Detectors over the bus: messages processed twice, messages never handled."""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+
+from .._store._models import Finding
+from ._context import DeliveryRow, RunContext
+from ._model import Severity, fmt_list, make_finding
+
+
+def commits_under(
+    ctx: RunContext, roots: list[str]
+) -> dict[str, list[tuple[int, tuple[str, ...]]]]:
+    """For each span of ``roots``: the ``(version, keys)`` committed by it or any span below it."""
+    if not roots:
+        return {}
+    rows = ctx.store.sql(
+        """WITH RECURSIVE sub(root, span_id) AS (
+               SELECT span_id, span_id FROM spans
+               WHERE trace_id = $run AND span_id IN (SELECT unnest($roots))
+               UNION ALL
+               SELECT sub.root, s.span_id FROM spans s JOIN sub ON s.parent_span_id = sub.span_id
+               WHERE s.trace_id = $run)
+           SELECT sub.root, v.version, v.keys FROM sub
+           JOIN state_versions v ON v.run_id = $run AND v.span_id = sub.span_id
+           ORDER BY v.version""",
+        {"run": ctx.run_id, "roots": sorted(set(roots))},
+    ).fetchall()
+    out: dict[str, list[tuple[int, tuple[str, ...]]]] = collections.defaultdict(list)
+    for root, version, keys in rows:
+        out[root].append((version, tuple(keys)))
+    return out
+
+
+def _delivery(
+    d: DeliveryRow, effects: list[tuple[int, tuple[str, ...]]] | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "span_id": d.span_id,
+        "group": d.group,
+        "consumer": d.consumer,
+        "agent": d.agent,
+        "attempt": d.attempt,
+        "ack": d.ack,
+        "fault": d.fault,
+        "fate": d.fate,
+        "start_ns": d.start_ns,
+    }
+    if effects is not None:
+        out["versions"] = [v for v, _ in effects]
+        out["keys"] = sorted({k for _, ks in effects for k in ks})
+    return out
+
+
+def detect_duplicate_deliveries(ctx: RunContext) -> list[Finding]:
+    """``duplicate_delivery``: one message processed (acked, or completed where no ack is
+    recorded) more than once by the same consumer group.
+
+    A consumer that notices and acks ``duplicate`` did its job: no finding. Where the
+    processings committed state (in their span or below), the effect is visible:
+    applied twice is an ``error``; otherwise the finding is a ``warning``.
+    """
+    dups = ctx.message_fates.duplicates
+    if not dups:
+        return []
+    effects = commits_under(ctx, [d.span_id for _, ds in dups for d in ds])
+    out = []
+    for (topic, message_id, group), ds in dups:
+        applied = [d for d in ds if effects.get(d.span_id)]
+        twice = len(applied) > 1
+        key_counts = collections.Counter(
+            k for d in applied for k in {k for _, ks in effects[d.span_id] for k in ks}
+        )
+        repeated = sorted(k for k, n in key_counts.items() if n > 1)
+        versions = [v for d in applied for v, _ in effects[d.span_id]]
+        message = (
+            f"message {message_id} on {topic or '?'} was processed {len(ds)} times by group {group}"
+        )
+        if twice:
+            message += (
+                f": its effect was applied {len(applied)} times (v{', v'.join(map(str, versions))})"
+            )
+        else:
+            message += "; no second effect is visible in the state"
+        second = ds[1]
+        out.append(
+            make_finding(
+                ctx,
+                "duplicate_delivery",
+                Severity.ERROR if twice else Severity.WARNING,
+                message,
+                identity=(topic, message_id, group),
+                at_ns=second.start_ns,
+                agents=[d.agent or d.consumer for d in ds],
+                versions=versions,
+                span_ids=[d.span_id for d in ds],
+                evidence={
+                    "message_id": message_id,
+                    "topic": topic,
+                    "group": group,
+                    "times": len(ds),
+                    "effect_applied_twice": twice,
+                    "repeated_keys": repeated,
+                    "processings": [_delivery(d, effects.get(d.span_id, [])) for d in ds],
+                },
+            )
+        )
+    return out
+
+
+def detect_lost_events(ctx: RunContext) -> list[Finding]:
+    """``lost_event``: a message published and, by the end of the run, never handled (acked,
+    seen as a duplicate, or dead-lettered) by one of the topic's subscribers.
+
+    Subscribers are the declared subscriptions, or for agentrace runs that declare none
+    the groups seen consuming the topic. Foreign traces get no lost events: their
+    consumers may be recorded in other traces.
+    """
+    out = []
+    for lost in ctx.message_fates.lost:
+        p = lost.publish
+        ds = lost.deliveries
+        theirs = [d for d in ds if any(d.serves(s) for s in lost.missing)]
+        if not theirs:
+            how = "never delivered to them"
+        else:
+            fates = collections.Counter(d.ack or d.fate for d in theirs)
+            how = "delivered " + ", ".join(f"{n}× {f}" for f, n in sorted(fates.items()))
+        message = (
+            f"message {p.message_id} on {p.topic} published by {p.agent or 'an unknown publisher'} "
+            f"was never handled by {fmt_list(lost.missing)} ({how})"
+        )
+        out.append(
+            make_finding(
+                ctx,
+                "lost_event",
+                Severity.ERROR,
+                message,
+                identity=(p.topic, p.message_id),
+                at_ns=ctx.end_ns,
+                agents=(p.agent, *lost.missing),
+                span_ids=(p.span_id, *(d.span_id for d in ds)),
+                evidence={
+                    "message_id": p.message_id,
+                    "topic": p.topic,
+                    "key": p.key,
+                    "publisher": p.agent,
+                    "published_ns": p.time_ns,
+                    "publish_span_id": p.span_id,
+                    "missing_subscribers": list(lost.missing),
+                    "run_end_ns": ctx.end_ns,
+                    "deliveries": [_delivery(d) for d in ds],
+                    "deliveries_to_missing": [d.span_id for d in theirs],
+                },
+            )
+        )
+    return out
