@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ._cli_base import cli
 from .commands import demo as _demo  # noqa: F401  # registers demo
+from .commands import findings as _findings  # noqa: F401  # registers findings
 from .commands import ingest as _ingest  # noqa: F401  # registers import
 from .commands import store as _store  # noqa: F401  # registers runs, state, export, verify
 
