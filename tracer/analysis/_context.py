@@ -275,17 +275,11 @@ class RunContext:
                             _int_or_none(attempt), rejected_flag or outcome == "breaker_open", breaker)
                 )  # fmt: skip
             return out
-        # Foreign traces: the GenAI invoke_agent spans, OpenInference AGENT spans (not the
-        # root, which is the whole app), and LangGraph node spans (named after their node).
+        # Foreign traces: the importer has mapped GenAI, OpenInference (LangGraph nodes,
+        # OpenAI Agents SDK agents) and OpenLLMetry spans onto operation and agent.
         rows = self.store.sql(
-            """SELECT span_id, parent_span_id,
-                      coalesce(agent, attributes->>'agent.name', attributes->>'graph.node.id', name),
-                      start_ns, end_ns, status_code = 'ERROR'
-               FROM spans WHERE trace_id = $run AND (
-                   operation = 'invoke_agent'
-                   OR (parent_span_id <> '' AND attributes->>'openinference.span.kind' = 'AGENT')
-                   OR (json_valid(attributes->>'metadata')
-                       AND json_extract_string(attributes->>'metadata', '$.langgraph_node') = name))
+            """SELECT span_id, parent_span_id, agent, start_ns, end_ns, status_code = 'ERROR'
+               FROM spans WHERE trace_id = $run AND operation = 'invoke_agent' AND agent IS NOT NULL
                ORDER BY start_ns, span_id""",
             {"run": self.run_id},
         ).fetchall()
@@ -295,17 +289,31 @@ class RunContext:
         ]
 
     @cached_property
-    def inferred_handoffs(self) -> list[tuple[str, StepRow]]:
-        """Foreign traces: ``(from agent, step)`` pairs told by nesting and order.
+    def inferred_handoffs(self) -> list[tuple[str, str, str, str, int]]:
+        """Foreign traces: handoffs as ``(from, to, outcome, span id, time)``, told by the spans.
 
-        A step nested (through any spans) inside another agent's step was handed off by
-        that agent (a delegation, as a tool that calls an agent); a top-level step
-        follows the previous top-level step, when that was another agent's and had
-        ended before it began (a graph's nodes, a handoff between agents).
+        A recorded handoff span (``operation=handoff``, the OpenAI Agents SDK's
+        ``handoff to {agent}``) is one. A step nested (through any spans) inside another
+        agent's step was handed off by that agent (a delegation: a tool that calls an
+        agent). Where a trace records no handoff spans, a top-level step follows the
+        previous top-level step when that was another agent's and had ended before it
+        began (a graph's nodes one after another).
         """
         steps = self.steps
+        explicit = self.store.sql(
+            """SELECT span_id, agent, coalesce(attributes->>'output.value', regexp_replace(name, '^handoff to ', '')),
+                      start_ns, status_code = 'ERROR'
+               FROM spans WHERE trace_id = ? AND operation = 'handoff' AND agent IS NOT NULL
+               ORDER BY start_ns, span_id""",
+            [self.run_id],
+        ).fetchall()
+        out = [
+            (src, dst, "failed" if err else "ok", sid, t)
+            for sid, src, dst, t, err in explicit
+            if dst
+        ]
         if not steps:
-            return []
+            return out
         by_id = {s.span_id: s for s in steps}
         parent = dict(
             self.store.sql(
@@ -323,17 +331,22 @@ class RunContext:
                 hops += 1
             return None
 
-        out: list[tuple[str, StepRow]] = []
         prev: StepRow | None = None
         for s in steps:
             outer = enclosing(s)
             if outer is not None:
                 if outer.agent != s.agent:
-                    out.append((outer.agent, s))
+                    out.append((outer.agent, s.agent, s.outcome, s.span_id, s.start_ns))
                 continue
-            if prev is not None and prev.agent != s.agent and prev.end_ns <= s.start_ns:
-                out.append((prev.agent, s))
+            if (
+                not explicit
+                and prev is not None
+                and prev.agent != s.agent
+                and prev.end_ns <= s.start_ns
+            ):
+                out.append((prev.agent, s.agent, s.outcome, s.span_id, s.start_ns))
             prev = s
+        out.sort(key=lambda h: (h[4], h[3]))
         return out
 
     # -- events ----------------------------------------------------------------------------------

@@ -193,10 +193,10 @@ def build_graph(ctx: RunContext) -> nx.MultiDiGraph:
             for src in s.from_:
                 b.observe(b.edge(src, s.agent, "handoff"), outcome, s.span_id, s.start_ns)
     else:
-        for src, s in ctx.inferred_handoffs:
-            e = b.edge(src, s.agent, "handoff")
+        for src, dst, outcome, span_id, time_ns in ctx.inferred_handoffs:
+            e = b.edge(src, dst, "handoff")
             e["inferred"] = True
-            b.observe(e, s.outcome, s.span_id, s.start_ns)
+            b.observe(e, outcome, span_id, time_ns)
 
     # The bus.
     for p in ctx.publishes:
