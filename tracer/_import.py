@@ -1,54 +1,158 @@
 """Importing files into a store: each file one transaction.
 
-A bad record stops its file's import and leaves the store as it was, unless
-``skip_bad`` is set: then every record is checked first, the good ones are
-stored (still in one transaction) and the bad ones are reported.
+``import_file`` reads OTLP files in every layout :mod:`tracer._files` knows and
+LangGraph ``get_state_history`` dumps (:mod:`tracer._langgraph`), detected from
+their first bytes or forced with ``fmt``. A bad record stops its file's import
+and leaves the store as it was, unless ``skip_bad`` is set: then each record is
+checked first, the good ones are stored (still in one transaction) and the bad
+ones reported; a file that breaks off (a truncated record) keeps the records
+before the break. Spans that clash with stored spans of the same id always
+fail the whole file.
+
+After a file holding LangChain/LangGraph (OpenInference) spans, the state of
+the LangGraph runs it completed is rebuilt from their node outputs, in a second
+transaction (see :func:`tracer._langgraph.derive_trace_state`).
+
+Progress is reported through a callback with the bytes of the file read so far;
+nothing here prints. Blocking; call from one thread per file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Literal
+
+import orjson
 
 from ._errors import DecodeError
-from ._otlp import Format, Record, read_records
+from ._files import Progress, Record, read_records, sniff
+from ._langgraph import (
+    LANGCHAIN_SCOPE_PREFIX,
+    derive_trace_state,
+    import_history,
+    looks_like_history,
+)
 from ._store._ingest import Batch
 from ._store._models import IngestResult
 from ._store._store import Store, add_payload
 
+ImportFormat = Literal["auto", "otlp-json", "otlp-proto", "langgraph"]
+FORMATS: tuple[ImportFormat, ...] = ("auto", "otlp-json", "otlp-proto", "langgraph")
 
-def import_file(store: Store, path: str | Path, *, fmt: Format = "auto", skip_bad: bool = False) -> IngestResult:
+_LANGCHAIN = LANGCHAIN_SCOPE_PREFIX.encode()
+
+
+def detect_format(path: str | Path) -> ImportFormat:
+    """``langgraph`` for a state history dump, else ``auto`` (the OTLP layouts are told apart
+    record by record)."""
+    return "langgraph" if looks_like_history(sniff(path)) else "auto"
+
+
+def import_file(
+    store: Store,
+    path: str | Path,
+    *,
+    fmt: ImportFormat = "auto",
+    skip_bad: bool = False,
+    progress: Progress | None = None,
+) -> IngestResult:
     """Import one file; raises :class:`DecodeError` naming the file and line when it is bad."""
     source = str(path)
-    records = list(read_records(path, fmt))
+    if fmt not in FORMATS:
+        raise DecodeError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}", source=source)
+    if fmt == "auto":
+        fmt = detect_format(path)
+    if fmt == "langgraph":
+        return _import_langgraph(store, path, source, progress)
+    saw_langchain = False
+
+    def watch(records: Iterable[Record]) -> Iterator[Record]:
+        nonlocal saw_langchain
+        for rec in records:
+            if not saw_langchain and _LANGCHAIN in rec.data:
+                saw_langchain = True
+            yield rec
+
+    records = read_records(path, fmt, progress=progress)
     if not skip_bad:
-        return store.ingest(records, source=source)
-    good: list[Record] = []
-    errors: list[str] = []
-    for rec in records:
-        try:
-            add_payload(Batch(), rec, source, rec.line)
-        except DecodeError as exc:
-            errors.append(str(exc))
-        else:
-            good.append(rec)
-    result = store.ingest(good, source=source)
-    return IngestResult(
-        runs=result.runs, spans=result.spans, skipped=result.skipped, versions=result.versions,
-        requests=result.requests, errors=tuple(errors),
-    )  # fmt: skip
+        result = store.ingest(watch(records), source=source)
+    else:
+        errors: list[str] = []
+        result = store.ingest(watch(_good_records(records, errors)), source=source)
+        result = _with(result, errors=tuple(errors))
+    if saw_langchain:
+        derived = derive_trace_state(store)
+        result = _with(
+            result, spans=result.spans + derived.spans, versions=result.versions + derived.versions
+        )
+    return result
+
+
+def _with(r: IngestResult, **changes: object) -> IngestResult:
+    fields = {"runs": r.runs, "spans": r.spans, "skipped": r.skipped, "versions": r.versions,
+              "requests": r.requests, "errors": r.errors}  # fmt: skip
+    fields.update(changes)
+    return IngestResult(**fields)  # type: ignore[arg-type]
+
+
+def _good_records(records: Iterator[Record], errors: list[str]) -> Iterator[Record]:
+    try:
+        for rec in records:
+            try:
+                # Validation only: the real batch is built by the store, in its transaction.
+                add_payload(Batch(), rec, rec.source, rec.line)
+            except DecodeError as exc:
+                errors.append(str(exc))
+            else:
+                yield rec
+    except DecodeError as exc:  # the file itself breaks off: keep what came before
+        errors.append(str(exc))
+
+
+def _import_langgraph(
+    store: Store, path: str | Path, source: str, progress: Progress | None
+) -> IngestResult:
+    from ._files import open_stream
+
+    content, raw = open_stream(path, source)
+    try:
+        data = content.read()
+        if progress is not None:
+            progress(raw.tell())
+    except (OSError, EOFError, ValueError) as exc:
+        raise DecodeError(f"bad compressed data: {exc}", source=source) from None
+    finally:
+        content.close()
+        raw.close()
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"not JSON: {exc}", source=source) from None
+    return import_history(store, doc, source=source)
 
 
 def expand_paths(paths: list[str]) -> Iterator[Path]:
-    """Files named directly, the files under folders (sorted), and glob patterns."""
+    """Files named directly, the files under folders (sorted, hidden ones left out), and
+    glob patterns (``*``, ``?``, ``[...]``, ``**``); a pattern that matches nothing is an error."""
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            yield from sorted(q for q in path.rglob("*") if q.is_file() and not q.name.startswith("."))
-        elif any(ch in p for ch in "*?["):
-            matches = sorted(q for q in Path().glob(p) if q.is_file()) if not path.is_absolute() else sorted(
-                q for q in Path(path.anchor).glob(str(path.relative_to(path.anchor))) if q.is_file()
+            yield from sorted(
+                q
+                for q in path.rglob("*")
+                if q.is_file()
+                and not any(part.startswith(".") for part in q.relative_to(path).parts)
             )
+        elif any(ch in p for ch in "*?["):
+            if path.is_absolute():
+                matches = sorted(
+                    q
+                    for q in Path(path.anchor).glob(str(path.relative_to(path.anchor)))
+                    if q.is_file()
+                )
+            else:
+                matches = sorted(q for q in Path().glob(p) if q.is_file())
             if not matches:
                 raise DecodeError("no file matches this pattern", source=p)
             yield from matches

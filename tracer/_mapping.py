@@ -236,9 +236,8 @@ class SpanFacts:
     provider: str | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
-    conversation: str | None = (
-        None  # gen_ai.conversation.id, OpenInference session.id, LangGraph thread
-    )
+    # gen_ai.conversation.id, OpenInference session.id, or the LangGraph thread
+    conversation: str | None = None
     step: int | None = None  # agentrace.agent.step or metadata.langgraph_step
     handoff_to: str | None = None
     convention: str = "none"  # agentrace | gen_ai | openinference | traceloop | messaging | none

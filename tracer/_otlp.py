@@ -14,13 +14,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gzip
 import re
-import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from google.protobuf import json_format
@@ -295,86 +290,8 @@ def decode_proto(
 
 
 # -- files -----------------------------------------------------------------------------------
+# Reading files lives in tracer._files; these names stay importable from here.
 
-Format = Literal["auto", "otlp-json", "otlp-proto"]
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One request read from a file: JSON text or protobuf bytes, and where it was."""
-
-    source: str
-    line: int  # 1-based line (JSON lines) or record number (protobuf)
-    kind: Literal["json", "proto"]
-    data: bytes
-
-
-_GZIP_MAGIC = b"\x1f\x8b"
-_ZLIB_HEADS = (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")
-
-
-def _decompress(raw: bytes, source: str) -> bytes:
-    try:
-        if raw[:2] == _GZIP_MAGIC:
-            return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DecodeError(f"bad gzip data: {exc}", source=source) from None
-    return raw
-
-
-def _length_prefixed(raw: bytes) -> bool:
-    """True when ``raw`` splits exactly into 4-byte big-endian length-prefixed records."""
-    pos, n = 0, len(raw)
-    if n < 4:
-        return False
-    while pos < n:
-        if pos + 4 > n:
-            return False
-        size = int.from_bytes(raw[pos : pos + 4], "big")
-        pos += 4 + size
-    return pos == n
-
-
-def read_records(path: str | Path, fmt: Format = "auto") -> Iterator[Record]:
-    """The requests in one file: JSON lines, one JSON request, raw or length-prefixed protobuf,
-    any of them gzip-compressed."""
-    source = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise DecodeError(f"cannot read: {exc.strerror}", source=source) from None
-    raw = _decompress(raw, source)
-    head = raw.lstrip()[:1]
-    if fmt == "otlp-json" or (fmt == "auto" and head in (b"{", b"")):
-        yield from _json_records(raw, source)
-    elif fmt == "otlp-proto" or fmt == "auto":
-        if _length_prefixed(raw) and not _plausible_single(raw):
-            pos, rec = 0, 0
-            while pos < len(raw):
-                size = int.from_bytes(raw[pos : pos + 4], "big")
-                rec += 1
-                yield Record(source, rec, "proto", raw[pos + 4 : pos + 4 + size])
-                pos += 4 + size
-        else:
-            yield Record(source, 1, "proto", raw)
-    else:
-        raise DecodeError(f"unknown format {fmt!r}", source=source)
-
-
-def _plausible_single(raw: bytes) -> bool:
-    """A raw request starts with field 1 (resource_spans), wire type 2: byte 0x0A."""
-    return raw[:1] == b"\x0a" and raw[:4] != b"\x00\x00\x00\x00"
-
-
-def _json_records(raw: bytes, source: str) -> Iterator[Record]:
-    lines = raw.split(b"\n")
-    nonblank = [i for i, ln in enumerate(lines) if ln.strip()]
-    if not nonblank:
-        return
-    # A pretty-printed single request spans many lines; a JSON-lines file has one per line.
-    first = lines[nonblank[0]].strip()
-    if len(nonblank) > 1 and not (first.startswith(b"{") and first.endswith(b"}")):
-        yield Record(source, nonblank[0] + 1, "json", raw)
-        return
-    for i in nonblank:
-        yield Record(source, i + 1, "json", lines[i])
+from ._files import Format as Format  # noqa: E402
+from ._files import Record as Record  # noqa: E402
+from ._files import read_records as read_records  # noqa: E402

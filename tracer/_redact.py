@@ -182,9 +182,8 @@ class Redactor:
             hit = key.lower() in self.keys or (
                 self._key_re is not None and self._key_re.search(key) is not None
             )
-            if (
-                len(self._key_memo) < 65_536
-            ):  # keys repeat; indexed keys (messages.37.content) do not
+            # Keys repeat from span to span; indexed ones (messages.37.content) do not.
+            if len(self._key_memo) < 65_536:
                 self._key_memo[key] = hit
         return hit
 
