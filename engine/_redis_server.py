@@ -85,7 +85,9 @@ class RedisServer:
         self.binary = found
         self.port = port or free_port()
         self._own_dir = dir is None
-        self.dir = Path(dir) if dir is not None else Path(tempfile.mkdtemp(prefix="agentrace-redis-"))
+        self.dir = (
+            Path(dir) if dir is not None else Path(tempfile.mkdtemp(prefix="agentrace-redis-"))
+        )
         self.durable = durable
         self.timeout = timeout
         self._proc: subprocess.Popen[bytes] | None = None
@@ -126,7 +128,10 @@ class RedisServer:
             return self
         self.dir.mkdir(parents=True, exist_ok=True)
         self._proc = subprocess.Popen(
-            self._args(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            self._args(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         # Nothing to await across processes: poll PING until the deadline.
         deadline = time.monotonic() + self.timeout
@@ -134,12 +139,16 @@ class RedisServer:
             if self._proc.poll() is not None:
                 err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
                 self._proc = None
-                raise RedisServerError(f"redis-server exited at start: {err.strip() or self.log_tail()}")
+                raise RedisServerError(
+                    f"redis-server exited at start: {err.strip() or self.log_tail()}"
+                )
             if _ping(self.port):
                 return self
             time.sleep(0.02)
         self.kill()
-        raise RedisServerError(f"redis-server did not answer on port {self.port} within {self.timeout} s")
+        raise RedisServerError(
+            f"redis-server did not answer on port {self.port} within {self.timeout} s"
+        )
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after ``timeout``). Its directory stays."""
