@@ -73,14 +73,14 @@ def detect(store: Store, run_id: str, *, kinds: Iterable[str] | None = None) -> 
     """The findings of a run (every detector, or those of ``kinds``), without storing them.
 
     Findings come ordered by the time in the run they became observable (``detected_ns``),
-    then kind and id. Raises :class:`NotFoundError` for a run not in the store. Reads only.
+    then kind, versions and id. Raises :class:`NotFoundError` for a run not in the store. Reads only.
     """
     ctx = RunContext(store, run_id)
     ctx.run  # noqa: B018  # a missing run fails here, once, with NotFoundError
     found: list[Finding] = []
     for detector in _select(kinds):
         found.extend(detector.run(ctx))
-    found.sort(key=lambda f: (f.detected_ns, f.kind, f.finding_id))
+    found.sort(key=lambda f: (f.detected_ns, f.kind, f.versions, f.finding_id))
     return found
 
 

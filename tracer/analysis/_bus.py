@@ -10,30 +10,6 @@ from ._context import DeliveryRow, RunContext
 from ._model import Severity, fmt_list, make_finding
 
 
-def commits_under(
-    ctx: RunContext, roots: list[str]
-) -> dict[str, list[tuple[int, tuple[str, ...]]]]:
-    """For each span of ``roots``: the ``(version, keys)`` committed by it or any span below it."""
-    if not roots:
-        return {}
-    rows = ctx.store.sql(
-        """WITH RECURSIVE sub(root, span_id) AS (
-               SELECT span_id, span_id FROM spans
-               WHERE trace_id = $run AND span_id IN (SELECT unnest($roots))
-               UNION ALL
-               SELECT sub.root, s.span_id FROM spans s JOIN sub ON s.parent_span_id = sub.span_id
-               WHERE s.trace_id = $run)
-           SELECT sub.root, v.version, v.keys FROM sub
-           JOIN state_versions v ON v.run_id = $run AND v.span_id = sub.span_id
-           ORDER BY v.version""",
-        {"run": ctx.run_id, "roots": sorted(set(roots))},
-    ).fetchall()
-    out: dict[str, list[tuple[int, tuple[str, ...]]]] = collections.defaultdict(list)
-    for root, version, keys in rows:
-        out[root].append((version, tuple(keys)))
-    return out
-
-
 def _delivery(
     d: DeliveryRow, effects: list[tuple[int, tuple[str, ...]]] | None = None
 ) -> dict[str, Any]:
@@ -55,17 +31,18 @@ def _delivery(
 
 
 def detect_duplicate_deliveries(ctx: RunContext) -> list[Finding]:
-    """``duplicate_delivery``: one message processed (acked, or completed where no ack is
-    recorded) more than once by the same consumer group.
+    """``duplicate_delivery``: one message processed more than once by the same consumer group.
 
-    A consumer that notices and acks ``duplicate`` did its job: no finding. Where the
-    processings committed state (in their span or below), the effect is visible:
-    applied twice is an ``error``; otherwise the finding is a ``warning``.
+    Processed: acked, or committed state whatever the ack (an effect applied, then a
+    crash before the ack, then a redelivery is the classic case); in a foreign trace,
+    which records no acks, a process span that completed without error. A consumer that
+    notices and acks ``duplicate`` did its job: no finding. Where two or more processings
+    committed state the effect was applied twice: ``error``; otherwise ``warning``.
     """
     dups = ctx.message_fates.duplicates
     if not dups:
         return []
-    effects = commits_under(ctx, [d.span_id for _, ds in dups for d in ds])
+    effects = ctx.message_fates.effects
     out = []
     for (topic, message_id, group), ds in dups:
         applied = [d for d in ds if effects.get(d.span_id)]

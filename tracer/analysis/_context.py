@@ -13,6 +13,7 @@ order, no declared graph, no subscriptions.
 from __future__ import annotations
 
 import collections
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -132,9 +133,10 @@ class PublishRow:
 class DeliveryRow:
     """One ``process {topic}`` span: a delivery of a message to a consumer group, and its fate.
 
-    ``fate``: ``ok`` (acked, or processed without error where no ack is recorded),
-    ``duplicate`` (the consumer saw it had processed it already), ``failed`` (nacked or
-    errored), ``dead_lettered``, ``lost`` (dropped by the bus).
+    ``fate``: ``ok`` (acked; in a foreign trace, which records no acks, completed
+    without error), ``duplicate`` (the consumer saw it had processed it already),
+    ``failed`` (nacked or errored), ``unacked`` (an agentrace delivery never acked),
+    ``dead_lettered``, ``lost`` (dropped by the bus).
     """
 
     span_id: str
@@ -185,11 +187,13 @@ class LostMessage:
 class MessageFates:
     """Per message: who processed it how often, and which subscribers never handled it."""
 
-    # (topic, message id, group) -> deliveries whose fate is "ok", in time order
+    # (topic, message id, group) -> the deliveries that processed the message, in time order
     processed: dict[tuple[str | None, str, str], list[DeliveryRow]] = field(default_factory=dict)
     lost: list[LostMessage] = field(default_factory=list)
     # span id of a delivery -> the outcome its deliver edge counts
     edge_outcome: dict[str, str] = field(default_factory=dict)
+    # span id of a delivery -> (version, keys) it committed, for the deliveries looked at
+    effects: dict[str, list[tuple[int, tuple[str, ...]]]] = field(default_factory=dict)
 
     @property
     def duplicates(self) -> list[tuple[tuple[str | None, str, str], list[DeliveryRow]]]:
@@ -399,7 +403,14 @@ class RunContext:
         ).fetchall()
         out = []
         for sid, mid, topic, grp, consumer, agent, attempt, start, end, ack, fault, error in rows:
-            fate = _ACK_FATE.get(ack, "failed") if ack else "failed" if error else "ok"
+            if ack:
+                fate = _ACK_FATE.get(ack, "failed")
+            elif error:
+                fate = "failed"
+            else:
+                # Our bus acks every delivery it settles: none means the consumer never
+                # did. Foreign traces record no acks, so there a clean span is a processing.
+                fate = "unacked" if self.is_agentrace else "ok"
             out.append(
                 DeliveryRow(
                     sid,
@@ -436,16 +447,65 @@ class RunContext:
                     subs[d.topic].add(d.group_key)
         return {t: frozenset(s) for t, s in subs.items()}
 
+    def commits_under(self, roots: Iterable[str]) -> dict[str, list[tuple[int, tuple[str, ...]]]]:
+        """For each span of ``roots``: the ``(version, keys)`` committed by it or any span below it."""
+        roots = sorted(set(roots))
+        if not roots:
+            return {}
+        rows = self.store.sql(
+            """WITH RECURSIVE sub(root, span_id) AS (
+                   SELECT span_id, span_id FROM spans
+                   WHERE trace_id = $run AND span_id IN (SELECT unnest($roots))
+                   UNION ALL
+                   SELECT sub.root, s.span_id FROM spans s JOIN sub ON s.parent_span_id = sub.span_id
+                   WHERE s.trace_id = $run)
+               SELECT sub.root, v.version, v.keys FROM sub
+               JOIN state_versions v ON v.run_id = $run AND v.span_id = sub.span_id
+               ORDER BY v.version""",
+            {"run": self.run_id, "roots": roots},
+        ).fetchall()
+        out: dict[str, list[tuple[int, tuple[str, ...]]]] = collections.defaultdict(list)
+        for root, version, keys in rows:
+            out[root].append((version, tuple(keys)))
+        return dict(out)
+
     @cached_property
     def message_fates(self) -> MessageFates:
+        """Which deliveries processed their message, which were duplicates, which messages were lost.
+
+        A delivery *processed* its message when it was acked (or, in a foreign trace with
+        no acks, completed without error), or when it committed state (in its span or
+        below) whatever its ack: an effect applied and never acked is still applied. A
+        consumer that acked ``duplicate`` noticed and did not process it again.
+        """
         fates = MessageFates()
         by_message: dict[tuple[str | None, str], list[DeliveryRow]] = collections.defaultdict(list)
+        by_group: dict[tuple[str | None, str, str], list[DeliveryRow]] = collections.defaultdict(
+            list
+        )
         for d in self.deliveries:
             if d.message_id is None:
                 fates.edge_outcome[d.span_id] = d.fate
                 continue
             by_message[(d.topic, d.message_id)].append(d)
-            if d.fate == "ok":
+            by_group[(d.topic, d.message_id, d.group_key)].append(d)
+        # Effects are looked up only where they decide something: a delivery not already
+        # known as processed, or one of several deliveries to one group.
+        unsure = [
+            d.span_id
+            for ds in by_group.values()
+            for d in ds
+            if d.ack != "duplicate" and (len(ds) > 1 or d.fate not in HANDLED_FATES)
+        ]
+        fates.effects = self.commits_under(unsure)
+
+        def processed(d: DeliveryRow) -> bool:
+            return d.ack != "duplicate" and (d.fate == "ok" or bool(fates.effects.get(d.span_id)))
+
+        for d in self.deliveries:
+            if d.message_id is None:
+                continue
+            if processed(d):
                 seen = fates.processed.setdefault((d.topic, d.message_id, d.group_key), [])
                 seen.append(d)
                 # The second processing of a message by the same group is the duplicate,
@@ -462,7 +522,9 @@ class RunContext:
                 sorted(
                     s
                     for s in subscribers.get(p.topic, ())
-                    if not any(d.serves(s) and d.fate in HANDLED_FATES for d in ds)
+                    if not any(
+                        d.serves(s) and (d.fate in HANDLED_FATES or processed(d)) for d in ds
+                    )
                 )
             )
             if missing:

@@ -39,7 +39,10 @@ def detect_contract_violations(ctx: RunContext) -> list[Finding]:
         why = _error_text(errors[0]) if errors else "no error given"
         if len(errors) > 1:
             why += f" (and {len(errors) - 1} more)"
-        message = f"contract {name} rejected the handoff {source or '?'} → {target or '?'}: {why}"
+        if target:
+            message = f"contract {name} rejected the handoff {source or '?'} → {target}: {why}"
+        else:
+            message = f"contract {name} rejected the output of {source or '?'}: {why}"
         out.append(
             make_finding(
                 ctx,
@@ -178,9 +181,10 @@ def detect_compensation_failures(ctx: RunContext) -> list[Finding]:
     attempt that a later one made good is no finding)."""
     out = []
     for agent, evs in _compensations(ctx).items():
-        last = evs[-1]
-        if last.attributes.get(c.SAGA_OUTCOME) != "failed":
+        evs = [ev for ev in evs if _outcome(ev) != "skipped"]
+        if not evs or _outcome(evs[-1]) != "failed":
             continue
+        last = evs[-1]
         error = last.attributes.get(c.SAGA_ERROR)
         message = f"compensation of {agent} failed" + (
             f" after {len(evs)} attempts" if len(evs) > 1 else ""
@@ -217,13 +221,23 @@ def detect_compensation_failures(ctx: RunContext) -> list[Finding]:
 
 
 def detect_incomplete_sagas(ctx: RunContext) -> list[Finding]:
-    """``saga_incomplete``: a rollback began (some step was compensated) and an agent that had
-    completed a step with an effect before it (committed state, or published) was never
-    compensated at all."""
+    """``saga_incomplete``: a rollback began and a step completed before it was never undone.
+
+    When the saga records the compensations it skipped (``agentrace.saga.compensate``
+    with outcome ``skipped``), those are the findings. Otherwise, unless the run ended
+    ``compensated`` (the saga's own word that every compensable step was undone), an
+    agent that completed a step with an effect (committed state, or published) before
+    the first compensation began, and was never compensated at all, is one: the trace
+    does not say which steps had a compensation, so a step that needed none is named
+    too, and docs/findings.md says so.
+    """
     comps = _compensations(ctx)
-    if not comps:
+    attempted = {a: evs for a, evs in comps.items() if any(_outcome(ev) != "skipped" for ev in evs)}
+    skipped = {a: evs for a, evs in comps.items() if a not in attempted}
+    recorded_skips = any(_outcome(ev) == "skipped" for evs in comps.values() for ev in evs)
+    if not attempted or (ctx.run.status == "compensated" and not recorded_skips):
         return []
-    began = min(ev.span_start_ns for evs in comps.values() for ev in evs)
+    began = min(ev.span_start_ns for evs in attempted.values() for ev in evs)
     committed: dict[str, list[int]] = collections.defaultdict(list)
     for span_id, version in ctx.store.sql(
         "SELECT span_id, version FROM state_versions WHERE run_id = ? AND kind = 'commit' ORDER BY version",
@@ -236,22 +250,25 @@ def detect_incomplete_sagas(ctx: RunContext) -> list[Finding]:
             published[p.agent].append(p.span_id)
     done: dict[str, list[StepRow]] = collections.defaultdict(list)
     for s in ctx.steps:
-        if s.outcome == "ok" and not s.error and s.end_ns <= began and s.agent not in comps:
+        if s.outcome == "ok" and not s.error and s.end_ns <= began and s.agent not in attempted:
             done[s.agent].append(s)
+    agents = list(skipped) if recorded_skips else list(done)
     out = []
-    for agent, steps in done.items():
+    for agent in agents:
+        steps = done.get(agent, [])
         versions = [v for s in steps for v in committed.get(s.span_id, ())]
         sends = published.get(agent, [])
-        if not versions and not sends:
+        if not recorded_skips and not versions and not sends:
             continue  # nothing it did needs undoing
         what = []
         if versions:
             what.append(f"committed v{', v'.join(map(str, versions))}")
         if sends:
             what.append(f"published {len(sends)} message(s)")
+        effect = f" ({' and '.join(what)})" if what else ""
+        how = "its compensation was skipped" if agent in skipped else "it was never compensated"
         message = (
-            f"{agent} completed {len(steps)} step(s) before the rollback ({' and '.join(what)}) "
-            f"and was never compensated"
+            f"{agent} completed {len(steps) or 'a'} step(s) before the rollback{effect} and {how}"
         )
         out.append(
             make_finding(
@@ -263,15 +280,25 @@ def detect_incomplete_sagas(ctx: RunContext) -> list[Finding]:
                 at_ns=ctx.end_ns,
                 agents=(agent,),
                 versions=versions,
-                span_ids=[*(s.span_id for s in steps), *sends],
+                span_ids=[
+                    *(s.span_id for s in steps),
+                    *sends,
+                    *(ev.span_id for ev in skipped.get(agent, ())),
+                ],
                 evidence={
                     "agent": agent,
                     "rollback_began_ns": began,
                     "versions": versions,
                     "step_span_ids": [s.span_id for s in steps],
                     "publish_span_ids": sends,
-                    "compensated": sorted(comps),
+                    "compensated": sorted(attempted),
+                    "skip_recorded": agent in skipped,
+                    "run_status": ctx.run.status,
                 },
             )
         )
     return out
+
+
+def _outcome(ev: EventRow) -> str:
+    return str(ev.attributes.get(c.SAGA_OUTCOME) or "ok")
