@@ -6,6 +6,8 @@ The ground floor: knows no engine and no Textual. Its public surface is what
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from . import conventions
 from ._clock import Clock, FakeClock, IdGenerator, RandomIds, SeededIds, SystemClock
 from ._errors import (
@@ -18,9 +20,12 @@ from ._errors import (
     StoreError,
     StoreLockedError,
 )
-from ._import import expand_paths, import_file
+from ._import import detect_format, expand_paths, import_file
+from ._langgraph import derive_trace_state, history_requests, import_history, run_id_for_thread
+from ._mapping import SpanFacts, classify, span_facts
 from ._otlp import Record, decode_json, decode_proto, encode_json, read_records
 from ._recorder import ActiveSpan, Recorder, SpanContext, SpanSink
+from ._redact import Redactor
 from ._sinks import (
     DuckDBSink,
     InMemorySink,
@@ -45,6 +50,35 @@ from ._store._models import (
 from ._store._schema import SCHEMA_VERSION
 from ._store._store import DEFAULT_DB, Store
 
+if TYPE_CHECKING:
+    from ._exporter import StoreSpanExporter
+    from ._grpc import GrpcReceiver, start_grpc_receiver
+    from ._receiver import Receiver, ReceiverStats, serve, start_receiver
+
+# Loaded on first use: aiohttp, grpcio and the OpenTelemetry SDK are heavy to import,
+# and the last two are optional extras.
+_LAZY = {
+    "Receiver": "._receiver",
+    "ReceiverStats": "._receiver",
+    "serve": "._receiver",
+    "start_receiver": "._receiver",
+    "GrpcReceiver": "._grpc",
+    "start_grpc_receiver": "._grpc",
+    "StoreSpanExporter": "._exporter",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tracer' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "DEFAULT_DB",
     "SCHEMA_VERSION",
@@ -58,6 +92,7 @@ __all__ = [
     "FakeClock",
     "FieldChange",
     "Finding",
+    "GrpcReceiver",
     "IdGenerator",
     "InMemorySink",
     "IngestResult",
@@ -67,14 +102,18 @@ __all__ = [
     "OtlpJsonLinesSink",
     "OtlpProtoFileSink",
     "RandomIds",
+    "Receiver",
+    "ReceiverStats",
     "Record",
     "Recorder",
+    "Redactor",
     "Run",
     "SchemaError",
     "SeededIds",
     "Span",
     "SpanContext",
     "SpanEvent",
+    "SpanFacts",
     "SpanLink",
     "SpanSink",
     "StateRead",
@@ -82,19 +121,30 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreLockedError",
+    "StoreSpanExporter",
     "SystemClock",
     "TeeSink",
     "VerifyResult",
     "apply_patch",
     "canonical_json",
     "chain_hash",
+    "classify",
     "conventions",
     "decode_json",
     "decode_proto",
+    "derive_trace_state",
+    "detect_format",
     "diff",
     "encode_json",
     "expand_paths",
     "field_changes",
+    "history_requests",
     "import_file",
+    "import_history",
     "read_records",
+    "run_id_for_thread",
+    "serve",
+    "span_facts",
+    "start_grpc_receiver",
+    "start_receiver",
 ]
