@@ -1,1 +1,115 @@
+"""The bundled execution engine: agents, workflows, orchestration, contracts, breakers, sagas,
+and the state ledger, all recorded through the tracer's recorder.
 
+A workflow in a few lines::
+
+    from engine import Orchestrator, Update, WorkflowBuilder, agent
+
+    @agent
+    async def research(state, topic):
+        return Update({"notes": f"notes on {topic}"})
+
+    @agent
+    def write(state, notes):
+        return {"draft": notes["notes"].upper()}
+
+    wf = WorkflowBuilder("report").chain(research, write).build()
+    result = Orchestrator(recorder).run_sync(wf, "otters")
+
+The engine knows no DuckDB and no Textual; its public surface is what
+``__all__`` lists. ``engine.testing`` has the fake clock, seeded ids and virtual
+time for tests; ``engine.scenarios`` the bundled scenarios.
+"""
+
+from __future__ import annotations
+
+from ._agent import Agent, agent, as_agent
+from ._breaker import (
+    Admission,
+    BreakerConfig,
+    BreakerListener,
+    BreakerState,
+    CircuitBreaker,
+    Permit,
+    Transition,
+)
+from ._cache import Cache, CachePolicy, CacheRead
+from ._contracts import Contract, ContractResult, Rule
+from ._errors import (
+    AgentError,
+    BreakerOpenError,
+    CompensationError,
+    ContractViolation,
+    EngineError,
+    OutputError,
+    ScenarioError,
+    StepCancelled,
+    StepError,
+    StepTimeoutError,
+    WorkflowError,
+    WorkflowFailed,
+)
+from ._ledger import StateLedger, Update, Version, json_copy
+from ._orchestrator import Orchestrator, RunResult, StepRecord
+from ._recording import NULL_SPAN, NullSpan, RunScope
+from ._retry import RetryPolicy
+from ._saga import Compensation, CompletedStep, Saga
+from ._time import RealTime, TimeSource, VirtualTime
+from ._view import AgentContext, CacheView, StateView
+from ._workflow import Route, SagaPolicy, Workflow, WorkflowBuilder, chain
+
+__all__ = [
+    "NULL_SPAN",
+    "Admission",
+    "Agent",
+    "AgentContext",
+    "AgentError",
+    "BreakerConfig",
+    "BreakerListener",
+    "BreakerOpenError",
+    "BreakerState",
+    "Cache",
+    "CachePolicy",
+    "CacheRead",
+    "CacheView",
+    "CircuitBreaker",
+    "Compensation",
+    "CompensationError",
+    "CompletedStep",
+    "Contract",
+    "ContractResult",
+    "ContractViolation",
+    "EngineError",
+    "NullSpan",
+    "Orchestrator",
+    "OutputError",
+    "Permit",
+    "RealTime",
+    "RetryPolicy",
+    "Route",
+    "Rule",
+    "RunResult",
+    "RunScope",
+    "Saga",
+    "SagaPolicy",
+    "ScenarioError",
+    "StateLedger",
+    "StateView",
+    "StepCancelled",
+    "StepError",
+    "StepRecord",
+    "StepTimeoutError",
+    "TimeSource",
+    "Transition",
+    "Update",
+    "Version",
+    "VirtualTime",
+    "Workflow",
+    "WorkflowBuilder",
+    "WorkflowError",
+    "WorkflowFailed",
+    "agent",
+    "as_agent",
+    "chain",
+    "json_copy",
+]

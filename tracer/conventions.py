@@ -29,6 +29,7 @@ OP_INVOKE_WORKFLOW: Final = "invoke_workflow"
 OP_INVOKE_AGENT: Final = "invoke_agent"
 OP_EXECUTE_TOOL: Final = "execute_tool"
 OP_CHAT: Final = "chat"
+OP_COMPENSATE: Final = "compensate"  # ours: a saga undoing a completed step
 OP_HANDOFF: Final = "handoff"  # a handoff between agents (OpenAI Agents SDK spans)
 
 PROVIDER: Final = "agentrace"
@@ -60,7 +61,7 @@ AGENT_OUTPUT: Final = "agentrace.agent.output"  # JSON; what deterministic repla
 AGENT_ATTEMPT: Final = "agentrace.agent.attempt"
 AGENT_STEP: Final = "agentrace.agent.step"  # sequence number of the step in its run
 AGENT_FROM: Final = "agentrace.agent.from"  # the agent(s) whose output this step received
-STEP_OUTCOME: Final = "agentrace.step.outcome"  # ok | failed | rejected | breaker_open | timeout
+STEP_OUTCOME: Final = "agentrace.step.outcome"  # ok | failed | rejected | breaker_open | timeout | cancelled
 
 # -- agentrace: span events ----------------------------------------------------------------
 EV_STATE_COMMIT: Final = "agentrace.state.commit"

@@ -1,0 +1,621 @@
+"""The orchestrator: runs a :class:`~engine.Workflow` on asyncio and records every fact of it.
+
+One call of :meth:`Orchestrator.run` is one run (one trace). For each step:
+
+1. the agent's breaker is asked (an open breaker refuses: the step fails fast,
+   the agent is not called);
+2. the agent runs on a view of the state's head (its ``base_version``), in a
+   thread if it is sync, under its timeout;
+3. its output is checked against the agent's contract and the contracts of the
+   edges it is handed along (a router picks those edges first, seeing the
+   step's changes as if committed); a rejection stops the handoff;
+4. its :class:`~engine.Update`, if any, is committed as the next version;
+5. a failed attempt is retried per the agent's :class:`~engine.RetryPolicy`
+   (one ``invoke_agent`` span per attempt, the same step number).
+
+Successors of a step run concurrently; joins wait as the workflow describes.
+The first step that fails for good fails the run: other branches are
+cancelled, and the :class:`~engine.Saga` compensates the completed steps. The
+run's status is ``completed``, ``compensated``, ``compensation_failed`` or
+``failed``; :meth:`Orchestrator.run` returns a :class:`RunResult` either way
+and raises only for cancellation and the engine's own faults (the caller
+chooses: ``result.raise_for_status()``).
+
+Breakers belong to the orchestrator, one per agent name, and last across the
+runs it makes. Thread rules: one orchestrator may run many workflows
+concurrently on one event loop; it is not meant to be shared across loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import random
+import types
+from collections.abc import Coroutine, Generator, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from tracer import IdGenerator, RandomIds, Recorder
+
+from ._agent import Agent
+from ._breaker import BreakerListener, CircuitBreaker
+from ._contracts import Contract
+from ._errors import (
+    AgentError,
+    BreakerOpenError,
+    ContractViolation,
+    EngineError,
+    OutputError,
+    StepCancelled,
+    StepError,
+    StepTimeoutError,
+    WorkflowFailed,
+)
+from ._ledger import JSON, StateLedger, Update, copy_out, json_copy
+from ._recording import NULL_SPAN, RunScope, Span
+from ._saga import Compensation, CompletedStep, Saga
+from ._time import RealTime, TimeSource
+from ._view import AgentContext
+from ._workflow import Route, Workflow
+
+
+class StepRecord(NamedTuple):
+    """How one step ended (all its attempts). A NamedTuple: one is made per step."""
+
+    step: int
+    agent: str
+    outcome: str  # ok | failed | rejected | breaker_open | timeout | cancelled
+    attempts: int
+    input: JSON
+    output: JSON
+    sources: tuple[str, ...]
+    version: int | None = None  # the version it committed
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RunResult:
+    """What a run did. ``ledger`` holds every state version."""
+
+    run_id: str
+    workflow: str
+    status: str  # completed | failed | compensated | compensation_failed
+    output: JSON
+    steps: tuple[StepRecord, ...]
+    compensations: tuple[Compensation, ...]
+    ledger: StateLedger
+    error: StepError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "completed"
+
+    @property
+    def state(self) -> dict[str, JSON]:
+        """A copy of the final state."""
+        return self.ledger.document()
+
+    def raise_for_status(self) -> RunResult:
+        """This result, or :class:`WorkflowFailed` when the run did not complete."""
+        if self.status != "completed":
+            raise WorkflowFailed(self.run_id, self.workflow, self.status, self.error)
+        return self
+
+
+class Orchestrator:
+    """Runs workflows; records through ``recorder`` (or nothing, when it is None).
+
+    ``time`` gives the clock, sleeps and timeouts (by default real time on the
+    recorder's clock); ``ids`` the run ids when not recording; ``seed`` makes
+    backoff jitter and ``ctx.rng`` repeatable and is recorded on each run.
+    """
+
+    def __init__(
+        self,
+        recorder: Recorder | None = None,
+        *,
+        time: TimeSource | None = None,
+        ids: IdGenerator | None = None,
+        seed: int | None = None,
+        breaker_listeners: Iterable[BreakerListener] = (),
+    ) -> None:
+        self.recorder = recorder
+        self.time: TimeSource = time or RealTime(recorder.clock if recorder is not None else None)
+        self.ids: IdGenerator = ids or (recorder.ids if recorder is not None else RandomIds())
+        self.seed = seed
+        self.breakers: dict[str, CircuitBreaker] = {}
+        self.breaker_listeners = list(breaker_listeners)
+
+    def breaker(self, agent: Agent) -> CircuitBreaker | None:
+        """The breaker of ``agent`` (made on first use from its config), or None if it has none."""
+        if agent.breaker is None:
+            return None
+        b = self.breakers.get(agent.name)
+        if b is None:
+            b = CircuitBreaker(agent.name, agent.breaker, self.time.clock, self.breaker_listeners)
+            self.breakers[agent.name] = b
+        return b
+
+    async def run(
+        self,
+        workflow: Workflow,
+        input: Any = None,
+        *,
+        state: Mapping[str, Any] | None = None,
+        scenario: str | None = None,
+        run_id: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> RunResult:
+        """Run ``workflow`` on ``input`` from the initial ``state``; see the module docstring."""
+        if not isinstance(workflow, Workflow):
+            raise TypeError(
+                f"not a Workflow: {workflow!r} (build one with WorkflowBuilder(...).build())"
+            )
+        try:
+            value = json_copy(input, "input")
+            initial = json_copy(dict(state), "state") if state else None
+        except ValueError as exc:
+            raise EngineError(f"workflow {workflow.name!r}: the run's {exc}") from None
+        scope = RunScope(
+            self.recorder, workflow=workflow.name, clock=self.time.clock, ids=self.ids,
+            initial_state=initial, ref=workflow.ref,
+            declared_graph=workflow.declared if self.recorder is not None else None,
+            scenario=scenario, seed=self.seed, attributes=attributes, caches=workflow.caches, run_id=run_id,
+        )  # fmt: skip
+        saga = Saga(scope, workflow.saga, self.time, self.seed)
+        run = _Run(self, workflow, scope, saga)
+        try:
+            await run.execute(value)
+        except BaseException as exc:
+            run.cancel_all()
+            scope.finish("failed", exc)
+            raise
+        compensations: tuple[Compensation, ...] = ()
+        if run.failure is None:
+            status = "completed"
+        else:
+            status, compensations = await saga.compensate()
+        scope.finish(status, run.failure)
+        outputs = run.outputs
+        output = (
+            next(iter(outputs.values()))
+            if len(outputs) == 1
+            else (dict(outputs) if outputs else None)
+        )
+        if run.failure is not None:
+            output = None
+        return RunResult(
+            scope.run_id,
+            workflow.name,
+            status,
+            output,
+            tuple(run.records),
+            compensations,
+            scope.ledger,
+            run.failure,
+        )
+
+    def run_sync(self, workflow: Workflow, input: Any = None, **kw: Any) -> RunResult:
+        """``run`` from synchronous code (starts an event loop; not from inside one)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.run(workflow, input, **kw))
+        raise RuntimeError(
+            "run_sync called from a running event loop: use `await orchestrator.run(...)`"
+        )
+
+
+@types.coroutine
+def _delegate(coro: Coroutine[Any, Any, None], waiting_on: Any) -> Generator[Any, Any, None]:
+    """Drive a coroutine that has already started: what ``await`` does, from its first wait on.
+
+    The task running this sees the futures ``coro`` waits on, sends their results
+    back in and throws cancellation in, exactly as if it had run ``coro`` from the start.
+    """
+    while True:
+        try:
+            sent = yield waiting_on
+        except BaseException as exc:
+            try:
+                waiting_on = coro.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                waiting_on = coro.send(sent)
+            except StopIteration:
+                return
+
+
+async def _adopt(coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+    await _delegate(coro, waiting_on)
+
+
+class _Run:
+    """The moving parts of one run: branches, joins, failure. Lives on one event loop."""
+
+    __slots__ = (
+        "active", "failure", "fault", "host", "host_cancelled", "idle", "orch", "outputs", "records", "saga", "scope", "seed", "steps_run",
+        "tasks", "time", "waiting", "wf",
+    )  # fmt: skip
+
+    def __init__(self, orch: Orchestrator, wf: Workflow, scope: RunScope, saga: Saga) -> None:
+        self.orch = orch
+        self.wf = wf
+        self.scope = scope
+        self.saga = saga
+        self.time = orch.time
+        self.seed = orch.seed
+        self.active: dict[str, int] = {}  # node -> activations queued or running there
+        self.waiting: dict[str, dict[str, Any]] = {}  # join -> {source: output} delivered so far
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.failure: StepError | None = None
+        self.fault: BaseException | None = None  # an unexpected exception in a branch (a bug)
+        self.outputs: dict[str, Any] = {}
+        self.records: list[StepRecord] = []
+        self.steps_run = 0
+        self.idle: asyncio.Future[None] | None = None  # set when the last branch task ends
+        self.host: asyncio.Task[Any] | None = (
+            None  # the caller's task, while it runs the first branch
+        )
+        self.host_cancelled = False
+
+    # -- branches ------------------------------------------------------------------------------
+
+    async def execute(self, value: JSON) -> None:
+        start = self.wf.start
+        self.active[start] = 1
+        # The first branch runs in the caller's task (a task per run would cost ~8 µs). When
+        # another branch fails, it is cancelled as asyncio.TaskGroup cancels its parent task:
+        # cancel() now, uncancel() here, so a cancellation from outside still goes through.
+        host = asyncio.current_task()
+        self.host = host
+        try:
+            await self._branch(start, value, ())
+        except asyncio.CancelledError:
+            if not (self.host_cancelled and host is not None and host.uncancel() == 0):
+                raise
+        finally:
+            self.host = None
+        if self.tasks:
+            self.idle = asyncio.get_running_loop().create_future()
+            await self.idle
+        if self.fault is not None:
+            raise self.fault
+
+    def _spawn(self, node: str, value: Any, sources: tuple[str, ...]) -> None:
+        """Start a branch eagerly: it runs now, in its own context, until it first waits.
+
+        A branch that finishes without waiting (quick agents) costs no task; one that
+        waits is handed, suspended, to a task and runs concurrently from there. This is
+        asyncio's eager task start (Python 3.12), done by hand for 3.11.
+        """
+        coro = self._task_branch(node, value, sources)
+        context = contextvars.copy_context()
+        try:
+            waiting_on = context.run(coro.send, None)
+        except StopIteration:
+            return
+        task = asyncio.get_running_loop().create_task(_adopt(coro, waiting_on), context=context)
+        self.tasks.add(task)
+
+    async def _task_branch(self, node: str, value: Any, sources: tuple[str, ...]) -> None:
+        # Bookkeeping in the task itself rather than in done callbacks: a callback costs
+        # the host one more turn of the event loop before it wakes.
+        try:
+            await self._branch(node, value, sources)
+        except asyncio.CancelledError:
+            raise
+        except (
+            BaseException
+        ) as exc:  # a fault of the engine itself: stop the run and re-raise in it
+            if self.fault is None:
+                self.fault = exc
+                self.cancel_all()
+        finally:
+            self.tasks.discard(asyncio.current_task())
+            idle = self.idle
+            if not self.tasks and idle is not None and not idle.done():
+                idle.set_result(None)
+
+    def cancel_all(self) -> None:
+        current = asyncio.current_task()
+        for t in list(self.tasks):
+            if t is not current:
+                t.cancel()
+        host = self.host
+        if host is not None and host is not current and not self.host_cancelled:
+            self.host_cancelled = True
+            host.cancel()
+
+    def _fail(self, err: StepError) -> None:
+        if self.failure is None:
+            self.failure = err
+            self.cancel_all()
+
+    async def _branch(self, node: str, value: Any, sources: tuple[str, ...]) -> None:
+        wf = self.wf
+        active = self.active
+        while True:
+            if self.failure is not None:
+                return
+            try:
+                handoff, chosen = await self._step(node, value, sources)
+            except StepError as err:
+                self._fail(err)
+                return
+            nexts: list[tuple[str, Any, tuple[str, ...]]] = []
+            for t in chosen:
+                if t in wf.merges:
+                    self.waiting.setdefault(t, {})[node] = handoff
+                else:
+                    active[t] = active.get(t, 0) + 1
+                    nexts.append((t, handoff, (node,)))
+            if not chosen:
+                self.outputs[node] = handoff
+            left = active[node] - 1
+            if left:
+                active[node] = left
+            else:
+                del active[node]
+            if self.waiting:
+                nexts.extend(self._ready_joins())
+            if not nexts or self.failure is not None:
+                return
+            for t, v, src in nexts[1:]:
+                self._spawn(t, v, src)
+            node, value, sources = nexts[0]
+
+    def _ready_joins(self) -> list[tuple[str, Any, tuple[str, ...]]]:
+        """Joins with inputs that no running branch can still reach: they run now."""
+        ready = []
+        reach = self.wf.reach
+        active = self.active
+        for j in list(self.waiting):
+            if any(j in reach[a] for a in active):
+                continue
+            inputs = self.waiting.pop(j)
+            ordered = {p: inputs[p] for p in self.wf.predecessors[j] if p in inputs}
+            active[j] = active.get(j, 0) + 1
+            ready.append((j, ordered, tuple(ordered)))
+        return ready
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    async def _step(
+        self, node: str, value: Any, sources: tuple[str, ...]
+    ) -> tuple[JSON, tuple[str, ...]]:
+        """Run one step to its end (all attempts); its handoff and the successors it goes to."""
+        wf = self.wf
+        scope = self.scope
+        agent = wf.agents[node]
+        step = scope.next_step()
+        self.steps_run += 1
+        if self.steps_run > wf.max_steps:
+            err = StepError(
+                node, step, 0, f"the run passed max_steps={wf.max_steps} (a router loops too long?)"
+            )
+            self._record(step, node, err.outcome, 0, value, None, sources, None, str(err))
+            raise err
+        merge = wf.merges.get(node)
+        if merge is not None:
+            try:
+                value = json_copy(merge(value), "merged input")
+            except Exception as exc:
+                span = scope.agent_span(node, step, 1, value, sources)
+                err = AgentError(
+                    node,
+                    step,
+                    1,
+                    f"merge of {', '.join(sources)} failed: {type(exc).__name__}: {exc}",
+                )
+                err.__cause__ = exc
+                scope.end_failed(span, err.outcome, err)
+                self._record(step, node, err.outcome, 1, value, None, sources, None, str(err))
+                raise err from exc
+        breaker = self.orch.breaker(agent) if agent.breaker is not None else None
+        retry = agent.retry
+        rng: random.Random | None = None
+        attempt = 0
+        while True:
+            attempt += 1
+            span = scope.agent_span(node, step, attempt, value, sources)
+            try:
+                handoff, chosen, version = await self._attempt(
+                    agent, node, step, attempt, value, span, breaker
+                )
+            except StepError as err:
+                if attempt < retry.max_attempts and retry.retries(err):
+                    if rng is None:
+                        rng = random.Random(f"{self.seed}/{scope.run_id}/{step}")
+                    await self.time.sleep(retry.delay(attempt, rng))
+                    continue
+                self._record(
+                    step,
+                    node,
+                    err.outcome,
+                    attempt,
+                    value,
+                    getattr(err, "payload", None),
+                    sources,
+                    None,
+                    str(err),
+                )
+                raise
+            self.records.append(
+                StepRecord(step, node, "ok", attempt, value, handoff, sources, version, None)
+            )
+            if agent.compensate is not None:
+                self.saga.completed(CompletedStep(step, agent, handoff, version))
+            return handoff, chosen
+
+    def _record(
+        self, step: int, node: str, outcome: str, attempts: int, value: Any, output: Any,
+        sources: tuple[str, ...], version: int | None, error: str | None,
+    ) -> None:  # fmt: skip
+        self.records.append(
+            StepRecord(step, node, outcome, attempts, value, output, sources, version, error)
+        )
+
+    async def _attempt(
+        self, agent: Agent, node: str, step: int, attempt: int, value: Any, span: Span,
+        breaker: CircuitBreaker | None,
+    ) -> tuple[JSON, tuple[str, ...], int | None]:  # fmt: skip
+        scope = self.scope
+        permit = None
+        handoff: Any = None
+        try:
+            if breaker is not None:
+                adm = breaker.acquire()
+                if adm.transitions:
+                    scope.record_transitions(span, adm.transitions)
+                if adm.permit is None:
+                    raise BreakerOpenError(node, step, attempt, breaker.name, adm.state)
+                permit = adm.permit
+            view = scope.view(span, node)
+            ctx = (
+                AgentContext(
+                    scope.run_id, scope.workflow, node, step, attempt, self.time, self.seed
+                )
+                if agent.wants_ctx
+                else None
+            )
+            try:
+                if agent.timeout is None:
+                    result = await agent.run(view, value, ctx)
+                else:
+                    async with self.time.timeout(agent.timeout):
+                        result = await agent.run(view, value, ctx)
+            except TimeoutError as exc:
+                if agent.timeout is None:
+                    raise AgentError(node, step, attempt, f"TimeoutError: {exc}") from exc
+                raise StepTimeoutError(
+                    node, step, attempt, f"timed out after {agent.timeout:g}s"
+                ) from exc
+            except Exception as exc:
+                raise AgentError(node, step, attempt, f"{type(exc).__name__}: {exc}") from exc
+            finally:
+                scope.record_reads(span, view, node)
+            if permit is not None:
+                assert breaker is not None
+                done, permit = permit, None
+                transitions = breaker.success(done)
+                if transitions:
+                    scope.record_transitions(span, transitions)
+
+            changes: dict[str, Any] | None = None
+            delete: tuple[str, ...] = ()
+            try:
+                if type(result) is Update:
+                    changes = {k: json_copy(v, k) for k, v in result.changes.items()}
+                    delete = result.delete
+                    # The changes are plain JSON now: a copy of them (not a second check) is the handoff.
+                    handoff = (
+                        json_copy(result.output, "output")
+                        if result.has_output
+                        else copy_out(changes)
+                    )
+                else:
+                    handoff = json_copy(result, "output")
+            except ValueError as exc:
+                raise OutputError(
+                    node, step, attempt, f"returned a value that is not JSON: {exc}"
+                ) from None
+
+            route = self.wf.routes.get(node)
+            chosen = self.wf.successors[node] if route is None else await self._route(
+                route, node, step, attempt, span, handoff, changes, delete
+            )  # fmt: skip
+            if agent.contract is not None:
+                self._check(agent.contract, handoff, node, "", step, attempt, span)
+            contracts = self.wf.edge_contracts
+            if contracts:
+                for t in chosen:
+                    contract = contracts.get((node, t))
+                    if contract is not None:
+                        self._check(contract, handoff, node, t, step, attempt, span)
+
+            version = None
+            if changes or delete:
+                version = scope.commit(
+                    span, changes or {}, delete, base_version=view.version, agent=node, copy=False
+                ).version
+            scope.end_ok(span, handoff)
+            return handoff, chosen, version
+        except StepError as err:
+            if permit is not None:
+                assert breaker is not None
+                if isinstance(err, (AgentError, StepTimeoutError)):
+                    transitions = breaker.failure(permit)
+                    if transitions:
+                        scope.record_transitions(span, transitions)
+                else:
+                    breaker.release(permit)
+            scope.end_failed(
+                span,
+                err.outcome,
+                err,
+                output=handoff if isinstance(err, ContractViolation) else None,
+            )
+            raise
+        except asyncio.CancelledError:
+            if permit is not None:
+                assert breaker is not None
+                breaker.release(permit)
+            if span is not NULL_SPAN:
+                why = self.failure if self.failure is not None else "the run was cancelled"
+                scope.end_failed(
+                    span, "cancelled", StepCancelled(node, step, attempt, f"cancelled: {why}")
+                )
+            raise
+
+    async def _route(
+        self, route: Route, node: str, step: int, attempt: int, span: Span, handoff: Any,
+        changes: dict[str, Any] | None, delete: tuple[str, ...],
+    ) -> tuple[str, ...]:  # fmt: skip
+        doc = None
+        if changes or delete:
+            doc = dict(self.scope.ledger.head.doc)
+            doc.update(changes or {})
+            for k in delete:
+                doc.pop(k, None)
+        view = self.scope.view(span, node, doc=doc)
+        try:
+            picked = route.fn(view, handoff)
+            if route.is_async or asyncio.iscoroutine(picked):
+                picked = await picked
+        except Exception as exc:
+            raise AgentError(
+                node, step, attempt, f"router raised {type(exc).__name__}: {exc}"
+            ) from exc
+        labels = [] if picked is None else [picked] if isinstance(picked, str) else list(picked)
+        targets: list[str] = []
+        for label in labels:
+            t = route.labels.get(str(label))
+            if t is None:
+                known = ", ".join(repr(k) for k in route.labels)
+                raise OutputError(
+                    node, step, attempt, f"router returned {label!r}; its labels are {known}"
+                )
+            if t not in targets:
+                targets.append(t)
+        return tuple(targets)
+
+    def _check(
+        self,
+        contract: Contract,
+        payload: Any,
+        source: str,
+        target: str,
+        step: int,
+        attempt: int,
+        span: Span,
+    ) -> None:
+        result = contract.check(payload)
+        self.scope.record_contract(span, result, source, target)
+        if not result.passed:
+            raise ContractViolation(
+                source, step, attempt, contract.name, target, list(result.errors), payload
+            )
