@@ -23,8 +23,9 @@ class CoordinationMetrics:
 
     ``agents``: agents seen acting; ``topics``: topics seen; ``edges_used``: edges with
     traffic (all kinds); ``edges_declared``: edges the declared graph allows;
-    ``agent_pairs_used``: unordered pairs of distinct agents that interacted, directly
-    (handoff, compensate) or through a topic (one published what the other consumed);
+    ``agent_pairs_used``: unordered pairs of distinct acting agents that interacted,
+    directly (a handoff that reached its target, a compensation) or through a topic (one
+    published what the other consumed), so never more than ``potential_pairs``;
     ``potential_pairs``: n(n-1)/2 for n agents, what full pairwise coordination would need.
     """
 
@@ -81,13 +82,17 @@ def coordination_metrics(graph: nx.MultiDiGraph) -> CoordinationMetrics:
     publishers: dict[str, set[str]] = collections.defaultdict(set)
     consumers: dict[str, set[str]] = collections.defaultdict(set)
     used = declared = 0
+    acting = set(agents)
     for u, v, d in graph.edges(data=True):
         used += d["observed"]
         declared += d["declared"]
         if not d["observed"]:
             continue
-        if d["kind"] in ("handoff", "compensate") and u != v:
-            pairs.add(frozenset((u, v)))
+        if d["kind"] in ("handoff", "compensate"):
+            # A handoff a contract stopped never reached its target: no interaction.
+            reached = any(n for o, n in d["outcomes"].items() if o not in ("rejected", "lost"))
+            if reached and u != v and u in acting and v in acting:
+                pairs.add(frozenset((u, v)))
         elif d["kind"] == "publish" and d["outcomes"]["ok"]:
             publishers[v].add(u)
         elif d["kind"] == "deliver" and any(d["outcomes"][o] for o in _REACHED):
@@ -95,7 +100,7 @@ def coordination_metrics(graph: nx.MultiDiGraph) -> CoordinationMetrics:
     for topic, pubs in publishers.items():
         for p in pubs:
             for q in consumers.get(topic, ()):
-                if p != q:
+                if p != q and p in acting and q in acting:
                     pairs.add(frozenset((p, q)))
     n = len(agents)
     return CoordinationMetrics(n, len(topics), used, declared, len(pairs), n * (n - 1) // 2)
