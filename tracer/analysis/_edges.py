@@ -53,18 +53,27 @@ def detect_undeclared_edges(ctx: RunContext) -> list[Finding]:
 
 
 def detect_unused_edges(ctx: RunContext) -> list[Finding]:
-    """``unused_edge``: a declared handoff, publish or subscription with no traffic in a run
-    that completed. A run that failed or was compensated stopped early: the edges it
-    never reached say nothing about the declaration."""
+    """``unused_edge``: a declared handoff, publish or subscription that carried nothing in a
+    completed run although both its ends were active (the agents acted, the topic carried
+    traffic): the run went around the declaration.
+
+    Both ends active keeps the detector quiet about what a single run does not reach: a
+    router's branch not taken (its target never ran), a compensation path in a run that
+    needed no rollback (its topic stayed silent), everything after the point where a
+    failed or compensated run stopped (only completed runs are looked at).
+    """
     if ctx.declared is None or ctx.run.status != "completed":
         return []
+    g = ctx.graph
     out = []
-    for u, v, kind, d in ctx.graph.edges(keys=True, data=True):
+    for u, v, kind, d in g.edges(keys=True, data=True):
         if kind not in _DECLARABLE or not d["declared"] or d["observed"]:
             continue
+        if not (g.nodes[u]["observed"] and g.nodes[v]["observed"]):
+            continue
         what = "subscription" if kind == "deliver" else kind
-        message = f"declared {what} {u} → {v} was never used"
-        agents = [n for n in (u, v) if ctx.graph.nodes[n]["kind"] == "agent"]
+        message = f"declared {what} {u} → {v} was never used, though both ends were active"
+        agents = [n for n in (u, v) if g.nodes[n]["kind"] == "agent"]
         out.append(
             make_finding(
                 ctx,
