@@ -34,7 +34,7 @@ _ERROR_OUTCOMES: Final = frozenset({"nacked", "dead_lettered", "dropped"})
 
 
 class ConsumerCrashed(Exception):
-    """What a consumer killed by an injected ``crash`` fault dies of (recorded, never raised out)."""
+    """What a consumer killed by an injected crash dies of (recorded; never escapes the bus)."""
 
 
 def context_of(header: str | None) -> SpanContext | None:
@@ -178,13 +178,16 @@ class BusTracer:
         if outcome in _ERROR_OUTCOMES and isinstance(span, ActiveSpan):
             span.set_status("error", f"{outcome}: {reason}" if reason else outcome)
 
-    def crashed(self, span: Span, delivery: Delivery) -> None:
-        """The consumer died before acking (an injected ``crash``): no ack event, an exception."""
+    def crashed(self, span: Span, delivery: Delivery) -> ConsumerCrashed:
+        """The consumer died before acking (an injected ``crash`` or ``crash_during``): no ack
+        event, an exception event and status ERROR instead. Returns the exception recorded."""
+        when = "while processing" if delivery.fault == "crash_during" else "after processing"
         exc = ConsumerCrashed(
-            f"consumer {delivery.consumer!r} crashed after processing message {delivery.message.id}, before its ack"
+            f"consumer {delivery.consumer!r} crashed {when} message {delivery.message.id}, before its ack"
         )
         span.record_exception(exc, escaped=True)
         span.set_status("error", str(exc))
+        return exc
 
     def dead_lettered(self, dead: DeadLetter, agent: str) -> None:
         """Record a message the bus dead-lettered on its own (no consumer was running)."""

@@ -18,6 +18,8 @@ Fault kinds, and who applies them:
   timeout, or stays in flight for good;
 - ``crash``: the consumer processes the message (its state commits stand), then
   dies before publishing its results and acking;
+- ``crash_during``: the consumer dies while processing: its step is cut short before
+  it commits, so nothing is committed, published or acked;
 - ``ack_lost``: the consumer processes and acks, and the ack never reaches the bus.
 
 ``FaultRule.drop(topic="orders", attempt=1)``, ``FaultRule.delay(2.0, nth=3)``,
@@ -36,10 +38,12 @@ from typing import Final, Literal, TypedDict, Unpack
 
 from ._bus import Message
 
-FaultKind = Literal["drop", "duplicate", "delay", "reorder", "crash", "ack_lost"]
-FAULT_KINDS: Final = ("drop", "duplicate", "delay", "reorder", "crash", "ack_lost")
+FaultKind = Literal["drop", "duplicate", "delay", "reorder", "crash", "crash_during", "ack_lost"]
+FAULT_KINDS: Final = ("drop", "duplicate", "delay", "reorder", "crash", "crash_during", "ack_lost")
 BUS_FAULTS: Final = frozenset({"delay", "reorder", "duplicate"})  # applied by the bus
-CONSUMER_FAULTS: Final = frozenset({"drop", "crash", "ack_lost"})  # handed to the consumer
+CONSUMER_FAULTS: Final = frozenset(
+    {"drop", "crash", "crash_during", "ack_lost"}
+)  # handed to the consumer
 
 
 class Match(TypedDict, total=False):
@@ -110,9 +114,10 @@ class FaultRule:
         return cls("reorder", **match)
 
     @classmethod
-    def crash(cls, **match: Unpack[Match]) -> FaultRule:
-        """Kill the consumer after it processed a delivery, before it publishes and acks."""
-        return cls("crash", **match)
+    def crash(cls, *, during: bool = False, **match: Unpack[Match]) -> FaultRule:
+        """Kill the consumer after it processed a delivery, before it publishes and acks
+        (``during=True``: while it processes, before it commits anything)."""
+        return cls("crash_during" if during else "crash", **match)
 
     @classmethod
     def lose_ack(cls, **match: Unpack[Match]) -> FaultRule:
@@ -173,6 +178,7 @@ class Faults:
         delay: float = 0.0,
         reorder: float = 0.0,
         crash: float = 0.0,
+        crash_during: float = 0.0,
         ack_lost: float = 0.0,
         delay_seconds: float = 1.0,
     ) -> Faults:
@@ -180,7 +186,7 @@ class Faults:
         tried in the order of the arguments)."""
         odds: list[tuple[FaultKind, float]] = [
             ("drop", drop), ("duplicate", duplicate), ("delay", delay), ("reorder", reorder),
-            ("crash", crash), ("ack_lost", ack_lost),
+            ("crash", crash), ("crash_during", crash_during), ("ack_lost", ack_lost),
         ]  # fmt: skip
         rules = [
             FaultRule(kind, probability=p, seconds=delay_seconds if kind == "delay" else 0.0)
