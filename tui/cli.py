@@ -8,6 +8,7 @@ from .commands import findings as _findings  # noqa: F401  # registers findings
 from .commands import ingest as _ingest  # noqa: F401  # registers import
 from .commands import serve as _serve  # noqa: F401  # registers serve
 from .commands import store as _store  # noqa: F401  # registers runs, state, export, verify
+from .commands import tui as _tui  # noqa: F401  # registers tui
 
 
 def main() -> None:

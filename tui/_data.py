@@ -1,0 +1,300 @@
+"""What the debugger shows, read from the store: functions for thread workers, frozen results.
+
+Every function here takes a :class:`tracer.Store` and runs DuckDB queries, so it
+is called from a thread worker, never from the UI thread; what it returns is
+immutable and safe to hand to the UI. Only the store's read API is used, plus
+``tracer.analysis`` for the coordination graph when it is installed.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tracer import (
+    FieldChange,
+    Finding,
+    NotFoundError,
+    Run,
+    Span,
+    SpanEvent,
+    SpanLink,
+    StateVersion,
+    Store,
+)
+from tracer import conventions as c
+
+from ._graph_draw import Layout, layout
+
+__all__ = [
+    "Change",
+    "ContractView",
+    "GraphData",
+    "LinkView",
+    "ReadView",
+    "RunMeta",
+    "SpanData",
+    "StateData",
+    "find_position",
+    "load_graph",
+    "load_meta",
+    "load_span",
+    "load_state",
+    "writer_of",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class RunMeta:
+    """A run's header, its versions' metadata (no documents) and its findings."""
+
+    run: Run
+    versions: tuple[StateVersion, ...]
+    findings: tuple[Finding, ...]
+    spans_by_version: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+
+    @property
+    def last_version(self) -> int:
+        return self.versions[-1].version if self.versions else 0
+
+    def version(self, k: int) -> StateVersion | None:
+        i = bisect.bisect_left(self.versions, k, key=lambda v: v.version)
+        if i < len(self.versions) and self.versions[i].version == k:
+            return self.versions[i]
+        return None
+
+
+def load_meta(store: Store, run_id: str) -> RunMeta:
+    run = store.run(run_id)
+    versions = tuple(store.state_versions(run_id))
+    by_span: dict[str, list[int]] = {}
+    for v in versions:
+        by_span.setdefault(v.span_id, []).append(v.version)
+    return RunMeta(
+        run, versions, tuple(store.findings(run_id)), {k: tuple(v) for k, v in by_span.items()}
+    )
+
+
+# -- state --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A field that differs between the diff's base and the version shown, and who wrote it."""
+
+    path: str
+    change: str  # added, removed, changed
+    old: Any
+    new: Any
+    writer: StateVersion | None  # the last version in (base, k] that wrote the field's top key
+
+
+@dataclass(frozen=True, slots=True)
+class ReadView:
+    """A read made by the span that committed the version: what it got and what was newest."""
+
+    version: int
+    head: int | None
+    keys: tuple[str, ...]
+    via: str
+    cache: str | None
+    time_ns: int
+    head_meta: StateVersion | None  # the newest committed version at the time, when stale
+
+    @property
+    def stale(self) -> bool:
+        return self.head is not None and self.version < self.head
+
+
+@dataclass(frozen=True, slots=True)
+class ContractView:
+    name: str
+    outcome: str
+    source: str
+    target: str
+    errors: tuple[str, ...]
+    payload: str
+
+
+@dataclass(frozen=True, slots=True)
+class StateData:
+    version: int
+    base: int
+    meta: StateVersion | None
+    doc: Any
+    changes: tuple[Change, ...]
+    reads: tuple[ReadView, ...]
+    contracts: tuple[ContractView, ...]
+    findings: tuple[Finding, ...]
+    writer_span: Span | None
+
+
+def writer_of(path: str, base: int, version: int, meta: RunMeta) -> StateVersion | None:
+    """The last version in ``(base, version]`` whose recorded keys include ``path``'s top key."""
+    if version <= base:
+        return None
+    top = path.split("/")[1] if path.count("/") >= 1 and path != "" else ""
+    top = top.replace("~1", "/").replace("~0", "~")
+    for k in range(version, base, -1):
+        v = meta.version(k)
+        if v is None:
+            continue
+        if not v.keys or top in v.keys:
+            return v
+    return None
+
+
+def load_state(
+    store: Store, run_id: str, version: int, base: int | None, meta: RunMeta
+) -> StateData:
+    """The view of ``version``: document, diff against ``base`` (default k-1), the writer's reads."""
+    base = version - 1 if base is None else base
+    doc = store.state_at(run_id, version) if version else {}
+    raw: list[FieldChange] = store.diff(run_id, base, version) if version else []
+    changes = tuple(
+        Change(ch.path, ch.change, ch.old, ch.new, writer_of(ch.path, base, version, meta))
+        for ch in raw
+    )
+    vmeta = meta.version(version)
+    reads: list[ReadView] = []
+    contracts: list[ContractView] = []
+    writer_span: Span | None = None
+    if vmeta is not None and vmeta.span_id:
+        try:
+            writer_span = store.span(run_id, vmeta.span_id)
+        except NotFoundError:
+            writer_span = None
+        for ev in store.events(run_id, vmeta.span_id):
+            if ev.name == c.EV_STATE_READ:
+                reads.append(_read_view(ev, meta))
+            elif ev.name == c.EV_CONTRACT_CHECK:
+                contracts.append(_contract_view(ev))
+    span_id = vmeta.span_id if vmeta else None
+    findings = tuple(
+        f for f in meta.findings if version in f.versions or (span_id and span_id in f.span_ids)
+    )
+    return StateData(
+        version, base, vmeta, doc, changes, tuple(reads), tuple(contracts), findings, writer_span
+    )
+
+
+def _read_view(ev: SpanEvent, meta: RunMeta) -> ReadView:
+    a = ev.attributes
+    head = a.get(c.STATE_HEAD_VERSION)
+    version = int(a.get(c.STATE_VERSION, 0) or 0)
+    head_i = int(head) if head is not None else None
+    head_meta = meta.version(head_i) if head_i is not None and head_i > version else None
+    keys = a.get(c.STATE_KEYS) or ()
+    return ReadView(
+        version,
+        head_i,
+        tuple(str(k) for k in (keys if isinstance(keys, list | tuple) else [keys])),
+        str(a.get(c.STATE_VIA, "store")),
+        str(a[c.STATE_CACHE]) if a.get(c.STATE_CACHE) else None,
+        ev.time_ns,
+        head_meta,
+    )
+
+
+def _contract_view(ev: SpanEvent) -> ContractView:
+    a = ev.attributes
+    errors: Any = a.get(c.CONTRACT_ERRORS, "[]")
+    if isinstance(errors, str):
+        try:
+            errors = orjson.loads(errors)
+        except orjson.JSONDecodeError:
+            errors = [errors]
+    if not isinstance(errors, list):
+        errors = [errors]
+    return ContractView(
+        str(a.get(c.CONTRACT_NAME, "")),
+        str(a.get(c.CONTRACT_OUTCOME, "")),
+        str(a.get(c.CONTRACT_SOURCE, "")),
+        str(a.get(c.CONTRACT_TARGET, "")),
+        tuple(e if isinstance(e, str) else orjson.dumps(e).decode() for e in errors),
+        str(a.get(c.CONTRACT_PAYLOAD, "")),
+    )
+
+
+# -- spans --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LinkView:
+    link: SpanLink
+    target: Span | None  # the linked span, when it is in the store
+
+    @property
+    def same_run(self) -> bool:
+        return self.link.linked_trace_id == self.link.trace_id
+
+
+@dataclass(frozen=True, slots=True)
+class SpanData:
+    span: Span
+    events: tuple[SpanEvent, ...]
+    links: tuple[LinkView, ...]
+    parent: Span | None
+    versions: tuple[int, ...]
+
+
+def load_span(store: Store, run_id: str, span_id: str, meta: RunMeta | None = None) -> SpanData:
+    span = store.span(run_id, span_id)
+    events = tuple(store.events(run_id, span_id))
+    links = []
+    for ln in store.links(run_id, span_id):
+        try:
+            target: Span | None = store.span(ln.linked_trace_id, ln.linked_span_id)
+        except NotFoundError:
+            target = None
+        links.append(LinkView(ln, target))
+    parent = None
+    if span.parent_span_id:
+        try:
+            parent = store.span(run_id, span.parent_span_id)
+        except NotFoundError:
+            parent = None
+    versions = meta.spans_by_version.get(span_id, ()) if meta else ()
+    return SpanData(span, events, tuple(links), parent, tuple(versions))
+
+
+def find_position(tree: pa.Table, span_id: str) -> int | None:
+    """The row of ``span_id`` in a ``span_tree`` table (a vectorised scan, no index held)."""
+    i = pc.index(tree.column("span_id"), span_id).as_py()
+    return None if i is None or i < 0 else int(i)
+
+
+# -- graph --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GraphData:
+    graph: Any  # a networkx DiGraph/MultiDiGraph, or None when there is nothing to draw
+    layout: Layout | None
+    note: str = ""
+
+
+def load_graph(store: Store, run_id: str) -> GraphData:
+    """The run's coordination graph (``tracer.analysis``), laid out."""
+    try:
+        from tracer.analysis import coordination_graph
+    except ImportError:
+        return GraphData(None, None, "the coordination graph needs tracer.analysis")
+    graph = coordination_graph(store, run_id)
+    if graph is None or graph.number_of_nodes() == 0:
+        return GraphData(graph, None, "no agents recorded in this run")
+    return GraphData(graph, layout(graph))
+
+
+def edges_for(view: GraphData, span_ids: Sequence[str]) -> set[int]:
+    """Indices of the layout's edges that carry any of ``span_ids``."""
+    if view.layout is None:
+        return set()
+    wanted = set(span_ids)
+    return {e.index for e in view.layout.edges if e.span_ids & wanted}

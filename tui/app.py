@@ -1,0 +1,189 @@
+"""The agentrace debugger: a Textual app over a store.
+
+``AgentraceApp(store)`` shows the runs screen, or a run's screen when given
+``run_id``. With ``listen`` it hosts the OTLP/HTTP receiver in its own event loop
+and opens the store for writing: DuckDB allows one writing process, so a live
+view must read through the process that writes. New spans reach the screens as
+:class:`~tui.messages.StoreChanged` messages, posted from the ingesting thread
+(``post_message`` is thread-safe) and coalesced while they flood in.
+
+Errors raised in thread workers come back through one ``Worker.StateChanged``
+handler and are shown as notifications (as text, never as markup).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any, ClassVar
+
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.theme import Theme
+from textual.worker import Worker, WorkerState
+
+from tracer import IngestResult, Store
+
+from .messages import OpenRun, StoreChanged
+from .palette import AgentraceCommands
+from .screens.help import HelpScreen
+from .screens.run import RunScreen
+from .screens.runs import RunsScreen
+
+# Two themes with the same roles: colours chosen to keep their contrast on their own
+# background (errors and successes are darker on the light one).
+DARK = Theme(
+    name="agentrace-dark", primary="#5FA8D3", secondary="#B48EAD", accent="#E5A84B",
+    warning="#E5C07B", error="#F7768E", success="#9ECE6A", foreground="#D8DEE9",
+    background="#15171C", surface="#1C1F26", panel="#262A33", dark=True,
+)  # fmt: skip
+LIGHT = Theme(
+    name="agentrace-light", primary="#1F5F8B", secondary="#6B3FA0", accent="#A04E00",
+    warning="#7A5A00", error="#B3122E", success="#1E6B24", foreground="#1B1D22",
+    background="#FAFAF7", surface="#F1F1EC", panel="#E1E3DC", dark=False,
+)  # fmt: skip
+
+
+def default_theme(env: dict[str, str] | None = None) -> str:
+    """``AGENTRACE_THEME`` if set; else light when the terminal says its background is light."""
+    env = dict(os.environ) if env is None else env
+    chosen = env.get("AGENTRACE_THEME", "").strip().lower()
+    if chosen in ("light", "dark"):
+        return f"agentrace-{chosen}"
+    if chosen:
+        return chosen
+    # COLORFGBG is "fg;bg" (rxvt, Konsole, iTerm2...): background 7 or 15 is a light one.
+    bg = env.get("COLORFGBG", "").split(";")[-1]
+    return "agentrace-light" if bg in ("7", "15") else "agentrace-dark"
+
+
+class AgentraceApp(App[None]):
+    """The debugger. Give it a :class:`Store` (kept open by the caller) or a path (opened here)."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "agentrace"
+    COMMANDS: ClassVar = App.COMMANDS | {AgentraceCommands}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("question_mark", "help", "Help"),
+        Binding("ctrl+t", "toggle_theme", "Theme", show=False),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        store: Store | str | Path,
+        *,
+        run_id: str | None = None,
+        listen: int | None = None,
+        host: str = "127.0.0.1",
+        theme: str | None = None,
+    ) -> None:
+        super().__init__()
+        self._own_store = not isinstance(store, Store)
+        self.store = store if isinstance(store, Store) else Store(store, read_only=listen is None)
+        self.start_run = self.store.resolve_run(run_id) if run_id else None
+        self.listen = listen
+        self.host = host
+        self.receiver: Any = None
+        self._pending: set[str] = set()
+        self._pending_lock = threading.Lock()
+        self.ingested_spans = 0
+        self.register_theme(DARK)
+        self.register_theme(LIGHT)
+        self.theme = theme or default_theme()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def on_mount(self) -> None:
+        self.runs_screen = RunsScreen(self.store)
+        await self.push_screen(self.runs_screen)
+        if self.start_run is not None:
+            await self.push_screen(RunScreen(self.store, self.start_run))
+        if self.listen is not None:
+            await self._start_receiver()
+
+    async def _start_receiver(self) -> None:
+        from tracer import start_receiver
+
+        assert self.listen is not None
+        self.store.on_ingest(self._on_ingest)
+        try:
+            self.receiver = await start_receiver(self.store, self.host, self.listen)
+        except OSError as exc:
+            self.notify(
+                f"cannot listen on {self.host}:{self.listen}: {exc}", severity="error", markup=False
+            )
+            return
+        self.listen = int(self.receiver.port)  # the port bound (when asked for port 0)
+        url = f"http://{self.host}:{self.listen}/v1/traces"
+        self.sub_title = f"live on {url}"
+        self.notify(f"receiving OTLP on {url}", markup=False)
+
+    async def on_unmount(self) -> None:
+        if self.receiver is not None:
+            result = self.receiver.close()
+            if hasattr(result, "__await__"):
+                await result
+        if self._own_store:
+            self.store.close()
+
+    # -- live updates ----------------------------------------------------------------------
+
+    def _on_ingest(self, result: IngestResult, run_ids: frozenset[str]) -> None:
+        # Called on the writing thread: only thread-safe calls here.
+        with self._pending_lock:
+            self._pending |= run_ids
+            self.ingested_spans += result.spans
+        self.post_message(StoreChanged())
+
+    def on_store_changed(self, message: StoreChanged) -> None:
+        with self._pending_lock:
+            runs, self._pending = frozenset(self._pending), set()
+        if not runs:
+            return
+        for screen in self.screen_stack:
+            if isinstance(screen, RunsScreen):
+                screen.reload()
+            elif isinstance(screen, RunScreen):
+                screen.store_changed(runs)
+
+    # -- navigation ------------------------------------------------------------------------
+
+    def on_open_run(self, message: OpenRun) -> None:
+        try:
+            run_id = self.store.resolve_run(message.run_id)
+        except Exception as exc:  # shown to the user, not fatal
+            self.notify(str(exc), severity="error", markup=False)
+            return
+        self.push_screen(RunScreen(self.store, run_id, span_id=message.span_id))
+
+    def action_show_runs(self) -> None:
+        """Back to the runs screen (popping every run screen above it)."""
+        while len(self.screen_stack) > 2 and not isinstance(self.screen, RunsScreen):
+            self.pop_screen()
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "agentrace-light" if self.theme == "agentrace-dark" else "agentrace-dark"
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            err = event.worker.error
+            self.notify(
+                f"{type(err).__name__}: {err}", title="error", severity="error", markup=False
+            )
+
+
+def run_app(
+    db_path: str | Path,
+    run_id: str | None = None,
+    listen: int | None = None,
+    *,
+    host: str = "127.0.0.1",
+) -> None:
+    """Open the debugger on the store at ``db_path`` (on run ``run_id``; live on port ``listen``)."""
+    AgentraceApp(db_path, run_id=run_id, listen=listen, host=host).run()

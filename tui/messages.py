@@ -1,0 +1,94 @@
+"""Messages the debugger's widgets and screens exchange: attributes go down, these go up.
+
+Messages posted from thread workers carry what the worker was asked for (a
+version, a span id) so the receiver can drop an answer that arrived after the
+user moved on.
+"""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from tracer import Finding, Run
+
+from ._data import GraphData, RunMeta, SpanData, StateData
+
+
+class StoreChanged(Message):
+    """New spans were committed (live mode). Floods coalesce: the receiver reads the pending set."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, StoreChanged)
+
+
+class RunsLoaded(Message):
+    def __init__(self, runs: list[Run]) -> None:
+        super().__init__()
+        self.runs = runs
+
+
+class OpenRun(Message):
+    def __init__(self, run_id: str, span_id: str | None = None) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.span_id = span_id
+
+
+class MetaLoaded(Message):
+    def __init__(self, meta: RunMeta) -> None:
+        super().__init__()
+        self.meta = meta
+
+
+class GraphLoaded(Message):
+    def __init__(self, view: GraphData) -> None:
+        super().__init__()
+        self.view = view
+
+
+class StateLoaded(Message):
+    def __init__(self, view: StateData) -> None:
+        super().__init__()
+        self.view = view
+
+
+class SpanLoaded(Message):
+    def __init__(self, view: SpanData) -> None:
+        super().__init__()
+        self.view = view
+
+
+class SpanSelected(Message):
+    """The waterfall's cursor is on a span (coalesces while the cursor moves)."""
+
+    def __init__(self, span_id: str) -> None:
+        super().__init__()
+        self.span_id = span_id
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, SpanSelected)
+
+
+class VersionRequested(Message):
+    """A pane asks the screen to show another version (and optionally diff against ``base``)."""
+
+    def __init__(self, version: int, base: int | None = None, *, set_base: bool = False) -> None:
+        super().__init__()
+        self.version = version
+        self.base = base
+        self.set_base = set_base
+
+
+class FindingSelected(Message):
+    def __init__(self, finding: Finding) -> None:
+        super().__init__()
+        self.finding = finding
+
+
+class FollowLink(Message):
+    """Go to a linked span (a consumer's producer), in this run or another."""
+
+    def __init__(self, trace_id: str, span_id: str) -> None:
+        super().__init__()
+        self.trace_id = trace_id
+        self.span_id = span_id

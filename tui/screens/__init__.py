@@ -1,0 +1,1 @@
+"""The debugger's screens: the runs list, a run, help and prompts."""

@@ -1,0 +1,71 @@
+"""The help screen (``?``): every key, by screen and pane."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+
+from ..widgets._lines import Line, LineView
+
+KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("Everywhere", (
+        ("?", "this help"), ("ctrl+p", "command palette: runs, versions, findings, panes, themes"),
+        ("ctrl+t", "switch between the dark and the light theme"), ("q / ctrl+q", "quit"),
+    )),
+    ("Runs", (
+        ("↑ ↓  enter", "move, open the run"), ("/", "search (words in workflow, scenario, agents, status, id)"),
+        ("s  r", "sort by the next column, reverse the order (or click a header)"),
+        ("p", "filter by pattern: orchestration, choreography, hybrid, imported"),
+        ("x", "only runs with findings"), ("escape", "clear the search"),
+    )),
+    ("Run", (
+        ("1 2 3 4 5  tab", "graph, waterfall, state, findings, span detail"),
+        ("z", "zoom the focused pane to the whole screen (again to restore)"),
+        ("[  ]", "previous / next state version, from any pane"),
+        ("g", "go to a version"), ("d", "diff any two versions"),
+        ("f", "next finding: jumps stepper, graph and waterfall to it"), ("escape", "back to the runs"),
+    )),
+    ("Waterfall", (
+        ("↑ ↓ pgup pgdn home end", "move"), ("enter / space", "fold or unfold a span's children"),
+        ("← →", "fold, go to parent / unfold, go to first child"),
+        ("-  +", "fold every agent step / unfold all"), ("e", "next span with an error"),
+    )),
+    ("State", (
+        ("← →  home end", "step versions"), ("b  B", "diff later versions against this one / against the previous"),
+        ("enter", "fold a JSON node; on a change: go to its writer's span; on a STALE read: go to the version that was committed"),
+    )),
+    ("Findings, span detail", (
+        ("enter / click", "jump to the finding; follow a link (consumer → producer) or go to the parent"),
+    )),
+)  # fmt: skip
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,question_mark,q", "dismiss", "Close"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="help"):
+            view = LineView(id="help-lines")
+            view.show_cursor = False
+            view.border_title = "agentrace keys"
+            yield view
+
+    def on_mount(self) -> None:
+        lines: list[Line] = []
+        for section, keys in KEYS:
+            lines.append(Line.of((f" {section}", "title")))
+            for key, what in keys:
+                lines.append(Line.of((f"   {key:<24}", "key"), (what, "dim")))
+            lines.append(Line.of(("", "dim")))
+        view = self.query_one(LineView)
+        view.set_lines(lines)
+        view.focus()
+
+    async def action_dismiss(self, result: None = None) -> None:
+        self.dismiss(result)

@@ -1,0 +1,346 @@
+"""The run screen: graph, waterfall, state, findings and span detail, stepping together.
+
+The screen holds the shared state in reactives — ``version`` (the stepper),
+``base`` (a pinned diff base, or None for "the version before") and ``finding``
+(the finding being looked at) — and its ``watch_*`` methods push them down to
+the panes. Panes speak up with messages (``VersionRequested``, ``SpanSelected``,
+``FindingSelected``, ``FollowLink``). Every DuckDB read runs in a thread worker.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widget import Widget
+from textual.widgets import Footer, Static
+from textual.worker import get_current_worker
+
+from tracer import Finding, Store
+
+from .._data import GraphData, RunMeta, edges_for, load_graph, load_meta
+from .._text import clip, fmt_duration
+from ..messages import (
+    FindingSelected,
+    FollowLink,
+    GraphLoaded,
+    MetaLoaded,
+    OpenRun,
+    SpanSelected,
+    VersionRequested,
+)
+from ..widgets.findings import FindingsList
+from ..widgets.graph import LEGEND, CoordinationGraph
+from ..widgets.span_detail import SpanDetail
+from ..widgets.state import StatePane
+from ..widgets.waterfall import Waterfall
+from .prompt import Prompt
+
+PANES = ("graph", "waterfall", "state", "findings", "span")
+_VERSION = Binding.Group("version", compact=True)
+
+
+class RunScreen(Screen[None]):
+    """One run. ``version`` is the stepper; every pane follows it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Runs"),
+        Binding("1", "pane('graph')", "Graph", show=False),
+        Binding("2", "pane('waterfall')", "Waterfall", show=False),
+        Binding("3", "pane('state')", "State", show=False),
+        Binding("4", "pane('findings')", "Findings", show=False),
+        Binding("5", "pane('span')", "Span", show=False),
+        Binding("tab", "cycle(1)", "Next pane", show=False),
+        Binding("shift+tab", "cycle(-1)", "Prev pane", show=False),
+        Binding("left_square_bracket", "step(-1)", "Version", group=_VERSION),
+        Binding("right_square_bracket", "step(1)", "Version", group=_VERSION),
+        Binding("g", "goto", "Go to"),
+        Binding("d", "diff", "Diff", show=False),
+        Binding("f", "next_finding", "Finding"),
+        Binding("z", "zoom", "Zoom"),
+    ]
+
+    version: reactive[int] = reactive(0, init=False)
+    base: reactive[int | None] = reactive(None, init=False)
+    finding: reactive[str | None] = reactive(None, init=False)
+
+    def __init__(self, store: Store, run_id: str, *, span_id: str | None = None) -> None:
+        super().__init__()
+        self.store = store
+        self.run_id = run_id
+        self.meta: RunMeta | None = None
+        self.graph_data: GraphData | None = None
+        self._first_span = span_id
+        self._pending_version: int | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="run-header")
+        yield CoordinationGraph(id="graph")
+        with Horizontal(id="run-middle"):
+            yield Waterfall(self.store, self.run_id, id="waterfall")
+            yield StatePane(self.store, self.run_id, id="state")
+        with Horizontal(id="run-bottom"):
+            yield FindingsList(id="findings")
+            yield SpanDetail(self.store, self.run_id, id="span")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        titles = {
+            "graph": "Graph",
+            "waterfall": "Waterfall",
+            "state": "State",
+            "findings": "Findings",
+            "span": "Span",
+        }
+        for i, pane in enumerate(PANES, 1):
+            self.query_one(f"#{pane}").border_title = f"{i} {titles[pane]}"
+        self.query_one(CoordinationGraph).border_subtitle = LEGEND
+        self.query_one(Waterfall).focus()
+        self._load_meta()
+        self._load_graph()
+
+    # -- loading ---------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="meta", exit_on_error=False)
+    def _load_meta(self) -> None:
+        meta = load_meta(self.store, self.run_id)
+        if not get_current_worker().is_cancelled:
+            self.post_message(MetaLoaded(meta))
+
+    @work(thread=True, exclusive=True, group="graph", exit_on_error=False)
+    def _load_graph(self) -> None:
+        data = load_graph(self.store, self.run_id)
+        if not get_current_worker().is_cancelled:
+            self.post_message(GraphLoaded(data))
+
+    def on_meta_loaded(self, message: MetaLoaded) -> None:
+        first = self.meta is None
+        self.meta = meta = message.meta
+        self.query_one(FindingsList).set_findings(meta.findings)
+        self.query_one(SpanDetail).set_meta(meta)
+        wf = self.query_one(Waterfall)
+        wf.set_marks(
+            versions=meta.spans_by_version,
+            findings=frozenset(s for f in meta.findings for s in f.span_ids),
+            current=wf.current_span,
+        )
+        target = self._pending_version or (meta.last_version if first else self.version)
+        self._pending_version = None
+        if self.version == target:
+            self._apply_version()
+        else:
+            self.version = target
+        if first and self._first_span:
+            wf.select_span(self._first_span)
+        self._update_header()
+
+    def on_graph_loaded(self, message: GraphLoaded) -> None:
+        self.graph_data = message.view
+        self.query_one(CoordinationGraph).set_data(message.view)
+        self._highlight()
+
+    def store_changed(self, run_ids: frozenset[str]) -> None:
+        """Live mode: new spans of this run arrived; reload what depends on them."""
+        if self.run_id not in run_ids:
+            return
+        self._load_meta()
+        self._load_graph()
+        self.query_one(Waterfall).load()
+
+    # -- the shared state ------------------------------------------------------------------
+
+    def watch_version(self) -> None:
+        self._apply_version()
+
+    def watch_base(self) -> None:
+        self._apply_version()
+
+    def watch_finding(self) -> None:
+        self._highlight()
+        findings = self.query_one(FindingsList)
+        findings.mark_selected(self.finding)
+
+    def _apply_version(self) -> None:
+        meta = self.meta
+        if meta is None:
+            return
+        self.query_one(StatePane).show(self.version, self.base, meta)
+        vm = meta.version(self.version)
+        self.query_one(Waterfall).set_marks(current=vm.span_id if vm else None)
+        self._highlight()
+        self._update_header()
+
+    def _highlight(self) -> None:
+        meta, data = self.meta, self.graph_data
+        if meta is None or data is None:
+            return
+        nodes: set[str] = set()
+        spans: list[str] = []
+        vm = meta.version(self.version)
+        if vm is not None:
+            if vm.agent:
+                nodes.add(vm.agent)
+            spans.append(vm.span_id)
+        finding = self.current_finding
+        if finding is not None:
+            nodes.update(finding.agents)
+            spans.extend(finding.span_ids)
+        self.query_one(CoordinationGraph).highlight(nodes, edges_for(data, spans))
+
+    @property
+    def current_finding(self) -> Finding | None:
+        if self.meta is None or self.finding is None:
+            return None
+        return next((f for f in self.meta.findings if f.finding_id == self.finding), None)
+
+    def _update_header(self) -> None:
+        meta = self.meta
+        header = self.query_one("#run-header", Static)
+        if meta is None:
+            header.update(Text(f" run {self.run_id[:12]}  loading…"))
+            return
+        r = meta.run
+        parts: list[tuple[str, str] | str] = [
+            (" run ", "bold reverse"),
+            (f" {r.run_id[:12]} ", "bold"),
+            (clip(r.workflow or "-", 30), "bold"),
+            f" · {r.pattern or '-'} · ",
+            (r.status or "-", "bold"),
+            f" · {fmt_duration(r.duration_ns)} · {_n(len(r.agents), 'agent')} · {_n(r.span_count, 'span')}"
+            f" · {_n(r.finding_count, 'finding')}   ",
+        ]
+        if meta.last_version:
+            parts.append((f" v{self.version}/{meta.last_version} ", "reverse"))
+            if self.base is not None:
+                parts.append(f" diff base v{self.base}")
+        header.update(Text.assemble(*parts))
+
+    # -- messages from panes ---------------------------------------------------------------
+
+    @on(VersionRequested)
+    def _version_requested(self, message: VersionRequested) -> None:
+        if self.meta is None:
+            self._pending_version = message.version
+            return
+        k = max(1, min(self.meta.last_version, message.version)) if self.meta.last_version else 0
+        self.finding = None
+        if message.set_base:
+            self.base = message.base
+        self.version = k
+
+    @on(SpanSelected)
+    def _span_selected(self, message: SpanSelected) -> None:
+        self.query_one(SpanDetail).show(message.span_id, self.meta)
+
+    @on(FindingSelected)
+    def _finding_selected(self, message: FindingSelected) -> None:
+        self.select_finding(message.finding)
+
+    def select_finding(self, f: Finding) -> None:
+        """Jump every pane to ``f``: the version its span committed (or its last version),
+        its first span in the waterfall and the detail, its agents and edges in the graph."""
+        self.finding = f.finding_id
+        meta = self.meta
+        if meta is not None:
+            target = None
+            for sid in f.span_ids:
+                committed = meta.spans_by_version.get(sid)
+                if committed:
+                    target = committed[0]
+                    break
+            if target is None and f.versions:
+                target = max(f.versions)
+            if target is not None:
+                self.version = max(1, min(meta.last_version, target))
+        if f.span_ids:
+            self.query_one(Waterfall).select_span(f.span_ids[0])
+        self._highlight()
+
+    @on(FollowLink)
+    def _follow(self, message: FollowLink) -> None:
+        if message.trace_id == self.run_id:
+            if not self.query_one(Waterfall).select_span(message.span_id):
+                self.notify("that span is not in this run", severity="warning")
+        else:
+            self.post_message(OpenRun(message.trace_id, message.span_id))
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        if self.maximized is not None:
+            self.minimize()
+            return
+        from ..app import AgentraceApp
+
+        if isinstance(self.app, AgentraceApp):
+            self.app.action_show_runs()
+        else:
+            self.app.pop_screen()
+
+    def action_pane(self, name: str) -> None:
+        if self.maximized is not None:
+            self.minimize()
+        self.query_one(f"#{name}", Widget).focus()
+
+    def action_cycle(self, delta: int) -> None:
+        focused = self.focused
+        current = focused.id if focused is not None and focused.id in PANES else PANES[0]
+        nxt = PANES[(PANES.index(current) + delta) % len(PANES)]
+        if self.maximized is not None:
+            self.maximize(self.query_one(f"#{nxt}", Widget), container=False)
+        self.query_one(f"#{nxt}", Widget).focus()
+
+    def action_step(self, delta: int) -> None:
+        if self.meta is not None and self.meta.last_version:
+            self.finding = None
+            self.version = max(1, min(self.meta.last_version, self.version + delta))
+
+    def action_goto(self) -> None:
+        def done(value: str | None) -> None:
+            if value and value.strip().lstrip("v").isdigit():
+                self.post_message(VersionRequested(int(value.strip().lstrip("v"))))
+
+        last = self.meta.last_version if self.meta else 0
+        self.app.push_screen(
+            Prompt(f"Go to version (1–{last})", placeholder=str(self.version)), done
+        )
+
+    def action_diff(self) -> None:
+        def done(value: str | None) -> None:
+            words = (value or "").replace("..", " ").replace(",", " ").split()
+            nums = [int(w.lstrip("v")) for w in words if w.lstrip("v").isdigit()]
+            if len(nums) == 2:
+                self.post_message(VersionRequested(nums[1], nums[0], set_base=True))
+            elif value:
+                self.notify("type two versions, like 3 7", severity="warning")
+
+        self.app.push_screen(
+            Prompt("Diff two versions (A B: changes from A to B)", placeholder="3 7"), done
+        )
+
+    def action_next_finding(self) -> None:
+        findings = self.query_one(FindingsList).findings
+        if not findings:
+            self.app.bell()
+            return
+        ids = [f.finding_id for f in findings]
+        i = ids.index(self.finding) + 1 if self.finding in ids else 0
+        self.select_finding(findings[i % len(findings)])
+
+    def action_zoom(self) -> None:
+        if self.maximized is not None:
+            self.minimize()
+            return
+        focused = self.focused
+        if focused is not None and focused.id in PANES:
+            self.maximize(focused, container=False)
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"

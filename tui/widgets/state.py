@@ -1,0 +1,263 @@
+"""The state pane: the version stepper, the diff with its writers, the writer's reads, the document.
+
+The screen owns the ``version``; this pane asks for another one with
+:class:`~tui.messages.VersionRequested` and shows what a thread worker loads for
+it (``tui._data.load_state``). A read served older than the ledger's head is
+marked STALE with the version that was already committed, by whom and when.
+Folds of the JSON tree are kept by path, so they survive stepping.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual import work
+from textual.binding import Binding, BindingType
+from textual.worker import get_current_worker
+
+from tracer import Store
+
+from .._data import RunMeta, StateData, load_state
+from .._json_lines import json_lines, line_runs
+from .._text import clip, compact_json, fmt_duration, short_id
+from ..messages import FollowLink, StateLoaded, VersionRequested
+from ._lines import Line, LineView
+
+_FOLD_BIG = 400  # documents with more lines than this open with their second level folded
+
+
+class StatePane(LineView):
+    """Shows one version of the run's state; left/right/home/end step through the versions."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("left,comma", "step(-1)", "Prev version"),
+        Binding("right,full_stop", "step(1)", "Next version"),
+        Binding("home", "first", "First", show=False),
+        Binding("end", "last", "Last", show=False),
+        Binding("b", "pin_base", "Diff base here"),
+        Binding("B", "unpin_base", "Diff vs previous", show=False),
+        Binding("enter,space", "activate", "Fold/go", show=False),
+    ]
+
+    def __init__(self, store: Store, run_id: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.store = store
+        self.run_id = run_id
+        self.meta: RunMeta | None = None
+        self.view: StateData | None = None
+        self.requested: tuple[int, int | None] | None = None
+        self.folded: set[str] = set()
+        self._auto_folded = False
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def show(self, version: int, base: int | None, meta: RunMeta) -> None:
+        """Load and show ``version`` diffed against ``base`` (None: the version before it)."""
+        self.meta = meta
+        self.requested = (version, base)
+        if version <= 0:
+            self.view = None
+            self.set_lines([Line.of((" no state versions in this run", "dim"))])
+            return
+        self._load(version, base, meta)
+
+    @work(thread=True, exclusive=True, group="state", exit_on_error=False)
+    def _load(self, version: int, base: int | None, meta: RunMeta) -> None:
+        view = load_state(self.store, self.run_id, version, base, meta)
+        if not get_current_worker().is_cancelled:
+            self.post_message(StateLoaded(view))
+
+    def on_state_loaded(self, message: StateLoaded) -> None:
+        message.stop()
+        view = message.view
+        if self.requested is None or self.requested[0] != view.version:
+            return  # the user has stepped on; a newer load is coming
+        self.view = view
+        if not self._auto_folded:
+            self._auto_folded = True
+            if len(json_lines(view.doc, limit=_FOLD_BIG + 1)) > _FOLD_BIG:
+                self.folded = _second_level(view.doc)
+        self.set_builder(self._build)
+
+    # -- lines -----------------------------------------------------------------------------
+
+    def _build(self, width: int) -> list[Line]:
+        view, meta = self.view, self.meta
+        if view is None or meta is None:
+            return [Line.of((" loading state…", "dim"))]
+        out: list[Line] = []
+        t0 = meta.run.start_ns
+        vm = view.meta
+        head = [(f" v{view.version}", "version"), (f" / {meta.last_version}", "dim")]
+        if vm is not None:
+            head += [
+                (f"  {vm.kind}", "title"),
+                ("  by ", "dim"),
+                (clip(vm.agent or "-", 24), "agent"),
+                ("  span ", "dim"),
+                (short_id(vm.span_id), "link"),
+                (f"  +{fmt_duration(vm.committed_ns - t0)}", "dim"),
+            ]
+        out.append(Line(tuple(head), key=("span", vm.span_id) if vm and vm.span_id else None))
+        if (
+            vm is not None
+            and vm.base_version
+            and vm.parent_version
+            and vm.base_version < vm.parent_version
+        ):
+            # The writer read an older version than the one it committed on top of.
+            out.append(
+                Line.of(
+                    ("   ⚠ written on base ", "warn"),
+                    (f"v{vm.base_version}", "version"),
+                    (" while the head was ", "warn"),
+                    (f"v{vm.parent_version}", "version"),
+                    key=("version", vm.parent_version),
+                )
+            )
+        for r in view.reads:
+            runs: list[tuple[str, str]] = [
+                ("   read ", "dim"),
+                (clip(", ".join(r.keys) or "*", 28), "key"),
+                (f" v{r.version}", "version"),
+                (f" via {r.via}", "dim"),
+            ]
+            if r.cache:
+                runs.append((f" {clip(r.cache, 20)}", "dim"))
+            if r.stale:
+                runs.append(("  STALE ", "stale"))
+                out.append(Line(tuple(runs), key=("version", r.head)))
+                more: list[tuple[str, str]] = [
+                    ("     ", "dim"),
+                    (f"v{r.head}", "version"),
+                    (" was the head", "error"),
+                ]
+                hm = r.head_meta
+                if hm is not None:
+                    more += [(", committed by ", "error"), (clip(hm.agent or "-", 20), "agent")]
+                    ahead = r.time_ns - hm.committed_ns
+                    if ahead >= 0:
+                        more.append((f" {fmt_duration(ahead)} before this read", "error"))
+                out.append(Line(tuple(more), key=("version", r.head)))
+                continue
+            if r.head is not None:
+                runs.append(("  fresh", "ok"))
+            out.append(Line(tuple(runs)))
+        for ct in view.contracts:
+            role = "ok" if ct.outcome == "passed" else "error"
+            runs = [
+                ("   contract ", "dim"),
+                (clip(ct.name, 24), "title"),
+                (f" {clip(ct.source, 16)} → {clip(ct.target, 16)} ", "dim"),
+                (ct.outcome or "?", role),
+            ]
+            if ct.errors:
+                runs.append(("  " + clip("; ".join(ct.errors), max(10, width - 60)), "error"))
+            out.append(Line(tuple(runs)))
+        for f in view.findings:
+            out.append(
+                Line.of(
+                    ("   ⚑ ", f"sev.{f.severity}" if f.severity in _SEVS else "warn"),
+                    (f.kind, "title"),
+                    (" " + clip(f.message, max(10, width - len(f.kind) - 8)), "dim"),
+                    key=("finding", f.finding_id),
+                )
+            )
+        label = "version before" if view.base == view.version - 1 else "pinned base"
+        out.append(
+            Line.of(
+                (f" ── diff v{view.base} → v{view.version} ", "title"),
+                (
+                    f"({len(view.changes)} change{'s' if len(view.changes) != 1 else ''}, {label}) ",
+                    "dim",
+                ),
+            )
+        )
+        if not view.changes:
+            out.append(Line.of(("   no changes", "dim")))
+        for ch in view.changes:
+            w = ch.writer
+            who: list[tuple[str, str]] = []
+            if w is not None:
+                who = [
+                    ("  by ", "dim"),
+                    (clip(w.agent or "-", 16), "agent"),
+                    (f" v{w.version}", "version"),
+                ]
+            path = clip(ch.path, 32)
+            room = max(12, width - 4 - len(path) - sum(len(t) for t, _ in who) - 3)
+            if ch.change == "added":
+                runs = [
+                    (" + ", "added"),
+                    (path, "added"),
+                    ("  ", "dim"),
+                    (compact_json(ch.new, room), "str"),
+                ]
+            elif ch.change == "removed":
+                runs = [(" - ", "removed"), (path, "removed"), ("  was ", "dim"),
+                        (compact_json(ch.old, room - 4), "dim")]  # fmt: skip
+            else:
+                half = max(6, (room - 3) // 2)
+                runs = [(" ~ ", "changed"), (path, "changed"), ("  ", "dim"), (compact_json(ch.old, half), "removed"),
+                        (" → ", "dim"), (compact_json(ch.new, half), "added")]  # fmt: skip
+            out.append(Line(tuple(runs + who), key=("span", w.span_id) if w is not None else None))
+        out.append(Line.of((f" ── state at v{view.version} ", "title")))
+        marks = {ch.path: ch.change for ch in view.changes if ch.change != "removed"}
+        for jl in json_lines(view.doc, folded=self.folded, changes=marks):
+            key = ("fold", jl.path) if jl.kind in ("object", "array") else None
+            out.append(Line(tuple(line_runs(jl, width)), key=key))
+        return out
+
+    # -- actions ---------------------------------------------------------------------------
+
+    def on_line_view_activated(self, message: LineView.Activated) -> None:
+        key: Any = message.key
+        message.stop()
+        kind, value = key
+        if kind == "fold":
+            self.folded.symmetric_difference_update({value})
+            self.set_builder(self._build)
+        elif kind == "version" and value:
+            self.post_message(VersionRequested(int(value)))
+        elif kind == "span":
+            self.post_message(FollowLink(self.run_id, str(value)))
+        elif kind == "finding" and self.meta is not None:
+            from ..messages import FindingSelected
+
+            for f in self.meta.findings:
+                if f.finding_id == value:
+                    self.post_message(FindingSelected(f))
+
+    def action_step(self, delta: int) -> None:
+        if self.meta is not None and self.requested is not None and self.meta.last_version:
+            k = max(1, min(self.meta.last_version, self.requested[0] + delta))
+            self.post_message(VersionRequested(k))
+
+    def action_first(self) -> None:
+        if self.meta is not None and self.meta.last_version:
+            self.post_message(VersionRequested(1))
+
+    def action_last(self) -> None:
+        if self.meta is not None and self.meta.last_version:
+            self.post_message(VersionRequested(self.meta.last_version))
+
+    def action_pin_base(self) -> None:
+        """Diff later versions against this one (until ``B``)."""
+        if self.requested is not None:
+            self.post_message(VersionRequested(self.requested[0], self.requested[0], set_base=True))
+
+    def action_unpin_base(self) -> None:
+        if self.requested is not None:
+            self.post_message(VersionRequested(self.requested[0], None, set_base=True))
+
+
+_SEVS = {"critical", "high", "medium", "low", "info"}
+
+
+def _second_level(doc: Any) -> set[str]:
+    out = set()
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            if isinstance(v, dict | list) and v:
+                out.add("/" + str(k).replace("~", "~0").replace("/", "~1"))
+    return out

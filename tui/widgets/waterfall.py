@@ -1,0 +1,427 @@
+"""The waterfall: a run's spans as a foldable tree with bars on the run's time axis.
+
+Only visible rows are rendered and only their spans are held: the widget keeps
+the run's tree shape (``Store.span_tree``: id, depth, descendants per span) and an
+LRU cache of the light columns of spans it has shown, fetched a screenful at a
+time by a thread worker. A run of 1,000,000 spans costs the shape (about 30 MB
+of Arrow) plus a few pages. Line 0 is the time axis; it stays put while the
+rows scroll under it.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import ClassVar
+
+import pyarrow as pa
+from rich.segment import Segment
+from textual import events, work
+from textual.binding import Binding, BindingType
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.worker import get_current_worker
+
+from tracer import Store
+
+from .._data import find_position
+from .._text import clip, fmt_duration
+from .._waterfall_model import RowSpan, TreeRows, render_row
+from ..messages import SpanSelected
+from ._lines import ROLES, RoleStyles, overlay, role_class
+
+_CACHE_SPANS = 20_000
+
+
+class Waterfall(RoleStyles, ScrollView, can_focus=True):
+    """A run's span tree on a time axis. ``select_span`` moves to a span, unfolding its ancestors."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {role_class(r) for r in ROLES}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("up,k", "cursor(-1)", "Up", show=False),
+        Binding("down,j", "cursor(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "edge(0)", "First", show=False),
+        Binding("end", "edge(1)", "Last", show=False),
+        Binding("enter,space", "toggle_fold", "Fold"),
+        Binding("left,h", "fold_or_parent", "Fold/parent", show=False),
+        Binding("right,l", "unfold_or_child", "Unfold/child", show=False),
+        Binding("minus", "fold_level", "Fold agents", show=False),
+        Binding("plus,equals_sign", "unfold_all", "Unfold all", show=False),
+        Binding("e", "next_error", "Next error"),
+    ]
+
+    cursor: reactive[int] = reactive(0, init=False)
+
+    class TreeLoaded(Message):
+        def __init__(self, tree: pa.Table, t0: int, t1: int) -> None:
+            super().__init__()
+            self.tree = tree
+            self.t0 = t0
+            self.t1 = t1
+
+    class PageLoaded(Message):
+        def __init__(
+            self, rows: dict[str, RowSpan], generation: int, *, failed: bool = False
+        ) -> None:
+            super().__init__()
+            self.rows = rows
+            self.generation = generation
+            self.failed = failed
+
+    def __init__(self, store: Store, run_id: str, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.store = store
+        self.run_id = run_id
+        self.rows: TreeRows | None = None
+        self._tree: pa.Table | None = None
+        self._t0 = 0
+        self._t1 = 1
+        self._spans: OrderedDict[str, RowSpan] = OrderedDict()
+        self._missing = False
+        self._inflight = False
+        self._generation = 0
+        self._pending_select: str | None = None
+        self._keep_folded: list[str] = []
+        self.version_marks: Mapping[str, tuple[int, ...]] = {}
+        self.finding_spans: frozenset[str] = frozenset()
+        self.current_span: str | None = None
+        self.pages_fetched = 0
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.load()
+
+    def load(self) -> None:
+        """(Re)read the run's tree shape; folds and the cursor's span survive a reload."""
+        if self.rows is not None:
+            self._keep_folded = [self.rows.span_id(p) for p in sorted(self.rows._folded)]
+            if self._pending_select is None and self.rows.visible:
+                self._pending_select = self.rows.span_id(self.rows.pos_of_row(self.cursor))
+        self._load_tree()
+
+    @work(thread=True, exclusive=True, group="waterfall-tree", exit_on_error=False)
+    def _load_tree(self) -> None:
+        tree = self.store.span_tree(self.run_id)
+        run = self.store.run(self.run_id)
+        if not get_current_worker().is_cancelled:
+            self.post_message(
+                self.TreeLoaded(tree, run.start_ns, max(run.end_ns, run.start_ns + 1))
+            )
+
+    def on_waterfall_tree_loaded(self, message: TreeLoaded) -> None:
+        message.stop()
+        self._tree = message.tree
+        self.rows = TreeRows(message.tree)
+        self._t0, self._t1 = message.t0, message.t1
+        self._generation += 1
+        self._spans.clear()
+        for sid in self._keep_folded:
+            pos = find_position(message.tree, sid)
+            if pos is not None:
+                self.rows.fold(pos)
+        self._keep_folded = []
+        self._sync_size()
+        target = self._pending_select
+        self._pending_select = None
+        if target is not None and self.select_span(target):
+            return
+        self.cursor = min(self.cursor, max(0, self.rows.visible - 1))
+        self._announce()
+        self.refresh()
+
+    def _sync_size(self) -> None:
+        visible = self.rows.visible if self.rows else 0
+        self.virtual_size = Size(self.scrollable_content_region.width, visible + 1)
+
+    def _request_pages(self) -> None:
+        if self._inflight or self.rows is None:
+            return
+        height = max(1, self.scrollable_content_region.height)
+        first = max(0, int(self.scroll_offset.y) - height)
+        positions = self.rows.positions(first, height * 3)
+        ids = [self.rows.span_id(p) for p in positions]
+        missing = [sid for sid in ids if sid not in self._spans]
+        if not missing:
+            self._missing = False
+            return
+        self._inflight = True
+        self._fetch(missing, self._generation)
+
+    @work(thread=True, group="waterfall-page", exit_on_error=False)
+    def _fetch(self, ids: list[str], generation: int) -> None:
+        try:
+            rows = RowSpan.rows_of(self.store.span_index(self.run_id, ids))
+        except Exception:
+            # Answer anyway (the app reports the error) so the widget is not left waiting.
+            self.post_message(self.PageLoaded({}, generation, failed=True))
+            raise
+        self.post_message(self.PageLoaded(rows, generation))
+
+    def on_waterfall_page_loaded(self, message: PageLoaded) -> None:
+        message.stop()
+        self._inflight = False
+        if message.failed:
+            return  # _missing stays set: no retry until the view scrolls
+        if message.generation != self._generation:
+            self._request_pages()
+            return
+        self.pages_fetched += 1
+        self._spans.update(message.rows)
+        while len(self._spans) > _CACHE_SPANS:
+            self._spans.popitem(last=False)
+        self._missing = False
+        self.refresh()
+
+    # -- rendering -------------------------------------------------------------------------
+
+    @property
+    def tree_width(self) -> int:
+        width = self.scrollable_content_region.width
+        return max(20, min(72, width * 11 // 20))
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self.clear_role_styles()
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        if y == 0:
+            return self._axis(width, base)
+        rows = self.rows
+        row = int(self.scroll_offset.y) + y - 1
+        if rows is None or row >= rows.visible:
+            if rows is None and y == 1:
+                return Strip([Segment(" loading spans…".ljust(width), self.role_style("dim"))])
+            return Strip.blank(width, base)
+        pos = rows.pos_of_row(row)
+        sid = rows.span_id(pos)
+        span = self._spans.get(sid)
+        if span is None and not self._missing:
+            self._missing = True
+            self.call_later(self._request_pages)
+        marks = []
+        versions = self.version_marks.get(sid)
+        if versions:
+            marks.append(
+                f"v{versions[0]}" if len(versions) == 1 else f"v{versions[0]}…{versions[-1]}"
+            )
+        if sid in self.finding_spans:
+            marks.append("⚑")
+        runs = render_row(
+            span,
+            depth=rows.depth(pos),
+            has_children=rows.descendants(pos) > 0,
+            folded=rows.is_folded(pos),
+            width=width,
+            tree_width=self.tree_width,
+            t0=self._t0,
+            t1=self._t1,
+            marks=marks,
+        )
+        strip = Strip([Segment(text, self.role_style(role)) for text, role in runs])
+        if sid == self.current_span:
+            strip = overlay(strip, self.overlay_style("current"))
+        if row == self.cursor:
+            strip = overlay(strip, self.overlay_style("cursor" if self.has_focus else "hl"))
+        return strip
+
+    def _axis(self, width: int, base: object) -> Strip:
+        from rich.style import Style
+
+        assert isinstance(base, Style)
+        tree_w = self.tree_width
+        style = self.role_style("axis.label")
+        if tree_w + 10 >= width:
+            return Strip([Segment(clip(" span", width).ljust(width), style)])
+        bar_w = width - tree_w - 10
+        total = max(1, self._t1 - self._t0)
+        cells = [" "] * bar_w
+        x = 0
+        while x < bar_w:
+            label = "│" + fmt_duration(total * x // bar_w)
+            if x + len(label) <= bar_w:
+                cells[x : x + len(label)] = list(label)
+            x += max(12, len(label) + 2)
+        head = " span".ljust(tree_w) + "duration".rjust(9) + " "
+        return Strip([Segment(head, style), Segment("".join(cells), style)])
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._sync_size()
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        if round(old) != round(new):
+            self._missing = False
+
+    # -- cursor and folding ----------------------------------------------------------------
+
+    def _announce(self) -> None:
+        if self.rows is not None and self.rows.visible:
+            self.post_message(SpanSelected(self.rows.span_id(self.rows.pos_of_row(self.cursor))))
+
+    def watch_cursor(self, old: int, new: int) -> None:
+        self._scroll_to_row(new)
+        self.refresh()
+        self._announce()
+
+    def _scroll_to_row(self, row: int) -> None:
+        height = self.scrollable_content_region.height - 1  # the axis line
+        top = int(self.scroll_offset.y)
+        if row < top:
+            self.scroll_to(y=row, animate=False, immediate=True)
+        elif height > 0 and row >= top + height:
+            self.scroll_to(y=row - height + 1, animate=False, immediate=True)
+
+    @property
+    def cursor_span(self) -> str | None:
+        if self.rows is None or not self.rows.visible:
+            return None
+        return self.rows.span_id(self.rows.pos_of_row(self.cursor))
+
+    def action_cursor(self, delta: int) -> None:
+        if self.rows is not None and self.rows.visible:
+            self.cursor = max(0, min(self.rows.visible - 1, self.cursor + delta))
+
+    def action_page(self, delta: int) -> None:
+        self.action_cursor(delta * max(1, self.scrollable_content_region.height - 2))
+
+    def action_edge(self, end: int) -> None:
+        if self.rows is not None and self.rows.visible:
+            self.cursor = self.rows.visible - 1 if end else 0
+
+    def _refold(self, pos_to_keep: int) -> None:
+        assert self.rows is not None
+        self._sync_size()
+        row = self.rows.row_of_pos(pos_to_keep)
+        if row is not None:
+            if row == self.cursor:
+                self._scroll_to_row(row)
+                self.refresh()
+            else:
+                self.cursor = row
+        self.refresh()
+
+    def action_toggle_fold(self) -> None:
+        if self.rows is None or not self.rows.visible:
+            return
+        pos = self.rows.pos_of_row(self.cursor)
+        if self.rows.toggle(pos):
+            self._refold(pos)
+
+    def action_fold_or_parent(self) -> None:
+        if self.rows is None or not self.rows.visible:
+            return
+        pos = self.rows.pos_of_row(self.cursor)
+        if self.rows.descendants(pos) and not self.rows.is_folded(pos):
+            self.rows.fold(pos)
+            self._refold(pos)
+            return
+        parent = self.rows.parent(pos)
+        if parent is not None:
+            row = self.rows.row_of_pos(parent)
+            if row is not None:
+                self.cursor = row
+
+    def action_unfold_or_child(self) -> None:
+        if self.rows is None or not self.rows.visible:
+            return
+        pos = self.rows.pos_of_row(self.cursor)
+        if self.rows.is_folded(pos):
+            self.rows.unfold(pos)
+            self._refold(pos)
+        elif self.rows.descendants(pos):
+            self.action_cursor(1)
+
+    def action_fold_level(self) -> None:
+        """Fold every span one level under the roots (the agent steps of a workflow)."""
+        if self.rows is None or not self.rows.visible:
+            return
+        keep = self.rows.pos_of_row(self.cursor)
+        self.rows.fold_depth(1)
+        while self.rows.row_of_pos(keep) is None:
+            parent = self.rows.parent(keep)
+            if parent is None:
+                break
+            keep = parent
+        self._refold(keep)
+
+    def action_unfold_all(self) -> None:
+        if self.rows is None or not self.rows.visible:
+            return
+        keep = self.rows.pos_of_row(self.cursor)
+        self.rows.unfold_all()
+        self._refold(keep)
+
+    def action_next_error(self) -> None:
+        """Move to the next span with an error status among the cached rows below the cursor."""
+        if self.rows is None:
+            return
+        for row in range(self.cursor + 1, self.rows.visible):
+            sid = self.rows.span_id(self.rows.pos_of_row(row))
+            span = self._spans.get(sid)
+            if span is None:
+                break
+            if span.status_code == "ERROR":
+                self.cursor = row
+                return
+        self.app.bell()
+
+    def select_span(self, span_id: str) -> bool:
+        """Put the cursor on ``span_id``, unfolding what hides it; False when it is not in the run."""
+        if self.rows is None or self._tree is None:
+            self._pending_select = span_id
+            return False
+        pos = find_position(self._tree, span_id)
+        if pos is None:
+            return False
+        self.rows.reveal(pos)
+        self._sync_size()
+        row = self.rows.row_of_pos(pos)
+        if row is None:
+            return False
+        height = max(1, self.scrollable_content_region.height - 1)
+        self.scroll_to(y=max(0, row - height // 3), animate=False, immediate=True)
+        if self.cursor == row:
+            self._announce()
+            self.refresh()
+        else:
+            self.cursor = row
+        return True
+
+    def set_marks(
+        self,
+        *,
+        versions: Mapping[str, tuple[int, ...]] | None = None,
+        findings: frozenset[str] | None = None,
+        current: str | None = None,
+    ) -> None:
+        if versions is not None:
+            self.version_marks = versions
+        if findings is not None:
+            self.finding_spans = findings
+        self.current_span = current
+        self.refresh()
+
+    def on_click(self, event: events.Click) -> None:
+        if self.rows is None or event.y < 1:
+            return
+        row = int(self.scroll_offset.y) + event.y - 1
+        if 0 <= row < self.rows.visible:
+            pos = self.rows.pos_of_row(row)
+            marker_x = 2 * min(self.rows.depth(pos), 12)
+            self.cursor = row
+            if marker_x <= event.x <= marker_x + 1 and self.rows.descendants(pos):
+                self.action_toggle_fold()
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
