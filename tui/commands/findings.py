@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -101,7 +102,8 @@ def _as_dict(f: Finding) -> dict[str, Any]:
 
 
 def _print_tables(found: list[Finding], runs: int) -> None:
-    console = Console(highlight=False, soft_wrap=True)
+    # A terminal gets its width; a pipe or a file gets lines long enough not to wrap rows.
+    console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
     by_kind: dict[str, list[Finding]] = collections.defaultdict(list)
     for f in found:
         by_kind[f.kind].append(f)
