@@ -38,7 +38,7 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 # A request starts with field 1 (resource_spans), wire type 2; a length prefix below
 # 16 MiB starts with a zero byte. Nothing else is a trace file.
 _PROTO_HEAD = 0x0A
-_MAX_RECORD = 1 << 30
+MAX_RECORD = 1 << 28  # 256 MiB: no collector writes a request that large
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,13 +136,13 @@ def _records(
     )
     head = buffered.peek(64)[:64]
     first = head.lstrip()[:1]
-    if not head.strip():
+    if not head:
         if progress is not None:
             progress(raw.tell())
         return
     if head[:1] == b"\x00":
         yield from _length_prefixed(buffered, raw, source, progress)
-    elif fmt == "otlp-json" or (fmt == "auto" and first in (b"{", b"[")):
+    elif fmt == "otlp-json" or (fmt == "auto" and first in (b"{", b"[", b"")):
         yield from _json(buffered, raw, source, progress)
     elif fmt == "otlp-proto" or head[0] == _PROTO_HEAD:
         data = buffered.read()
@@ -157,30 +157,48 @@ def _records(
         )
 
 
+def _lines(stream: IO[bytes], source: str) -> Iterator[tuple[int, bytes]]:
+    """Numbered lines, each at most MAX_RECORD bytes (a bigger one is no request)."""
+    lineno = 0
+    while True:
+        line = stream.readline(MAX_RECORD + 1)
+        if not line:
+            return
+        lineno += 1
+        if len(line) > MAX_RECORD:
+            raise DecodeError(
+                f"line {lineno} is longer than {MAX_RECORD >> 20} MiB; not OTLP/JSON",
+                source=source,
+                line=lineno,
+            )
+        yield lineno, line
+
+
 def _json(
     stream: IO[bytes], raw: IO[bytes], source: str, progress: Progress | None
 ) -> Iterator[Record]:
-    lines = iter(stream)
-    lineno = 0
-    for line in lines:
-        lineno += 1
-        if line.strip():
-            break
-    else:
+    lines = _lines(stream, source)
+    first = next((numbered for numbered in lines if numbered[1].strip()), None)
+    if first is None:
+        if progress is not None:
+            progress(raw.tell())
         return
+    lineno, line = first
     stripped = line.strip()
     # A pretty-printed request spans many lines; a JSON-lines file holds a whole object
     # on each. The first line tells them apart.
     if not (stripped.startswith(b"{") and stripped.endswith(b"}")):
-        rest = stream.read()
+        rest = stream.read(MAX_RECORD + 1 - len(line))
+        if len(line) + len(rest) > MAX_RECORD:
+            raise DecodeError(
+                f"a JSON document over {MAX_RECORD >> 20} MiB; not OTLP/JSON", source=source
+            )
         if progress is not None:
             progress(raw.tell())
         yield Record(source, lineno, "json", line + rest)
         return
-    first_line = lineno
-    yield Record(source, first_line, "json", stripped)
-    for line in lines:
-        lineno += 1
+    yield Record(source, lineno, "json", stripped)
+    for lineno, line in lines:
         if line.strip():
             if progress is not None:
                 progress(raw.tell())
@@ -203,7 +221,13 @@ def _length_prefixed(
                 f"record {n}: the file ends inside its 4-byte length prefix", source=source, line=n
             )
         size = int.from_bytes(prefix, "big")
-        if size > _MAX_RECORD:
+        if size == 0:
+            raise DecodeError(
+                f"record {n} has a length prefix of 0; not a length-prefixed OTLP file",
+                source=source,
+                line=n,
+            )
+        if size > MAX_RECORD:
             raise DecodeError(
                 f"record {n}: length prefix {size} is beyond any request; not a length-prefixed OTLP file",
                 source=source,

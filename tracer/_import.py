@@ -146,13 +146,16 @@ def expand_paths(paths: list[str]) -> Iterator[Path]:
             )
         elif any(ch in p for ch in "*?["):
             if path.is_absolute():
-                matches = sorted(
-                    q
-                    for q in Path(path.anchor).glob(str(path.relative_to(path.anchor)))
-                    if q.is_file()
-                )
+                found = Path(path.anchor).glob(str(path.relative_to(path.anchor)))
             else:
-                matches = sorted(q for q in Path().glob(p) if q.is_file())
+                found = Path().glob(p)
+            # As a shell does: wildcards do not reach into hidden files and folders.
+            named = set(path.parts)
+            matches = sorted(
+                q
+                for q in found
+                if q.is_file() and all(not s.startswith(".") or s in named for s in q.parts)
+            )
             if not matches:
                 raise DecodeError("no file matches this pattern", source=p)
             yield from matches

@@ -481,22 +481,28 @@ class Writer:
                 with self._cond:
                     self._pending -= sum(len(j.body) for j in jobs)
 
-    def _finish(self, job: Job, outcome: Outcome) -> None:
-        s = self.stats
+    def count(self, source: str, outcome: Outcome) -> None:
+        """Count and log an outcome (thread-safe)."""
+        with self._cond:
+            s = self.stats
+            if outcome.status == 200:
+                s.requests += 1
+                s.spans += outcome.spans
+                s.rejected_spans += outcome.rejected
+            elif outcome.status < 500:
+                s.refused += 1
+            else:
+                s.failed += 1
         if outcome.status == 200:
-            s.requests += 1
-            s.spans += outcome.spans
-            s.rejected_spans += outcome.rejected
             if outcome.rejected:
-                log.warning(
-                    "%s: %d span(s) refused: %s", job.source, outcome.rejected, outcome.message
-                )
+                log.warning("%s: %d span(s) refused: %s", source, outcome.rejected, outcome.message)
         elif outcome.status < 500:
-            s.refused += 1
-            log.warning("%s: HTTP %d: %s", job.source, outcome.status, outcome.message)
+            log.warning("%s: HTTP %d: %s", source, outcome.status, outcome.message)
         else:
-            s.failed += 1
-            log.error("%s: HTTP %d: %s", job.source, outcome.status, outcome.message)
+            log.error("%s: HTTP %d: %s", source, outcome.status, outcome.message)
+
+    def _finish(self, job: Job, outcome: Outcome) -> None:
+        self.count(job.source, outcome)
         try:
             job.done(outcome)
         except Exception:
@@ -677,68 +683,59 @@ class Receiver:
         await self.close()
 
     async def _not_allowed(self, request: web.Request) -> web.Response:
-        return _response(405, status_body(405, "use POST", "json"), "json")
+        return self._refuse(request, 405, "use POST", "json")
+
+    def _refuse(
+        self, request: web.Request, status: int, message: str, encoding: Encoding
+    ) -> web.Response:
+        """An error answer without the writer: counted and logged like the writer's."""
+        self.writer.count(f"request from {request.remote or '?'}", Outcome(status, message=message))
+        return _response(
+            status, status_body(status, message, encoding), encoding, retry=status in (429, 503)
+        )
 
     async def _traces(self, request: web.Request) -> web.StreamResponse:
         ctype = request.content_type
         encoding: Encoding = "proto" if ctype in _PROTO_TYPES else "json"
         if self._closing:
-            return _response(
-                503,
-                status_body(503, "the receiver is shutting down", encoding),
-                encoding,
-                retry=True,
-            )
+            return self._refuse(request, 503, "the receiver is shutting down", encoding)
         if self.token is not None:
             auth = request.headers.get("Authorization", "")
-            expected = f"Bearer {self.token}"
-            if not hmac.compare_digest(auth.encode(), expected.encode()):
-                return _response(
-                    401, status_body(401, "a bearer token is required", encoding), encoding
-                )
+            if not hmac.compare_digest(auth.encode(), f"Bearer {self.token}".encode()):
+                return self._refuse(request, 401, "a bearer token is required", encoding)
         if ctype not in _PROTO_TYPES and ctype not in _JSON_TYPES:
             message = f"unsupported Content-Type {ctype!r}; send application/x-protobuf or application/json"
-            return _response(415, status_body(415, message, "json"), "json")
+            return self._refuse(request, 415, message, "json")
         content_encoding = request.headers.get("Content-Encoding", "").strip().lower()
         if content_encoding not in _ENCODINGS:
             message = f"unsupported Content-Encoding {content_encoding!r}; use gzip, deflate, zstd or none"
-            return _response(415, status_body(415, message, encoding), encoding)
+            return self._refuse(request, 415, message, encoding)
+        too_large = f"the body is over {self.max_body} bytes"
         if request.content_length is not None and request.content_length > self.max_body:
-            return _response(
-                413, status_body(413, f"the body is over {self.max_body} bytes", encoding), encoding
-            )
+            return self._refuse(request, 413, too_large, encoding)
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
-            return _response(
-                413, status_body(413, f"the body is over {self.max_body} bytes", encoding), encoding
-            )
+            return self._refuse(request, 413, too_large, encoding)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Outcome] = loop.create_future()
 
         def done(outcome: Outcome) -> None:
             loop.call_soon_threadsafe(settle, fut, outcome)
 
-        peer = request.remote or "?"
-        job = Job(body, encoding, content_encoding, done, source=f"request from {peer}")
+        job = Job(
+            body, encoding, content_encoding, done, source=f"request from {request.remote or '?'}"
+        )
         if not self.writer.try_submit(job):
             if self._closing:
-                return _response(
-                    503,
-                    status_body(503, "the receiver is shutting down", encoding),
-                    encoding,
-                    retry=True,
-                )
-            message = "the receiver is behind; retry later"
-            return _response(429, status_body(429, message, encoding), encoding, retry=True)
+                return self._refuse(request, 503, "the receiver is shutting down", encoding)
+            return self._refuse(request, 429, "the receiver is behind; retry later", encoding)
         # If the client goes away, the request is still written; only the answer is lost.
         outcome = await asyncio.shield(fut)
         if outcome.status == 200:
             return _response(200, success_body(outcome, encoding), encoding)
-        retry = outcome.status in (429, 503)
-        return _response(
-            outcome.status, status_body(outcome.status, outcome.message, encoding), encoding, retry
-        )
+        error = status_body(outcome.status, outcome.message, encoding)
+        return _response(outcome.status, error, encoding, retry=outcome.status in (429, 503))
 
 
 def settle(fut: asyncio.Future[Outcome], outcome: Outcome) -> None:

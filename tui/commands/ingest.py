@@ -126,12 +126,10 @@ def import_(
                     result = import_file(store, path, fmt=fmt, skip_bad=skip_bad, progress=advance)  # type: ignore[arg-type]
                 except DecodeError as exc:
                     bad_files += 1
-                    progress.console.print(f"agentrace: {exc}", markup=False, highlight=False)
+                    _say(progress, f"agentrace: {exc}")
                 else:
                     for err in result.errors:
-                        progress.console.print(
-                            f"agentrace: skipped: {err}", markup=False, highlight=False
-                        )
+                        _say(progress, f"agentrace: skipped: {err}")
                     total += result
                 done_before += size
     click.echo(
@@ -140,6 +138,11 @@ def import_(
     )
     if bad_files:
         sys.exit(1)
+
+
+def _say(progress: Progress, line: str) -> None:
+    # One line per problem, never wrapped: scripts grep these.
+    progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _size(path: Path) -> int:
