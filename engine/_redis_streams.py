@@ -1,140 +1,378 @@
-"""Redis Streams, as the bus needs them: the primitives under :class:`~engine.RedisBus`.
+"""Redis Streams as the bus needs them: the atomic steps under :class:`~engine.RedisBus`.
 
-Keys (``ns`` is the namespace, ``agentrace`` by default):
+Keys, in one namespace ``ns`` (``agentrace`` by default); ``T`` and ``G`` below are
+a topic and a group written with their byte lengths (``5:order``) so no name can
+collide with another:
 
-- ``{ns}:stream:{topic}``: one stream per topic; an entry's fields are the
-  message (id, key, payload, publisher, W3C ``traceparent`` of its ``send``
-  span, the run's root context, ...), see :data:`FIELDS`.
-- one consumer group per subscribing group on that stream (XGROUP CREATE ...
-  MKSTREAM); Redis keeps each group's pending entries list (PEL): delivered,
-  not yet acknowledged, with a delivery count and an idle time.
-- ``{ns}:dead:{topic}``: the dead-letter stream; an entry moves there (XADD +
-  XACK in one MULTI) after the maximum attempts.
-- ``{ns}:done:{group}:{message_id}``: set (SET NX, with a TTL) when a group has
-  handled a message; what an idempotent consumer checks, so the check holds
-  across processes and machines.
-- ``{ns}:published:{message_id}``: the stream entry id a message was added as,
-  so a publish retried after a lost reply adds nothing twice (one Lua script).
+==================================  ===============================================
+``{ns}:stream:{topic}``             one stream per topic; an entry is one message
+``{ns}:keyq:T:G:{key}``             a group's unsettled entries of one ordering key,
+                                    head first (the head alone may be delivered)
+``{ns}:attempts:T:G``               hash: entry id -> deliveries to the group's handlers
+``{ns}:running``                    hash: T:G:{entry} -> ``instance attempt time_us``
+                                    while a handler holds the entry
+``{ns}:alive:{instance}``           set, with a short expiry, while a bus process lives
+``{ns}:policy``                     hash: T:G -> the group's ack timeout in ms ("" none)
+``{ns}:published:T:{run}:{id}``     the entry a message was added as (publish once)
+``{ns}:done:G:{run}:{id}``          what an idempotent consumer remembered (its outbox)
+==================================  ===============================================
 
-Delivery: XREADGROUP ``>`` hands out new entries (delivery count 1); an entry
-not acknowledged within the ack timeout is taken over by XAUTOCLAIM (count + 1)
-by any consumer of the group, itself included. A nack makes an entry claimable
-at once, or after a delay, by setting its idle time (XCLAIM ... IDLE ... JUSTID,
-which leaves the delivery count alone).
+An entry's fields: ``id`` (``messaging.message.id``), ``traceparent`` (the W3C
+context of its ``send`` span), ``key`` when it has one, and ``message`` (the whole
+:class:`~engine.Message` as JSON, headers included).
 
-Thread and async rules: every method is a coroutine for the event loop that
-owns ``client`` (a ``redis.asyncio.Redis``); one :class:`RedisStreams` may be
-shared by the coroutines of that loop. Connection errors propagate
-(``redis.exceptions.ConnectionError``): retrying is the bus's business, and every
-write here is safe to retry (publish is deduplicated, XACK and SET NX are
-idempotent).
+Each step that must not interleave with another consumer's is one Lua script
+(a script runs atomically on the server):
+
+- ``publish``: XADD once per (topic, run, message id), and append the entry to the
+  key queue of every group the stream has at that moment (groups start at ``$``,
+  so a later group never sees it, consistently);
+- ``take``: XREADGROUP ``>`` (new entries) or XAUTOCLAIM (entries idle past the ack
+  timeout, or nacked), then for each entry: deliver it if it is its key's head and
+  still ours, count the attempt, and mark it running; or report it parked behind
+  its key's head, or out of attempts. Marking in the same script leaves no moment
+  when an entry is handed out but not visibly held;
+- ``settle``: XACK (with a dead-letter copy published in the same script), pop the
+  key queue, and hand the key's next entry, if some consumer read it already, to
+  the settling consumer (XCLAIM JUSTID);
+- ``release``: a nack, making the entry claimable by the group after a delay by
+  setting its idle time (XCLAIM IDLE JUSTID keeps Redis' own delivery count);
+- ``live``: how many unsettled entries can still make something happen (see
+  :meth:`RedisStreams.live`).
+
+Thread and async rules: coroutines of the event loop that owns ``client`` (a
+``redis.asyncio.Redis`` with ``decode_responses=True``). Connection errors
+propagate; every script is safe to run again after a lost reply (publish is once
+per id, XACK and the marks are idempotent), so the bus may retry them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Any, Final, Literal
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-# The fields of a stream entry (all strings).
-F_ID: Final = "id"  # messaging.message.id
-F_TOPIC: Final = "topic"
-F_KEY: Final = "key"  # ordering key ("" for none)
-F_PAYLOAD: Final = "payload"  # canonical JSON
-F_PUBLISHER: Final = "publisher"  # the publishing agent
-F_TRACEPARENT: Final = "traceparent"  # W3C context of the send span
-F_RUN: Final = "run"  # W3C context of the run's root span: process spans are its children
-F_HEADERS: Final = "headers"  # JSON object of other headers the bus carries
-FIELDS: Final = (F_ID, F_TOPIC, F_KEY, F_PAYLOAD, F_PUBLISHER, F_TRACEPARENT, F_RUN, F_HEADERS)
-
-# Dead-letter entries carry the original fields plus these.
-F_DEAD_GROUP: Final = "dead.group"
-F_DEAD_ATTEMPTS: Final = "dead.attempts"
-F_DEAD_REASON: Final = "dead.reason"
-F_DEAD_SOURCE: Final = "dead.source"  # the entry id in the topic's stream
+F_ID: Final = "id"
+F_TRACEPARENT: Final = "traceparent"
+F_KEY: Final = "key"
+F_MESSAGE: Final = "message"
 
 DAY_S: Final = 86_400
+# A nacked entry's idle time is set near this mark (about 35 years in ms), which no entry
+# reaches by waiting: a claim with this minimum idle time takes nacked entries only.
+# It must stay below the milliseconds since 1970, as Redis computes now - idle.
+NACK_MARK_MS: Final = 1 << 40
+MAX_NACK_DELAY_MS: Final = DAY_S * 1000
 
-# XADD once per message id: a publish retried after a lost reply returns the first entry's id.
-_PUBLISH_ONCE = """
-local first = redis.call('GET', KEYS[2])
-if first then return first end
-local id = redis.call('XADD', KEYS[1], '*', unpack(ARGV, 2))
-redis.call('SET', KEYS[2], id, 'EX', ARGV[1])
-return id
+TakeStatus = Literal["deliver", "parked", "exhausted", "gone"]
+_STATUS: Final[dict[int, TakeStatus]] = {0: "gone", 1: "parked", 2: "exhausted", 3: "deliver"}
+
+
+def lp(name: str) -> str:
+    """``name`` with its byte length in front (``5:order``): unambiguous inside a key."""
+    return f"{len(name.encode())}:{name}"
+
+
+# Shared Lua: publish once, with key queues for the stream's groups.
+#   tp: the topic prefix "T:" of the keys; key: "" for none, "=" .. key otherwise.
+_LUA_PUBLISH_INTO = """
+local function publish_into(ns, stream, tp, pubkey, ttl, key, fields)
+  local first = redis.call('GET', pubkey)
+  if first then return first end
+  local id = redis.call('XADD', stream, '*', unpack(fields))
+  redis.call('SET', pubkey, id, 'EX', ttl)
+  if key ~= '' then
+    local k = string.sub(key, 2)
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+      local name = g[2]
+      redis.call('RPUSH', ns .. ':keyq:' .. tp .. #name .. ':' .. name .. ':' .. k, id)
+    end
+  end
+  return id
+end
+"""
+
+# KEYS: stream, pubkey. ARGV: ns, tp, ttl, key, fields...
+_PUBLISH = (
+    _LUA_PUBLISH_INTO
+    + """
+return publish_into(ARGV[1], KEYS[1], ARGV[2], KEYS[2], ARGV[3], ARGV[4], {unpack(ARGV, 5)})
+"""
+)
+
+# KEYS: stream, attempts hash, running hash.
+# ARGV: ns, gp ("T:G:"), group, consumer, instance, max_attempts, mode, count, min_idle_ms, start.
+# mode "new": XREADGROUP >; mode "claim": XAUTOCLAIM from start.
+# Returns {next_start, {entry_id, status, attempts, fields...}...}
+_TAKE = """
+local ns, gp, group, consumer, instance = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local max = tonumber(ARGV[6])
+local t = redis.call('TIME')
+local now = t[1] .. string.format('%06d', t[2])
+local items, nxt = {}, '0-0'
+if ARGV[7] == 'new' then
+  local r = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', ARGV[8], 'STREAMS', KEYS[1], '>')
+  if r then items = r[1][2] end
+else
+  local r = redis.call('XAUTOCLAIM', KEYS[1], group, consumer, ARGV[9], ARGV[10], 'COUNT', ARGV[8])
+  nxt, items = r[1], r[2]
+end
+local out = {nxt}
+for _, e in ipairs(items) do
+  local id, f = e[1], e[2]
+  if f then
+    local key = false
+    for i = 1, #f, 2 do if f[i] == 'key' then key = f[i + 1] end end
+    local status, n = 3, 0
+    if key then
+      local head = redis.call('LINDEX', ns .. ':keyq:' .. gp .. key, 0)
+      if head and head ~= id then status = 1 end
+    end
+    -- A mark left by a process that is gone: its delivery was abandoned.
+    local prev = false
+    local mark = redis.call('HGET', KEYS[3], gp .. id)
+    if mark then
+      local holder = string.match(mark, '^(%S+)')
+      if holder ~= instance and redis.call('EXISTS', ns .. ':alive:' .. holder) == 0 then prev = mark end
+    end
+    if status == 3 then
+      local done = tonumber(redis.call('HGET', KEYS[2], id) or '0')
+      if done >= max then
+        status, n = 2, done
+      else
+        n = redis.call('HINCRBY', KEYS[2], id, 1)
+        redis.call('HSET', KEYS[3], gp .. id, instance .. ' ' .. n .. ' ' .. now)
+      end
+    end
+    table.insert(out, {id, status, n, f, prev})
+  end
+end
+return out
+"""
+
+# KEYS: stream, attempts hash, running hash.
+# ARGV: ns, gp, group, consumer, instance, entry, key ("" / "=k"), max_attempts,
+#       dead ("0"/"1"), dead stream, dead tp, dead pubkey, ttl, dead fields...
+# Returns {acked (0/1), next entry id or false, next attempts, next fields}.
+_SETTLE = (
+    _LUA_PUBLISH_INTO
+    + """
+local ns, gp, group, consumer, instance, id = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local key = ARGV[7]
+if redis.call('XACK', KEYS[1], group, id) == 0 then return {0, false, 0, false} end
+redis.call('HDEL', KEYS[2], id)
+redis.call('HDEL', KEYS[3], gp .. id)
+if ARGV[9] == '1' then
+  publish_into(ns, ARGV[10], ARGV[11], ARGV[12], ARGV[13], key, {unpack(ARGV, 14)})
+end
+if key == '' then return {1, false, 0, false} end
+local q = ns .. ':keyq:' .. gp .. string.sub(key, 2)
+if redis.call('LINDEX', q, 0) ~= id then
+  redis.call('LREM', q, 1, id)
+  return {1, false, 0, false}
+end
+redis.call('LPOP', q)
+local n = redis.call('LINDEX', q, 0)
+if not n or #redis.call('XPENDING', KEYS[1], group, n, n, 1) == 0 then return {1, false, 0, false} end
+-- Read by some consumer already and parked there: this consumer delivers it now.
+redis.call('XCLAIM', KEYS[1], group, consumer, 0, n, 'JUSTID')
+local r = redis.call('XRANGE', KEYS[1], n, n)
+if #r == 0 then return {1, false, 0, false} end
+local done = tonumber(redis.call('HGET', KEYS[2], n) or '0')
+if done >= tonumber(ARGV[8]) then return {1, n, -done, r[1][2]} end
+local a = redis.call('HINCRBY', KEYS[2], n, 1)
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[3], gp .. n, instance .. ' ' .. a .. ' ' .. t[1] .. string.format('%06d', t[2]))
+return {1, n, a, r[1][2]}
+"""
+)
+
+# KEYS: stream, attempts hash, running hash. ARGV: gp, group, consumer, entry, idle_ms, max_attempts.
+# Returns {state, attempts}: state 0 settled already, 1 held by another consumer, 2 released,
+# 3 out of attempts (the caller dead-letters it).
+_RELEASE = """
+local p = redis.call('XPENDING', KEYS[1], ARGV[2], ARGV[4], ARGV[4], 1)
+if #p == 0 then return {0, 0} end
+local n = tonumber(redis.call('HGET', KEYS[2], ARGV[4]) or '0')
+if p[1][2] ~= ARGV[3] then return {1, n} end
+if n >= tonumber(ARGV[6]) then return {3, n} end
+redis.call('XCLAIM', KEYS[1], ARGV[2], ARGV[3], 0, ARGV[4], 'IDLE', ARGV[5], 'JUSTID')
+redis.call('HDEL', KEYS[3], ARGV[1] .. ARGV[4])
+return {2, n}
+"""
+
+# KEYS: running hash. ARGV: field, "instance attempt ". Delete the mark only if it is still
+# this delivery's (the same process may hold a later attempt of the entry by now).
+_UNMARK = """
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v and string.sub(v, 1, #ARGV[2]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+"""
+
+# KEYS: attempts hash. ARGV: entry. One more attempt, if the entry is still unsettled.
+_COUNT = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return redis.call('HINCRBY', KEYS[1], ARGV[1], 1) end
+return 0
+"""
+
+# ARGV: ns, nack threshold ms. Counts unsettled entries that can still make something happen.
+_LIVE = """
+local ns, nack = ARGV[1], tonumber(ARGV[2])
+local prefix = ns .. ':stream:'
+local running, policy = ns .. ':running', ns .. ':policy'
+local live, cursor = 0, '0'
+repeat
+  local r = redis.call('SCAN', cursor, 'MATCH', prefix .. '*', 'COUNT', 1000)
+  cursor = r[1]
+  for _, stream in ipairs(r[2]) do
+    if redis.call('TYPE', stream)['ok'] == 'stream' then
+      local topic = string.sub(stream, #prefix + 1)
+      local tp = #topic .. ':' .. topic .. ':'
+      for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+        local info = {}
+        for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+        local name = info['name']
+        local gp = tp .. #name .. ':' .. name .. ':'
+        if #redis.call('XRANGE', stream, '(' .. info['last-delivered-id'], '+', 'COUNT', 1) > 0 then
+          live = live + 1
+        end
+        if info['pending'] > 0 then
+          local timeout = redis.call('HGET', policy, gp) or ''
+          for _, p in ipairs(redis.call('XPENDING', stream, name, '-', '+', 100000)) do
+            local id, idle = p[1], p[3]
+            local mark = redis.call('HGET', running, gp .. id)
+            local holder = mark and string.match(mark, '^(%S+)')
+            if holder and redis.call('EXISTS', ns .. ':alive:' .. holder) == 1 then
+              live = live + 1
+            elseif idle >= nack then
+              live = live + 1
+            elseif timeout ~= '' then
+              local e = redis.call('XRANGE', stream, id, id)
+              local key = false
+              if #e > 0 then
+                local f = e[1][2]
+                for i = 1, #f, 2 do if f[i] == 'key' then key = f[i + 1] end end
+              end
+              local head = key and redis.call('LINDEX', ns .. ':keyq:' .. gp .. key, 0)
+              if not head or head == id then live = live + 1 end
+            end
+          end
+        end
+      end
+    end
+  end
+until cursor == '0'
+return live
 """
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One stream entry as a consumer got it. ``deliveries`` counts this delivery (1 = first)."""
+    """One stream entry a consumer took: ``status`` says what to do with it.
+
+    ``deliver``: hand it to the handler as attempt ``attempts`` (it is marked running);
+    ``parked``: an earlier entry of its key is unsettled, do nothing (whoever settles
+    that one delivers this); ``exhausted``: it used up its attempts (``attempts``),
+    dead-letter it; ``gone``: settled or taken by another consumer meanwhile.
+    """
 
     topic: str
     entry_id: str
     fields: Mapping[str, str]
-    deliveries: int = 1
+    status: TakeStatus = "deliver"
+    attempts: int = 1
+    abandoned: str | None = None  # "instance attempt delivered_us" of a dead process's delivery
 
     @property
     def message_id(self) -> str:
         return self.fields.get(F_ID, "")
 
 
-@dataclass(slots=True)
-class _Cursor:
-    """Where the next XAUTOCLAIM scan of one (topic, group) starts."""
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What a settle did: ``acked`` (False: settled already) and the key's next entry, which
+    the settling consumer now holds (status ``deliver`` or ``exhausted``), if any."""
 
-    start: str = "0-0"
-    deleted: list[str] = field(default_factory=list)
+    acked: bool
+    next: Entry | None = None
 
 
 class RedisStreams:
-    """Streams, groups, claims, dead letters and the idempotency keys of one namespace."""
+    """The keys and scripts of one namespace (see the module docstring)."""
 
     def __init__(
-        self, client: aioredis.Redis, *, namespace: str = "agentrace", done_ttl_s: int = 7 * DAY_S
+        self, client: aioredis.Redis, *, namespace: str = "agentrace", ttl_s: int = 7 * DAY_S
     ) -> None:
-        if not namespace or ":" in namespace:
-            raise ValueError(f"namespace {namespace!r}: a non-empty name without ':'")
+        if not namespace or ":" in namespace or " " in namespace:
+            raise ValueError(f"namespace {namespace!r}: a non-empty name without ':' or spaces")
         self.client = client
-        self.namespace = namespace
-        self.done_ttl_s = done_ttl_s
-        self._publish_once = client.register_script(_PUBLISH_ONCE)
-        self._cursors: dict[tuple[str, str], _Cursor] = {}
+        self.ns = namespace
+        self.ttl_s = ttl_s
+        self._publish = client.register_script(_PUBLISH)
+        self._take = client.register_script(_TAKE)
+        self._settle = client.register_script(_SETTLE)
+        self._release = client.register_script(_RELEASE)
+        self._unmark = client.register_script(_UNMARK)
+        self._count = client.register_script(_COUNT)
+        self._live = client.register_script(_LIVE)
 
     # -- names ---------------------------------------------------------------------------------
 
     def stream(self, topic: str) -> str:
-        return f"{self.namespace}:stream:{topic}"
-
-    def dead_stream(self, topic: str) -> str:
-        return f"{self.namespace}:dead:{topic}"
-
-    def done_key(self, group: str, message_id: str) -> str:
-        return f"{self.namespace}:done:{group}:{message_id}"
-
-    def published_key(self, message_id: str) -> str:
-        return f"{self.namespace}:published:{message_id}"
+        return f"{self.ns}:stream:{topic}"
 
     def topic_of(self, stream: str) -> str:
-        return stream.removeprefix(f"{self.namespace}:stream:")
+        return stream.removeprefix(f"{self.ns}:stream:")
+
+    def gp(self, topic: str, group: str) -> str:
+        """The ``T:G:`` prefix of one group's keys and marks."""
+        return f"{lp(topic)}:{lp(group)}:"
+
+    def attempts_key(self, topic: str, group: str) -> str:
+        return f"{self.ns}:attempts:{self.gp(topic, group)}"
+
+    @property
+    def running_key(self) -> str:
+        return f"{self.ns}:running"
+
+    @property
+    def policy_key(self) -> str:
+        return f"{self.ns}:policy"
+
+    def alive_key(self, instance: str) -> str:
+        return f"{self.ns}:alive:{instance}"
+
+    def published_key(self, topic: str, run: str, message_id: str) -> str:
+        return f"{self.ns}:published:{lp(topic)}:{run}:{message_id}"
+
+    def done_key(self, group: str, run: str, message_id: str) -> str:
+        return f"{self.ns}:done:{lp(group)}:{run}:{message_id}"
 
     # -- groups --------------------------------------------------------------------------------
 
-    async def ensure_group(self, topic: str, group: str, *, start: str = "$") -> bool:
-        """Create ``group`` on ``topic``'s stream (and the stream) unless it exists; True if created.
-
-        ``start="$"``: the group gets what is published from now on (``"0"``: the whole stream).
-        """
+    async def ensure_group(
+        self, topic: str, group: str, *, ack_timeout_ms: int | None = None, start: str = "$"
+    ) -> bool:
+        """Create ``group`` on ``topic`` (and the stream) unless it exists, and note its ack
+        timeout for :meth:`live`; True when this call created it."""
+        created = True
         try:
             await self.client.xgroup_create(self.stream(topic), group, id=start, mkstream=True)
         except ResponseError as exc:
-            if "BUSYGROUP" in str(exc):
-                return False
-            raise
-        return True
+            if "BUSYGROUP" not in str(exc):
+                raise
+            created = False
+        timeout = "" if ack_timeout_ms is None else str(ack_timeout_ms)
+        await self.client.hset(self.policy_key, self.gp(topic, group), timeout)
+        return created
+
+    async def topics(self) -> list[str]:
+        """Every topic with a stream in this namespace, sorted."""
+        out = [self.topic_of(s) async for s in self.client.scan_iter(match=f"{self.ns}:stream:*")]
+        return sorted(out)
 
     async def groups(self, topic: str) -> list[dict[str, Any]]:
         """XINFO GROUPS of the topic's stream ([] when there is no stream)."""
@@ -147,197 +385,225 @@ class RedisStreams:
 
     # -- publish -------------------------------------------------------------------------------
 
-    async def publish(self, topic: str, fields: Mapping[str, str]) -> str:
-        """XADD ``fields`` to ``topic`` once per ``fields["id"]``; the entry id."""
+    async def publish(self, topic: str, fields: Mapping[str, str], *, run: str = "") -> str:
+        """XADD ``fields`` to ``topic`` once per (topic, ``run``, ``fields["id"]``); the entry id."""
         message_id = fields.get(F_ID)
         if not message_id:
             raise ValueError("a message needs an id field")
-        argv: list[str] = [str(self.done_ttl_s)]
+        key = fields.get(F_KEY)
+        argv: list[str] = [
+            self.ns,
+            f"{lp(topic)}:",
+            str(self.ttl_s),
+            "" if key is None else "=" + key,
+        ]
         for k, v in fields.items():
             argv += [k, v]
-        entry_id = await self._publish_once(
-            keys=[self.stream(topic), self.published_key(message_id)], args=argv
+        entry_id = await self._publish(
+            keys=[self.stream(topic), self.published_key(topic, run, message_id)], args=argv
         )
-        return _text(entry_id)
+        return str(entry_id)
 
-    # -- consume -------------------------------------------------------------------------------
+    # -- take ----------------------------------------------------------------------------------
 
-    async def read_new(
+    async def take(
         self,
-        topics: Sequence[str],
+        topic: str,
         group: str,
         consumer: str,
+        instance: str,
         *,
-        count: int = 64,
-        block_ms: int | None = None,
-    ) -> list[Entry]:
-        """XREADGROUP ``>``: entries never delivered to ``group`` (waiting up to ``block_ms``)."""
-        if not topics:
-            return []
-        reply = await self.client.xreadgroup(
-            group, consumer, {self.stream(t): ">" for t in topics}, count=count, block=block_ms
-        )
-        return [
-            Entry(self.topic_of(_text(stream)), _text(eid), _fields(raw))
-            for stream, entries in _stream_items(reply)
-            for eid, raw in entries
-            if raw is not None
-        ]
-
-    async def read_own_pending(
-        self, topic: str, group: str, consumer: str, *, count: int = 64
-    ) -> list[Entry]:
-        """XREADGROUP from ``0``: what ``consumer`` was handed and has not acknowledged (after a restart
-        of a consumer that keeps its name). Redis counts this read as a delivery."""
-        reply = await self.client.xreadgroup(
-            group, consumer, {self.stream(topic): "0"}, count=count
-        )
+        max_attempts: int,
+        count: int = 16,
+        claim_idle_ms: int | None = None,
+        start: str = "0-0",
+    ) -> tuple[str, list[Entry]]:
+        """New entries for ``group`` (``claim_idle_ms`` None), or entries idle at least
+        ``claim_idle_ms`` claimed from other consumers, scanning from ``start``. Returns the
+        scan's next start ("0-0": it reached the end) and the entries, each with its status."""
+        mode = "new" if claim_idle_ms is None else "claim"
+        reply = await self._take(
+            keys=[self.stream(topic), self.attempts_key(topic, group), self.running_key],
+            args=[
+                self.ns, self.gp(topic, group), group, consumer, instance, max_attempts, mode,
+                count, claim_idle_ms or 0, start,
+            ],
+        )  # fmt: skip
+        nxt, rows = str(reply[0]), reply[1:]
         entries = [
-            (_text(eid), _fields(raw))
-            for _, items in _stream_items(reply)
-            for eid, raw in items
-            if raw is not None
+            Entry(
+                topic,
+                str(row[0]),
+                _pairs(row[3]),
+                _STATUS[int(row[1])],
+                int(row[2]),
+                row[4] or None,
+            )
+            for row in rows
         ]
-        counts = await self._delivery_counts(topic, group, consumer, [e for e, _ in entries])
-        return [Entry(topic, eid, f, counts.get(eid, 1)) for eid, f in entries]
+        return nxt, entries
 
-    async def claim_stuck(
-        self, topic: str, group: str, consumer: str, *, min_idle_ms: int, count: int = 64
-    ) -> list[Entry]:
-        """XAUTOCLAIM for ``consumer`` entries of ``group`` idle for ``min_idle_ms`` or more.
+    async def last_id(self, topic: str) -> str:
+        """The id of the newest entry of ``topic`` ("0-0" when empty): where to wait from."""
+        rows: Any = await self.client.xrevrange(self.stream(topic), count=1)
+        return str(rows[0][0]) if rows else "0-0"
 
-        Each call continues the previous scan of this (topic, group) where it stopped
-        and starts over once it reached the end. The entries come with their delivery
-        count (this claim included).
-        """
-        cursor = self._cursors.setdefault((topic, group), _Cursor())
-        reply = await self.client.xautoclaim(
-            self.stream(topic), group, consumer, min_idle_ms, start_id=cursor.start, count=count
+    async def wait_new(self, topics_after: Mapping[str, str], block_ms: int) -> dict[str, str]:
+        """Block up to ``block_ms`` until some topic has an entry after the given id; the newest
+        id seen per topic that has one."""
+        reply: Any = await self.client.xread(
+            {self.stream(t): after for t, after in topics_after.items()}, count=1, block=block_ms
         )
-        cursor.start = _text(reply[0])
-        if len(reply) > 2 and reply[2]:
-            # Entries deleted from the stream (trimmed) while pending: Redis drops them from the PEL.
-            cursor.deleted.extend(_text(d) for d in reply[2])
-        entries = [(_text(eid), _fields(raw)) for eid, raw in reply[1] if raw is not None]
-        counts = await self._delivery_counts(topic, group, consumer, [e for e, _ in entries])
-        return [Entry(topic, eid, f, counts.get(eid, 1)) for eid, f in entries]
+        return {self.topic_of(str(s)): str(items[-1][0]) for s, items in reply or () if items}
 
-    async def _delivery_counts(
-        self, topic: str, group: str, consumer: str, entry_ids: Sequence[str]
-    ) -> dict[str, int]:
-        if not entry_ids:
-            return {}
-        ordered = sorted(entry_ids, key=_id_key)
-        rows = await self.client.xpending_range(
-            self.stream(topic), group, ordered[0], ordered[-1], len(ordered) * 4 + 16, consumer
+    # -- settle --------------------------------------------------------------------------------
+
+    async def settle(
+        self,
+        topic: str,
+        group: str,
+        consumer: str,
+        instance: str,
+        entry_id: str,
+        *,
+        key: str | None,
+        max_attempts: int,
+        dead_topic: str | None = None,
+        dead_fields: Mapping[str, str] | None = None,
+        run: str = "",
+    ) -> Settled:
+        """XACK ``entry_id`` for ``group`` (with ``dead_topic``: also publish ``dead_fields``
+        there, in the same script) and hand on its key's next entry."""
+        dead_args: list[str] = ["0", "", "", "", str(self.ttl_s)]
+        if dead_topic is not None:
+            fields = dict(dead_fields or {})
+            dead_args = [
+                "1",
+                self.stream(dead_topic),
+                f"{lp(dead_topic)}:",
+                self.published_key(dead_topic, run, fields.get(F_ID, entry_id)),
+                str(self.ttl_s),
+            ]
+            for k, v in fields.items():
+                dead_args += [k, v]
+        reply = await self._settle(
+            keys=[self.stream(topic), self.attempts_key(topic, group), self.running_key],
+            args=[
+                self.ns, self.gp(topic, group), group, consumer, instance, entry_id,
+                "" if key is None else "=" + key, max_attempts, *dead_args,
+            ],
+        )  # fmt: skip
+        acked, nxt, n, raw = reply
+        if not int(acked):
+            return Settled(False)
+        if not nxt:
+            return Settled(True)
+        n = int(n)
+        status: TakeStatus = "exhausted" if n <= 0 else "deliver"
+        return Settled(True, Entry(topic, str(nxt), _pairs(raw), status, abs(n)))
+
+    async def release(
+        self,
+        topic: str,
+        group: str,
+        consumer: str,
+        entry_id: str,
+        *,
+        idle_ms: int,
+        max_attempts: int,
+    ) -> tuple[Literal["settled", "elsewhere", "released", "exhausted"], int]:
+        """A nack: set the entry's idle time to ``idle_ms`` so a claim takes it (see the module
+        docstring), unless it used up its attempts; with the attempts so far."""
+        state, n = await self._release(
+            keys=[self.stream(topic), self.attempts_key(topic, group), self.running_key],
+            args=[self.gp(topic, group), group, consumer, entry_id, idle_ms, max_attempts],
         )
-        wanted = set(entry_ids)
-        return {
-            _text(r["message_id"]): int(r["times_delivered"])
-            for r in rows
-            if _text(r["message_id"]) in wanted
-        }
+        names = ("settled", "elsewhere", "released", "exhausted")
+        return names[int(state)], int(n)  # type: ignore[return-value]  # one of the four
 
-    async def pending(self, topic: str, group: str) -> int:
-        """How many entries ``group`` has been handed and not acknowledged."""
+    async def count_attempt(self, topic: str, group: str, entry_id: str) -> None:
+        """One more delivery of a pending entry (a duplicate the bus made); nothing once settled."""
+        await self._count(keys=[self.attempts_key(topic, group)], args=[entry_id])
+
+    async def unmark(
+        self, topic: str, group: str, entry_id: str, instance: str, attempt: int
+    ) -> None:
+        """Drop the running mark of ``entry_id`` if it is still that of ``attempt`` by ``instance``."""
+        await self._unmark(
+            keys=[self.running_key],
+            args=[self.gp(topic, group) + entry_id, f"{instance} {attempt} "],
+        )
+
+    # -- liveness ------------------------------------------------------------------------------
+
+    async def heartbeat(self, instance: str, ttl_ms: int) -> None:
+        await self.client.set(self.alive_key(instance), "1", px=ttl_ms)
+
+    async def gone(self, instance: str) -> None:
+        await self.client.delete(self.alive_key(instance))
+
+    async def live(self) -> int:
+        """Unsettled entries that can still make something happen, over every stream and group
+        of the namespace: not yet delivered to a group; held by the handler of a live process;
+        nacked; or held (not parked behind its key) in a group with an ack timeout. What
+        remains unsettled otherwise is in flight for good (its consumer died, or dropped it,
+        and nothing will deliver it again)."""
+        return int(await self._live(keys=[], args=[self.ns, NACK_MARK_MS - MAX_NACK_DELAY_MS]))
+
+    # -- reading back --------------------------------------------------------------------------
+
+    async def pending(
+        self, topic: str, group: str, *, count: int = 100_000
+    ) -> list[dict[str, Any]]:
+        """The group's pending entries: ``message_id``, ``consumer``, ``time_since_delivered``,
+        ``times_delivered`` (Redis' count)."""
         try:
-            info = await self.client.xpending(self.stream(topic), group)
+            rows = await self.client.xpending_range(self.stream(topic), group, "-", "+", count)
         except ResponseError as exc:
             if "NOGROUP" in str(exc):
-                return 0
+                return []
             raise
-        return int(info["pending"])
-
-    async def pending_entries(
-        self, topic: str, group: str, *, count: int = 1000
-    ) -> list[dict[str, Any]]:
-        """The group's PEL: ``message_id``, ``consumer``, ``time_since_delivered``, ``times_delivered``."""
-        rows = await self.client.xpending_range(self.stream(topic), group, "-", "+", count)
         return [
             {
-                "message_id": _text(r["message_id"]),
-                "consumer": _text(r["consumer"]),
+                "message_id": str(r["message_id"]),
+                "consumer": str(r["consumer"]),
                 "time_since_delivered": int(r["time_since_delivered"]),
                 "times_delivered": int(r["times_delivered"]),
             }
             for r in rows
         ]
 
-    # -- settle --------------------------------------------------------------------------------
+    async def attempts(self, topic: str, group: str, entry_ids: Sequence[str]) -> list[int]:
+        if not entry_ids:
+            return []
+        vals = await self.client.hmget(self.attempts_key(topic, group), list(entry_ids))
+        return [int(v or 0) for v in vals]
 
-    async def ack(self, entry: Entry, group: str, *, mark_done: bool = False) -> bool:
-        """XACK the entry; with ``mark_done`` also note the message as handled by ``group``
-        (one MULTI). True when the entry was still pending (this ack settled it)."""
-        if not mark_done:
-            return bool(await self.client.xack(self.stream(entry.topic), group, entry.entry_id))
-        async with self.client.pipeline(transaction=True) as p:
-            p.set(
-                self.done_key(group, entry.message_id), entry.entry_id, nx=True, ex=self.done_ttl_s
-            )
-            p.xack(self.stream(entry.topic), group, entry.entry_id)
-            _, acked = await p.execute()
-        return bool(acked)
+    async def entries(
+        self, topic: str, *, after: str | None = None, count: int = 100_000
+    ) -> list[tuple[str, dict[str, str]]]:
+        """The topic's entries, oldest first (after entry id ``after``, exclusive)."""
+        start = "-" if after is None else f"({after}"
+        rows: Any = await self.client.xrange(self.stream(topic), min=start, count=count)
+        return [(str(eid), dict(raw)) for eid, raw in rows]
 
-    async def is_done(self, group: str, message_id: str) -> bool:
-        """Whether ``group`` has handled ``message_id`` (by any consumer, in any process)."""
-        return bool(await self.client.exists(self.done_key(group, message_id)))
+    async def entry(self, topic: str, entry_id: str) -> dict[str, str] | None:
+        rows: Any = await self.client.xrange(self.stream(topic), min=entry_id, max=entry_id)
+        return dict(rows[0][1]) if rows else None
 
-    async def release(
-        self, entry: Entry, group: str, consumer: str, *, ack_timeout_ms: int, delay_ms: int = 0
-    ) -> None:
-        """A nack: make the entry claimable ``delay_ms`` from now rather than after the ack timeout.
+    # -- idempotent consumers ------------------------------------------------------------------
 
-        Sets its idle time to ``ack_timeout_ms - delay_ms`` (XCLAIM ... IDLE ... JUSTID keeps
-        the delivery count), so the next XAUTOCLAIM with ``min_idle_ms=ack_timeout_ms``
-        after ``delay_ms`` takes it, by whichever consumer of the group asks first.
-        """
-        idle = max(ack_timeout_ms - delay_ms, 0)
-        await self.client.xclaim(
-            self.stream(entry.topic), group, consumer, 0, [entry.entry_id], idle=idle, justid=True
-        )
+    async def remember(self, group: str, run: str, message_id: str, value: str) -> None:
+        await self.client.set(self.done_key(group, run, message_id), value, ex=self.ttl_s)
 
-    async def dead_letter(self, entry: Entry, group: str, *, attempts: int, reason: str) -> str:
-        """Move the entry to the topic's dead-letter stream for ``group`` (XADD + XACK in one
-        MULTI); the dead-letter entry's id."""
-        fields = dict(entry.fields)
-        fields.update(
-            {
-                F_DEAD_GROUP: group,
-                F_DEAD_ATTEMPTS: str(attempts),
-                F_DEAD_REASON: reason,
-                F_DEAD_SOURCE: entry.entry_id,
-            }
-        )
-        async with self.client.pipeline(transaction=True) as p:
-            p.xadd(self.dead_stream(entry.topic), fields)  # type: ignore[arg-type]  # str fields
-            p.xack(self.stream(entry.topic), group, entry.entry_id)
-            dead_id, _ = await p.execute()
-        return _text(dead_id)
-
-    async def dead_letters(self, topic: str, *, count: int = 1000) -> list[Entry]:
-        """The dead-letter stream of ``topic``, oldest first."""
-        rows: Any = await self.client.xrange(self.dead_stream(topic), count=count)
-        return [Entry(topic, _text(eid), _fields(raw)) for eid, raw in rows]
-
-    async def entries(self, topic: str, *, count: int = 10_000) -> list[Entry]:
-        """The topic's stream, oldest first (for tools and tests)."""
-        rows: Any = await self.client.xrange(self.stream(topic), count=count)
-        return [Entry(topic, _text(eid), _fields(raw)) for eid, raw in rows]
+    async def recall(self, group: str, run: str, message_id: str) -> str | None:
+        v = await self.client.get(self.done_key(group, run, message_id))
+        return None if v is None else str(v)
 
 
-def _text(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes | bytearray) else str(v)
-
-
-def _fields(raw: Mapping[Any, Any]) -> dict[str, str]:
-    return {_text(k): _text(v) for k, v in raw.items()}
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
-
-
-def _stream_items(reply: Any) -> list[tuple[Any, list[Any]]]:
-    """XREADGROUP's reply as (stream, entries) pairs (RESP2, redis-py's default protocol)."""
-    return [(item[0], item[1]) for item in reply or ()]
+def _pairs(raw: Any) -> dict[str, str]:
+    """A Lua reply's flat field list (or a mapping) as a dict."""
+    if isinstance(raw, Mapping):
+        return {str(k): str(v) for k, v in raw.items()}
+    items = list(raw or ())
+    return {str(items[i]): str(items[i + 1]) for i in range(0, len(items) - 1, 2)}

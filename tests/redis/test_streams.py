@@ -1,4 +1,4 @@
-"""Redis Streams primitives against a real redis-server: publish once, groups, claims, dead letters."""
+"""The Redis Streams scripts against a real redis-server: each atomic step of the bus."""
 
 from __future__ import annotations
 
@@ -7,139 +7,233 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from engine._redis_streams import F_DEAD_ATTEMPTS, F_DEAD_GROUP, F_DEAD_SOURCE, F_ID, RedisStreams
+from engine._redis_streams import F_ID, F_KEY, F_MESSAGE, NACK_MARK_MS, Entry, RedisStreams, lp
 
 MINUTE_MS = 60_000
+ME, OTHER = "inst-a", "inst-b"
 
 
 @pytest.fixture
-async def streams(redis_url: str) -> AsyncIterator[RedisStreams]:
-    client = aioredis.Redis.from_url(redis_url)
+async def s(redis_url: str) -> AsyncIterator[RedisStreams]:
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    streams = RedisStreams(client, namespace="t")
+    await streams.heartbeat(ME, 60_000)
+    await streams.heartbeat(OTHER, 60_000)
     try:
-        yield RedisStreams(client)
+        yield streams
     finally:
         await client.aclose()
 
 
-def msg(i: int, **extra: str) -> dict[str, str]:
-    return {F_ID: f"m{i}", "payload": f'{{"n":{i}}}', **extra}
+def msg(i: int, key: str | None = None) -> dict[str, str]:
+    f = {F_ID: f"m{i}", F_MESSAGE: f'{{"n":{i}}}'}
+    if key is not None:
+        f[F_KEY] = key
+    return f
 
 
-async def test_publish_is_once_per_message_id(streams: RedisStreams) -> None:
-    first = await streams.publish("t", msg(1))
-    again = await streams.publish("t", msg(1))  # a retry after a lost reply
-    other = await streams.publish("t", msg(2))
-    assert again == first != other
-    assert [e.message_id for e in await streams.entries("t")] == ["m1", "m2"]
+async def take(
+    s: RedisStreams,
+    consumer: str = "c@a",
+    instance: str = ME,
+    *,
+    count: int = 16,
+    claim_idle_ms: int | None = None,
+) -> list[Entry]:
+    _, entries = await s.take(
+        "t", "g", consumer, instance, max_attempts=3, count=count, claim_idle_ms=claim_idle_ms
+    )
+    return entries
+
+
+def test_length_prefixes_keep_names_apart() -> None:
+    assert lp("a:b") + ":" + lp("c") != lp("a") + ":" + lp("b:c")
+    assert lp("é") == "2:é"  # bytes, as Lua counts them
+
+
+async def test_publish_is_once_per_topic_run_and_id(s: RedisStreams) -> None:
+    first = await s.publish("t", msg(1), run="r1")
+    assert await s.publish("t", msg(1), run="r1") == first  # a retry after a lost reply
+    assert await s.publish("t", msg(1), run="r2") != first  # the same id in another run
+    await s.publish("u", msg(1), run="r1")  # or on another topic
+    assert [f[F_ID] for _, f in await s.entries("t")] == ["m1", "m1"]
+    assert [f[F_ID] for _, f in await s.entries("u")] == ["m1"]
     with pytest.raises(ValueError):
-        await streams.publish("t", {"payload": "{}"})
+        await s.publish("t", {F_MESSAGE: "{}"})
 
 
-async def test_group_starts_at_the_end_unless_told(streams: RedisStreams) -> None:
-    await streams.publish("t", msg(1))
-    assert await streams.ensure_group("t", "late") is True
-    assert await streams.ensure_group("t", "late") is False
-    await streams.ensure_group("t", "all", start="0")
-    await streams.publish("t", msg(2))
-    late = await streams.read_new(["t"], "late", "c")
-    every = await streams.read_new(["t"], "all", "c")
-    assert [e.message_id for e in late] == ["m2"]
-    assert [e.message_id for e in every] == ["m1", "m2"]
-    assert {g["name"] for g in await streams.groups("t")} == {b"late", b"all"}
-    assert await streams.groups("nothing") == []
+async def test_groups_start_at_the_end_and_share_entries(s: RedisStreams) -> None:
+    await s.publish("t", msg(0))
+    assert await s.ensure_group("t", "g") is True
+    assert await s.ensure_group("t", "g") is False
+    for i in range(1, 4):
+        await s.publish("t", msg(i))
+    a = await take(s, "c@a", count=2)
+    b = await take(s, "c@b", OTHER, count=5)
+    assert [e.message_id for e in a] == ["m1", "m2"]
+    assert [e.message_id for e in b] == ["m3"]
+    assert all((e.status, e.attempts) == ("deliver", 1) for e in a + b)
+    running = await s.client.hgetall(s.running_key)
+    assert sorted(v.split()[0] for v in running.values()) == [ME, ME, OTHER]
 
 
-async def test_consumers_of_a_group_share_groups_each_get_all(streams: RedisStreams) -> None:
-    for g in ("a", "b"):
-        await streams.ensure_group("t", g)
-    for i in range(6):
-        await streams.publish("t", msg(i))
-    a1 = await streams.read_new(["t"], "a", "a1", count=4)
-    a2 = await streams.read_new(["t"], "a", "a2", count=4)
-    b1 = await streams.read_new(["t"], "b", "b1", count=10)
-    assert len(a1) == 4 and len(a2) == 2
-    assert {e.message_id for e in a1} | {e.message_id for e in a2} == {f"m{i}" for i in range(6)}
-    assert [e.message_id for e in b1] == [f"m{i}" for i in range(6)]
-    assert all(e.deliveries == 1 for e in a1 + a2 + b1)
-    assert await streams.pending("t", "a") == 6
-    assert await streams.pending("t", "nogroup") == 0
+async def test_settle_acks_once_and_clears_the_marks(s: RedisStreams) -> None:
+    await s.ensure_group("t", "g")
+    await s.publish("t", msg(1))
+    (e,) = await take(s)
+    done = await s.settle("t", "g", "c@a", ME, e.entry_id, key=None, max_attempts=3)
+    assert done.acked and done.next is None
+    again = await s.settle("t", "g", "c@a", ME, e.entry_id, key=None, max_attempts=3)
+    assert not again.acked
+    assert await s.pending("t", "g") == []
+    assert await s.client.hgetall(s.running_key) == {}
+    assert await s.attempts("t", "g", [e.entry_id]) == [0]
 
 
-async def test_ack_settles_once(streams: RedisStreams) -> None:
-    await streams.ensure_group("t", "g")
-    await streams.publish("t", msg(1))
-    (e,) = await streams.read_new(["t"], "g", "c")
-    assert await streams.ack(e, "g") is True
-    assert await streams.ack(e, "g") is False
-    assert await streams.pending("t", "g") == 0
+async def test_a_key_delivers_its_head_only_and_the_settler_hands_on_the_next(
+    s: RedisStreams,
+) -> None:
+    await s.ensure_group("t", "g")
+    await s.publish("t", msg(1, key="k"))
+    await s.publish("t", msg(2, key="k"))
+    await s.publish("t", msg(3, key="other"))
+    head = await take(s, "c@a", count=1)
+    rest = await take(s, "c@b", OTHER, count=5)
+    assert [(e.message_id, e.status) for e in head] == [("m1", "deliver")]
+    assert [(e.message_id, e.status) for e in rest] == [("m2", "parked"), ("m3", "deliver")]
+    settled = await s.settle("t", "g", "c@a", ME, head[0].entry_id, key="k", max_attempts=3)
+    # m2 was read by c@b and parked there: the settler now holds it and delivers it.
+    assert settled.next is not None
+    assert (settled.next.message_id, settled.next.status, settled.next.attempts) == (
+        "m2",
+        "deliver",
+        1,
+    )
+    owners = {p["message_id"]: p["consumer"] for p in await s.pending("t", "g")}
+    assert owners[settled.next.entry_id] == "c@a"
 
 
-async def test_stuck_entries_are_claimed_with_their_delivery_count(streams: RedisStreams) -> None:
-    await streams.ensure_group("t", "g")
-    await streams.publish("t", msg(1))
-    (held,) = await streams.read_new(["t"], "g", "dead-worker")
-    # Fresh: not idle long enough for a one-minute ack timeout.
-    assert await streams.claim_stuck("t", "g", "w2", min_idle_ms=MINUTE_MS) == []
-    (claimed,) = await streams.claim_stuck("t", "g", "w2", min_idle_ms=0)
-    assert (claimed.entry_id, claimed.deliveries) == (held.entry_id, 2)
-    (again,) = await streams.claim_stuck("t", "g", "w3", min_idle_ms=0)
-    assert again.deliveries == 3
-    pel = await streams.pending_entries("t", "g")
-    assert [(p["consumer"], p["times_delivered"]) for p in pel] == [("w3", 3)]
+async def test_a_key_head_settled_before_the_next_is_read(s: RedisStreams) -> None:
+    await s.ensure_group("t", "g")
+    await s.publish("t", msg(1, key="k"))
+    await s.publish("t", msg(2, key="k"))
+    (first,) = await take(s, count=1)
+    settled = await s.settle("t", "g", "c@a", ME, first.entry_id, key="k", max_attempts=3)
+    assert settled.next is None  # nobody read m2 yet: the next read delivers it
+    (second,) = await take(s, "c@b", OTHER)
+    assert (second.message_id, second.status) == ("m2", "deliver")
 
 
-async def test_release_is_a_nack_claimable_after_its_delay(streams: RedisStreams) -> None:
-    await streams.ensure_group("t", "g")
-    await streams.publish("t", msg(1))
-    await streams.publish("t", msg(2))
-    first, second = await streams.read_new(["t"], "g", "c1")
-    await streams.release(first, "g", "c1", ack_timeout_ms=MINUTE_MS)
-    await streams.release(second, "g", "c1", ack_timeout_ms=MINUTE_MS, delay_ms=30_000)
-    claimed = await streams.claim_stuck("t", "g", "c2", min_idle_ms=MINUTE_MS)
-    # Only the one nacked without delay; the release kept its delivery count (claiming adds one).
-    assert [(e.message_id, e.deliveries) for e in claimed] == [("m1", 2)]
+async def test_claims_take_idle_entries_and_report_a_dead_holder(s: RedisStreams) -> None:
+    await s.ensure_group("t", "g")
+    await s.publish("t", msg(1))
+    (held,) = await take(s, "c@dead", "inst-dead")  # a process with no heartbeat: gone
+    assert await take(s, "c@b", OTHER, claim_idle_ms=MINUTE_MS) == []  # not idle long enough
+    (claimed,) = await take(s, "c@b", OTHER, claim_idle_ms=0)
+    assert (claimed.entry_id, claimed.attempts) == (held.entry_id, 2)
+    assert claimed.abandoned is not None and claimed.abandoned.split()[:2] == ["inst-dead", "1"]
+    # Claimed from a live holder: not abandoned.
+    (again,) = await take(s, "c@a", ME, claim_idle_ms=0)
+    assert again.attempts == 3 and again.abandoned is None
+    # Out of attempts: the claimant is told to dead-letter it.
+    (last,) = await take(s, "c@b", OTHER, claim_idle_ms=0)
+    assert (last.status, last.attempts) == ("exhausted", 3)
 
 
-async def test_own_pending_is_read_back_after_a_restart(streams: RedisStreams) -> None:
-    await streams.ensure_group("t", "g")
-    for i in range(3):
-        await streams.publish("t", msg(i))
-    got = await streams.read_new(["t"], "g", "w")
-    await streams.ack(got[1], "g")
-    back = await streams.read_own_pending("t", "g", "w")
-    # Reading one's own history counts as a delivery (Redis increments the count).
-    assert [(e.message_id, e.deliveries) for e in back] == [("m0", 2), ("m2", 2)]
-    assert await streams.read_own_pending("t", "g", "other") == []
+async def test_release_is_a_nack_claimable_after_its_delay(s: RedisStreams) -> None:
+    await s.ensure_group("t", "g")
+    await s.publish("t", msg(1))
+    await s.publish("t", msg(2))
+    first, second = await take(s, count=2)
+    r1 = await s.release("t", "g", "c@a", first.entry_id, idle_ms=NACK_MARK_MS, max_attempts=3)
+    r2 = await s.release(
+        "t", "g", "c@a", second.entry_id, idle_ms=NACK_MARK_MS - MINUTE_MS, max_attempts=3
+    )
+    assert r1 == ("released", 1) and r2 == ("released", 1)
+    claimed = await take(s, "c@b", OTHER, claim_idle_ms=NACK_MARK_MS - 1000)
+    assert [(e.message_id, e.attempts) for e in claimed] == [("m1", 2)]
+    assert await s.release("t", "g", "c@a", claimed[0].entry_id, idle_ms=0, max_attempts=3) == (
+        "elsewhere",
+        2,
+    )
+    assert await s.release("t", "g", "c@b", claimed[0].entry_id, idle_ms=0, max_attempts=2) == (
+        "exhausted",
+        2,
+    )
 
 
-async def test_done_marks_are_per_group(streams: RedisStreams) -> None:
-    for g in ("a", "b"):
-        await streams.ensure_group("t", g)
-    await streams.publish("t", msg(1))
-    (e,) = await streams.read_new(["t"], "a", "c")
-    assert not await streams.is_done("a", "m1")
-    assert await streams.ack(e, "a", mark_done=True) is True
-    assert await streams.is_done("a", "m1")
-    assert not await streams.is_done("b", "m1")
-    ttl = await streams.client.ttl(streams.done_key("a", "m1"))
-    assert 0 < ttl <= streams.done_ttl_s
+async def test_dead_letter_copy_is_published_with_the_ack(s: RedisStreams) -> None:
+    await s.ensure_group("t", "g")
+    await s.ensure_group("t.dead", "ops")
+    await s.publish("t", msg(1, key="k"))
+    (e,) = await take(s)
+    dead = {F_ID: "m1", F_MESSAGE: '{"dead":true}', F_KEY: "k"}
+    out = await s.settle(
+        "t",
+        "g",
+        "c@a",
+        ME,
+        e.entry_id,
+        key="k",
+        max_attempts=3,
+        dead_topic="t.dead",
+        dead_fields=dead,
+    )
+    assert out.acked
+    assert [f[F_MESSAGE] for _, f in await s.entries("t.dead")] == ['{"dead":true}']
+    # The copy joined the dead topic's key queue for its group, as a publish would.
+    assert await s.client.lrange(f"t:keyq:{s.gp('t.dead', 'ops')}k", 0, -1) != []
 
 
-async def test_dead_letter_moves_and_acks(streams: RedisStreams) -> None:
-    await streams.ensure_group("t", "g")
-    await streams.publish("t", msg(1))
-    (e,) = await streams.read_new(["t"], "g", "c")
-    await streams.dead_letter(e, "g", attempts=3, reason="boom")
-    assert await streams.pending("t", "g") == 0
-    (dead,) = await streams.dead_letters("t")
-    assert dead.message_id == "m1"
-    assert dead.fields[F_DEAD_GROUP] == "g"
-    assert dead.fields[F_DEAD_ATTEMPTS] == "3"
-    assert dead.fields[F_DEAD_SOURCE] == e.entry_id
-    assert dead.fields["payload"] == '{"n":1}'
+async def test_unmark_only_removes_its_own_attempt(s: RedisStreams) -> None:
+    await s.ensure_group("t", "g")
+    await s.publish("t", msg(1))
+    (e,) = await take(s)
+    await s.unmark("t", "g", e.entry_id, ME, 2)  # a later attempt's: not this mark
+    assert len(await s.client.hgetall(s.running_key)) == 1
+    await s.unmark("t", "g", e.entry_id, ME, 1)
+    assert await s.client.hgetall(s.running_key) == {}
+
+
+async def test_live_counts_what_can_still_happen(s: RedisStreams) -> None:
+    assert await s.live() == 0
+    await s.ensure_group("t", "g")  # no ack timeout
+    await s.ensure_group("t", "timed", ack_timeout_ms=MINUTE_MS)
+    await s.publish("t", msg(1))
+    assert await s.live() == 2  # undelivered to both groups
+    (e,) = await take(s)
+    _, (f,) = await s.take("t", "timed", "c@a", ME, max_attempts=3)
+    assert await s.live() == 2  # both held by a live handler
+    await s.unmark("t", "g", e.entry_id, ME, 1)
+    await s.unmark("t", "timed", f.entry_id, ME, 1)
+    # Handlers returned without acking: in flight for good without an ack timeout,
+    # still live where the ack timeout will deliver it again.
+    assert await s.live() == 1
+    await s.release("t", "g", "c@a", e.entry_id, idle_ms=NACK_MARK_MS, max_attempts=3)
+    assert await s.live() == 2  # nacked: it will be delivered again
+    await s.settle("t", "g", "c@a", ME, e.entry_id, key=None, max_attempts=3)
+    await s.settle("t", "timed", "c@a", ME, f.entry_id, key=None, max_attempts=3)
+    assert await s.live() == 0
+
+
+async def test_live_ignores_marks_of_dead_processes(s: RedisStreams) -> None:
+    await s.ensure_group("t", "g")
+    await s.publish("t", msg(1))
+    await take(s, "c@x", "inst-x")
+    await s.heartbeat("inst-x", 60_000)
+    assert await s.live() == 1
+    await s.gone("inst-x")  # kill -9: its handler will never settle it, nothing will redeliver
+    assert await s.live() == 0
+
+
+async def test_remember_and_recall_per_group_and_run(s: RedisStreams) -> None:
+    await s.remember("g", "r1", "m1", "[]")
+    assert await s.recall("g", "r1", "m1") == "[]"
+    assert await s.recall("g", "r2", "m1") is None
+    assert await s.recall("h", "r1", "m1") is None
+    assert 0 < await s.client.ttl(s.done_key("g", "r1", "m1")) <= s.ttl_s
 
 
 def test_namespace_must_be_a_plain_name() -> None:
-    client = aioredis.Redis()
     with pytest.raises(ValueError):
-        RedisStreams(client, namespace="a:b")
+        RedisStreams(aioredis.Redis(), namespace="a:b")
