@@ -38,7 +38,9 @@ def test_the_public_surface_is_pinned() -> None:
 
 def test_severities_are_ordered_and_parse() -> None:
     assert Severity.INFO < Severity.WARNING < Severity.ERROR < Severity.CRITICAL
-    assert Severity.parse("Error") is Severity.ERROR and Severity.parse(Severity.INFO) is Severity.INFO
+    assert (
+        Severity.parse("Error") is Severity.ERROR and Severity.parse(Severity.INFO) is Severity.INFO
+    )
     assert Severity.CRITICAL.label == "critical"
     with pytest.raises(ValueError, match="one of info, warning, error, critical"):
         Severity.parse("fatal")
@@ -97,7 +99,12 @@ def test_a_read_only_store_can_be_analysed_but_not_written(tmp_path) -> None:
 
 
 def test_a_clean_run_has_no_findings(store) -> None:
-    decl = {"agents": ["a", "b"], "edges": [["a", "b"]], "publishes": [["b", "t"]], "subscriptions": [["t", "c"]]}
+    decl = {
+        "agents": ["a", "b"],
+        "edges": [["a", "b"]],
+        "publishes": [["b", "t"]],
+        "subscriptions": [["t", "c"]],
+    }
     with RunBuilder(store, initial={"x": 0}, pattern="hybrid", declared=decl) as run:
         with run.step("a") as s:
             s.read(["x"])

@@ -34,29 +34,35 @@ op = st.one_of(
 class Model:
     """The reference: the ledger as a list, reads and commits in program order."""
 
-    distinct_times: bool
-    commits: list[tuple[int, frozenset[str], int, str]] = field(
-        default_factory=list
-    )  # version, keys, base, span
-    stale: dict[str, tuple[int, int, int]] = field(
-        default_factory=dict
-    )  # span -> read, first, last newer
+    distinct_times: bool  # every clock reading moves time on; else only waits do
+    epoch: int = 0  # how many times a wait has moved time on
+    # (version, keys, base, span, epoch) of every commit
+    commits: list[tuple[int, frozenset[str], int, str, int]] = field(default_factory=list)
+    # span of a stale read -> (version read, first newer, last newer)
+    stale: dict[str, tuple[int, int, int]] = field(default_factory=dict)
     lost: set[tuple[int, int]] = field(default_factory=set)
 
+    def wait(self, ms: int) -> None:
+        self.epoch += ms > 0
+
     def read(self, span: str, version: int, keys: frozenset[str], with_head: bool) -> None:
-        # Every commit so far is in the ledger at the read (v <= head); by time alone,
-        # only when time moved between them.
-        if not with_head and not self.distinct_times:
-            return
-        newer = [v for v, ks, _, _ in self.commits if v > version and (ks & keys if keys else ks)]
+        # With the head recorded, every commit so far was in the ledger when the read was
+        # served. By time alone, a commit counts when time moved on between it and the read.
+        newer = [
+            v
+            for v, ks, _, _, epoch in self.commits
+            if v > version
+            and (ks & keys if keys else ks)
+            and (with_head or self.distinct_times or epoch < self.epoch)
+        ]
         if newer:
             self.stale[span] = (version, min(newer), max(newer))
 
     def commit(self, version: int, keys: frozenset[str], base: int, span: str) -> None:
-        for v, ks, _, s in self.commits:
+        for v, ks, _, s, _ in self.commits:
             if base < v < version and s != span and ks & keys:
                 self.lost.add((v, version))
-        self.commits.append((version, keys, base, span))
+        self.commits.append((version, keys, base, span, self.epoch))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -68,10 +74,11 @@ def test_stale_reads_and_lost_updates_match_the_reference_model(ops, distinct_ti
         with RunBuilder(
             store, initial=dict.fromkeys(KEYS, 0), tick_ns=1_000 if distinct_times else 0
         ) as run:
-            model.commits.append((1, frozenset(KEYS), 0, run.root.span_id))
+            model.commits.append((1, frozenset(KEYS), 0, run.root.span_id, 0))
             for o in ops:
                 if o[0] == "wait":
                     run.advance(ms=o[1])
+                    model.wait(o[1])
                     continue
                 with run.step(o[1]) as s:
                     head = run.ledger.head

@@ -140,3 +140,16 @@ def test_one_finding_per_read(store) -> None:
     assert len(found) == 2
     assert sorted(tuple(f.evidence["keys"]) for f in found) == [("a",), ("b",)]
     assert len({f.finding_id for f in found}) == 2
+
+
+def test_without_a_head_versions_sharing_a_commit_time_all_count(store) -> None:
+    # v2 and v3 committed at one instant, the read a moment later: the newest is v3.
+    with RunBuilder(store, initial={"score": 600}, tick_ns=0) as run:
+        with run.step("scorer") as w:
+            w.commit({"score": 650})
+            w.commit({"score": 700})
+        run.advance(ns=1)
+        with run.step("rater") as r:
+            r.read(["score"], version=1, head=False)
+    (f,) = stale(store, run.run_id)
+    assert f.versions == (1, 3) and f.evidence["newer_versions"] == [2, 3]

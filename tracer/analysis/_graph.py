@@ -64,7 +64,8 @@ def coordination_graph(store: Store, run_id: str) -> nx.MultiDiGraph:
     a rollback → the agent compensated); ``count`` (traffic seen: steps, sends,
     deliveries, messages lost, compensations); ``outcomes`` (a ``Counter``: ok, failed,
     rejected (by a contract), duplicate (a message processed again by the same group,
-    noticed or not), lost (never handled by that subscriber), dead_lettered,
+    noticed or not), lost (never handled by that subscriber: its last delivery there, or
+    the send when it never got there), unacked, dead_lettered,
     breaker_open, timeout); ``declared`` and ``observed`` (bools: allowed by the declared
     graph; traffic seen, ``count > 0``); ``span_ids`` (the spans that make up the traffic,
     in time order, to highlight); ``first_ns`` / ``last_ns`` (the traffic's first and last
@@ -216,6 +217,17 @@ def build_graph(ctx: RunContext) -> nx.MultiDiGraph:
                 b.edge(p.agent, p.topic, "publish", v_kind="topic"), "ok", p.span_id, p.time_ns
             )
     fates = ctx.message_fates
+    # A lost message counts once per subscriber that never handled it: as its last delivery
+    # there, when it had one, else as the send.
+    outcome = dict(fates.edge_outcome)
+    never_delivered = []
+    for lost in fates.lost:
+        for sub in lost.missing:
+            theirs = [d for d in lost.deliveries if d.serves(sub)]
+            if theirs:
+                outcome[theirs[-1].span_id] = "lost"
+            else:
+                never_delivered.append((lost.publish, sub))
     for d in ctx.deliveries:
         if d.topic is None:
             continue
@@ -225,13 +237,13 @@ def build_graph(ctx: RunContext) -> nx.MultiDiGraph:
             e = b.edge(d.topic, consumer, "deliver", u_kind="topic")
             b.g.nodes[consumer]["observed"] = True
             e["groups"].add(d.group_key)
-            b.observe(e, fates.edge_outcome.get(d.span_id, d.fate), d.span_id, d.start_ns)
-    for lost in fates.lost:
-        topic = lost.publish.topic
-        assert topic is not None  # lost messages are only computed for publishes with a topic
-        for sub in lost.missing:
-            e = b.edge(topic, sub, "deliver", u_kind="topic")
-            b.observe(e, "lost", lost.publish.span_id, ctx.end_ns)
+            b.observe(e, outcome.get(d.span_id, d.fate), d.span_id, d.start_ns)
+    for publish, sub in never_delivered:
+        assert (
+            publish.topic is not None
+        )  # lost messages are only computed for publishes with a topic
+        e = b.edge(publish.topic, sub, "deliver", u_kind="topic")
+        b.observe(e, "lost", publish.span_id, ctx.end_ns)
 
     # Compensations: from the agent whose failure began the rollback to the one undone.
     failed = [s for s in ctx.steps if s.outcome != "ok" or s.error]

@@ -69,11 +69,17 @@ def detect_stale_reads(ctx: RunContext) -> list[Finding]:
     rows = ctx.store.sql(
         """WITH v AS (
                SELECT version, agent, span_id, committed_ns, keys FROM state_versions WHERE run_id = $run),
+           -- Without a head, the newest version committed strictly before the read bounds
+           -- it: one row per commit time (several versions may share one), so the as-of
+           -- join cannot pick an arbitrary one of a tie.
+           upto AS (
+               SELECT committed_ns, max(max(version)) OVER (ORDER BY committed_ns) AS version
+               FROM v GROUP BY committed_ns),
            r AS (
                SELECT r.span_id, r.seq, r.agent, r.version, r.head_version, r.keys, r.via, r.cache,
                       r.read_ns, coalesce(r.head_version, a.version) AS upto
                FROM state_reads r
-               ASOF LEFT JOIN v a ON r.read_ns > a.committed_ns
+               ASOF LEFT JOIN upto a ON r.read_ns > a.committed_ns
                WHERE r.run_id = $run)
            SELECT r.span_id, r.seq, r.agent, r.version, r.head_version, r.keys, r.via, r.cache, r.read_ns,
                   v.version, v.agent, v.span_id, v.committed_ns,
