@@ -177,8 +177,8 @@ def agent(fn: AgentFn | None = None, /, **options: Any) -> Agent | Callable[[Age
 
     def wrap(f: AgentFn) -> Agent:
         name = options.pop("name", None) or getattr(f, "__name__", None)
-        if not name:
-            raise ValueError(f"cannot tell the name of agent {f!r}; pass name=")
+        if not name or name == "<lambda>":
+            raise ValueError(f"cannot tell the name of agent {f!r}: use Agent(name, fn) or agent(name=...)")
         return Agent(name, f, **options)
 
     return wrap(fn) if fn is not None else wrap
@@ -192,6 +192,8 @@ def as_agent(obj: Any) -> Agent:
     """An :class:`Agent` from an Agent, a function, or an object with an ``execute`` method."""
     if isinstance(obj, Agent):
         return obj
+    if inspect.isclass(obj):
+        raise TypeError(f"{obj.__name__} is a class: pass an instance (as_agent({obj.__name__}()))")
     execute = getattr(obj, "execute", None)
     if execute is not None and callable(execute):
         name = getattr(obj, "name", None) or _snake(type(obj).__name__)
@@ -201,10 +203,6 @@ def as_agent(obj: Any) -> Agent:
                 kw[attr] = getattr(obj, attr)
         return Agent(name, execute, **kw)
     if callable(obj):
-        if inspect.isclass(obj):
-            raise TypeError(
-                f"{obj.__name__} is a class: pass an instance (as_agent({obj.__name__}()))"
-            )
         return agent(obj)
     raise TypeError(f"not an agent: {obj!r} (need a function, an Agent, or an object with execute)")
 

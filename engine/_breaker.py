@@ -13,8 +13,8 @@ Two ways to count failures while closed:
 - ``consecutive`` (like pybreaker): ``failure_threshold`` failures in a row open it;
   a success resets the count.
 - ``rate`` (like resilience4j's count-based sliding window): the outcomes of the last
-  ``window`` calls are kept; once at least ``minimum_calls`` are in, a failure rate
-  ≥ ``failure_rate`` opens it.
+  ``window`` calls are kept; after each call, once at least ``minimum_calls`` are in,
+  a failure rate ≥ ``failure_rate`` opens it.
 
 While open, calls are refused without running (``acquire`` says no). In half-open, at
 most ``half_open_max_calls`` trial calls are let through per half-open period; more
@@ -190,7 +190,10 @@ class CircuitBreaker:
             if permit.generation == self._generation:
                 if self._state == "closed":
                     self._failures = 0
-                    self._window.append(False)
+                    if self.config.mode == "rate":
+                        # As resilience4j: the rate is judged after every call, a success too.
+                        self._window.append(False)
+                        self._judge_rate(out)
                 elif self._state == "half_open" and permit.trial:
                     self._trial_successes += 1
                     if self._trial_successes >= self.config.success_threshold:
@@ -212,15 +215,7 @@ class CircuitBreaker:
                             self._move("open", f"{self._failures} consecutive failures", out)
                     else:
                         self._window.append(True)
-                        n = len(self._window)
-                        if n >= cfg.minimum_calls:
-                            failed = sum(self._window)
-                            if failed / n >= cfg.failure_rate:
-                                self._move(
-                                    "open",
-                                    f"failure rate {failed}/{n} ({failed / n:.0%}) >= {cfg.failure_rate:.0%}",
-                                    out,
-                                )
+                        self._judge_rate(out)
                 elif self._state == "half_open" and permit.trial:
                     self._move("open", "trial call failed", out)
         self._tell(out)
@@ -246,6 +241,15 @@ class CircuitBreaker:
         return tuple(out)
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _judge_rate(self, out: list[Transition]) -> None:
+        cfg = self.config
+        n = len(self._window)
+        if n >= cfg.minimum_calls:
+            failed = sum(self._window)
+            if failed / n >= cfg.failure_rate:
+                reason = f"failure rate {failed}/{n} ({failed / n:.0%}) >= {cfg.failure_rate:.0%}"
+                self._move("open", reason, out)
 
     def _move(self, to: BreakerState, reason: str, out: list[Transition]) -> None:
         now = self.clock.now_ns()

@@ -87,7 +87,7 @@ def _copy(value: Any) -> JSON:
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, str):
-        return str(value)
+        return str.__str__(value)  # the characters, not an enum's "Color.RED"
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
