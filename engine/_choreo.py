@@ -205,6 +205,9 @@ class Choreography:
             raise self._fail(str(exc)) from None
         prior = self.agents.get(a.name)
         if prior is not None and prior is not a:
+            # The same function passed again (as_agent wraps it anew each time) is the same agent.
+            if prior.execute is a.execute and prior.compensate is a.compensate:
+                return prior
             raise self._fail(f"two different agents are named {a.name!r}")
         return a
 
@@ -578,6 +581,7 @@ class _Run:
         self.expected: dict[tuple[str, int], None] = {}  # compensations a saga needs, in order
         self.compensations: dict[tuple[str, int], Compensation] = {}
         self.stopped = False  # a compensation failed for good and the policy stops there
+        self.completed: set[tuple[str, str]] = set()  # (group, message id) handled, results sent
         self.agents = choreo.agents
 
     # -- the run --------------------------------------------------------------------------------
@@ -819,6 +823,7 @@ class _Run:
             await self._publish(m, span)
         if done.outbox:
             await bus.remember(sub.group, mid, ())
+        self.completed.add((sub.group, mid))
         await self._ack(span, delivery, "duplicate")
         return True
 
@@ -843,6 +848,7 @@ class _Run:
             await self._publish(m, span)
         if sub.idempotent and outbox:
             await bus.remember(sub.group, mid, ())
+        self.completed.add((sub.group, mid))
         await self._ack(span, delivery, "acked")
 
     def _handler(self, sub: Subscription) -> Callable[[Delivery], Any]:
@@ -916,6 +922,8 @@ class _Run:
             detail = (
                 f"dead-lettered after {dead.attempts} attempt(s): {dead.reason.replace('_', ' ')}"
             )
+            if (dead.group, m.id) in self.completed:
+                return  # handled and its results sent: only the acks were lost; nothing failed
             if sub.compensation:
                 self._compensation_failed(sub.agent.name, m, dead.attempts, detail)
                 p = m.payload if isinstance(m.payload, dict) else {}
