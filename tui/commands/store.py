@@ -27,6 +27,14 @@ from .._cli_base import (
 )
 
 
+def _console() -> Console:
+    # Piped output is for reading in files and pagers: no 80-column wrapping there.
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(highlight=False, soft_wrap=True, width=200)
+    return console
+
+
 def _when(ns: int) -> str:
     return datetime.fromtimestamp(ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -56,36 +64,24 @@ def runs(db: str, as_json: bool) -> None:
         click.echo(f"no runs in {db}")
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in (
-        "run",
-        "workflow",
-        "pattern",
-        "status",
-        "started",
-        "duration",
-        "agents",
-        "spans",
-        "versions",
-        "findings",
-    ):
-        table.add_column(
-            col, justify="right" if col in ("spans", "versions", "findings", "duration") else "left"
-        )
+    with_scenario = any(r.scenario for r in all_runs)
+    cols = ["run", "workflow", *(["scenario"] if with_scenario else []), "pattern", "status",
+            "started", "duration", "agents", "spans", "versions", "findings"]  # fmt: skip
+    for col in cols:
+        right = col in ("duration", "agents", "spans", "versions", "findings")
+        table.add_column(col, justify="right" if right else "left", no_wrap=True)
     for r in all_runs:
         status = r.status or ""
-        style = (
-            "red"
-            if status in ("failed", "error", "compensation_failed")
-            else "yellow"
-            if status == "compensated"
-            else ""
-        )
+        bad = status in ("failed", "error", "compensation_failed")
+        style = "red" if bad else "yellow" if status == "compensated" else ""
         table.add_row(
-            short(r.run_id), escape(r.workflow or ""), r.pattern or "", f"[{style}]{escape(status)}[/]" if style else escape(status),
+            short(r.run_id), escape(r.workflow or ""),
+            *([escape(r.scenario or "")] if with_scenario else []),
+            r.pattern or "", f"[{style}]{escape(status)}[/]" if style else escape(status),
             _when(r.start_ns), fmt_duration(r.duration_ns), str(len(r.agents)), str(r.span_count),
             str(r.version_count), str(r.finding_count),
         )  # fmt: skip
-    Console(highlight=False, soft_wrap=True).print(table)
+    _console().print(table)
 
 
 @cli.command()
@@ -106,7 +102,7 @@ def state(run_id: str, version: int, db: str, as_json: bool) -> None:
             return
         meta = next(v for v in store.state_versions(run_id) if v.version == version)
         changes = store.diff(run_id, version - 1, version) if version > 1 else []
-    console = Console(highlight=False, soft_wrap=True)
+    console = _console()
     console.print(
         f"[bold]run {short(run_id)}  version {version}[/]  kind {meta.kind}  by {escape(meta.agent or '-')}"
         f"  span {meta.span_id}  base {meta.base_version or '-'}"
