@@ -1,0 +1,144 @@
+"""Spans per second through ``agentrace serve``'s receiver, next to the file import and the parse floor.
+
+All in one run, on the same requests (scripts/otlp_load.py builds them: one
+trace of 500 agent spans per request, ids derived from sender and number):
+
+* parse floor: ``decode_proto`` of the pre-encoded bodies, nothing stored;
+* ingest floor: ``Store.ingest`` of the decoded requests into a file store,
+  8 requests per transaction (the receiver's group commit with 8 senders) and 64;
+* file import: the same bodies as one length-prefixed protobuf file, imported;
+* receiver: the load generator in another process, 8 senders posting the
+  pre-encoded bodies over loopback HTTP, counted from the first post to the
+  last 200 (each answered only once committed); plain and gzip bodies.
+
+The goal for the receiver is 200,000 spans/s on 2 cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import tracer as t
+from bench import Measure, best_of
+
+ROOT = Path(__file__).resolve().parent.parent
+SENDERS = 8
+SPANS_PER_SENDER = 25_000
+BATCH = 500
+
+
+def _load_module() -> Any:
+    spec = importlib.util.spec_from_file_location("otlp_load", ROOT / "scripts" / "otlp_load.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Server:
+    """A receiver on its own loop in a thread of this process."""
+
+    def __init__(self, store: t.Store) -> None:
+        self.store = store
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.receiver: Any = None
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self.loop = asyncio.get_running_loop()
+            self.stop = asyncio.Event()
+            self.receiver = await t.start_receiver(self.store, "127.0.0.1", 0)
+            self.ready.set()
+            await self.stop.wait()
+            await self.receiver.close()
+
+        asyncio.run(main())
+
+    def __enter__(self) -> _Server:
+        self.thread.start()
+        if not self.ready.wait(30):
+            raise RuntimeError("the receiver did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.call_soon_threadsafe(self.stop.set)
+        self.thread.join(120)
+
+
+def _through_receiver(tmp: Path, gzip: bool) -> tuple[float, int]:
+    store = t.Store(tmp / f"recv-{int(gzip)}.duckdb")
+    with _Server(store) as server:
+        args = [sys.executable, str(ROOT / "scripts" / "otlp_load.py"), server.receiver.url, "--quiet",
+                "--senders", str(SENDERS), "--spans", str(SPANS_PER_SENDER), "--batch", str(BATCH)]  # fmt: skip
+        if gzip:
+            args.append("--gzip")
+        done = subprocess.run(args, capture_output=True, text=True, timeout=1800, check=False)
+    store.close()
+    if done.returncode != 0:
+        raise RuntimeError(f"the load generator failed: {done.stderr.strip()[-500:]}")
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(summary["spans_per_s"]), int(summary["spans_acked"])
+
+
+def run() -> list[Measure]:
+    load = _load_module()
+    requests = [
+        load.build_request(1, s, i, BATCH)
+        for s in range(SENDERS)
+        for i in range(SPANS_PER_SENDER // BATCH)
+    ]
+    bodies = [r.SerializeToString() for r in requests]
+    n = len(requests) * BATCH
+    out = []
+    parse = best_of(lambda: [t.decode_proto(b) for b in bodies])
+    out.append(Measure("receiver", "parse floor: decode_proto (no store)", n / parse, "spans/s"))
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        # With 8 senders at most 8 requests wait for the writer, so its group commits hold
+        # 8 requests at most: the floor at that size is the receiver's ceiling.
+        for per in (SENDERS, 64):
+            store = t.Store(tmp / f"ingest-{per}.duckdb")
+            t0 = time.perf_counter()
+            for k in range(0, len(requests), per):
+                store.ingest(requests[k : k + per])
+            rate = n / (time.perf_counter() - t0)
+            out.append(
+                Measure(
+                    "receiver",
+                    f"ingest floor: Store.ingest, {per} requests a commit",
+                    rate,
+                    "spans/s",
+                )
+            )
+            store.close()
+        path = tmp / "all.lpb"
+        path.write_bytes(b"".join(len(b).to_bytes(4, "big") + b for b in bodies))
+        store = t.Store(tmp / "import.duckdb")
+        t0 = time.perf_counter()
+        result = t.import_file(store, path)
+        out.append(
+            Measure(
+                "receiver",
+                "file import: length-prefixed protobuf",
+                result.spans / (time.perf_counter() - t0),
+                "spans/s",
+            )
+        )
+        store.close()
+        for gz in (False, True):
+            rate, acked = _through_receiver(tmp, gz)
+            label = "receiver: 8 senders, protobuf" + (" + gzip" if gz else "")
+            out.append(
+                Measure("receiver", label, rate, "spans/s", f"{acked:,} spans, goal 200,000/s")
+            )
+    return out
