@@ -125,6 +125,7 @@ class InProcessBus(Bus):
         self.stats = BusStats()
         self.dead_letters: list[DeadLetter] = []
         self._topics: dict[str, list[_Group]] = {}
+        self._handlers: dict[tuple[str, str], Handler] = {}
         self._ready: deque[_Entry | Delivery] = deque()
         self._timers: list[tuple[int, int, int, _Entry, int]] = []  # due, seq, kind, entry, token
         self._timer_seq = itertools.count()
@@ -156,6 +157,7 @@ class InProcessBus(Bus):
         groups.append(
             _Group(topic, group, handler, consumer or group, policy or self.policy, on_dead_letter)
         )
+        self._handlers[(topic, group)] = handler
 
     async def publish(self, message: Message) -> None:
         self._route(message)
@@ -304,12 +306,7 @@ class InProcessBus(Bus):
             await self.nack(delivery, reason=f"{type(exc).__name__}: {exc}")
 
     def _handler_of(self, delivery: Delivery) -> Handler:
-        for g in self._topics[delivery.message.topic]:
-            if g.name == delivery.group:
-                return g.handler
-        raise BusError(
-            f"no group {delivery.group!r} on {delivery.message.topic!r}"
-        )  # pragma: no cover
+        return self._handlers[(delivery.message.topic, delivery.group)]
 
     def _take(self, e: _Entry) -> Delivery | None:
         """The delivery of a ready entry now, or None (settled meanwhile, or held back by a fault)."""

@@ -22,6 +22,7 @@ Thread rules: as the recorder's; one span is touched by one coroutine at a time.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Final
 
 from tracer import ActiveSpan, IdGenerator, RandomIds, Recorder, SpanContext
@@ -41,6 +42,12 @@ def context_of(header: str | None) -> SpanContext | None:
     """The span context in a ``traceparent`` header; None when absent or malformed."""
     if not header:
         return None
+    return _parse(header)
+
+
+# Each group's delivery of a message parses the same header: parse it once.
+@functools.lru_cache(maxsize=4096)
+def _parse(header: str) -> SpanContext | None:
     try:
         return SpanContext.from_traceparent(header)
     except ValueError:
