@@ -21,7 +21,8 @@ How a delivery is handled (one ``process {topic}`` span per delivery; see
    head (reads, caches and commits recorded the same way), its contract checked,
    its :class:`~engine.Update` committed. ``ctx`` is an :class:`EventContext`:
    ``ctx.publish(topic, payload)`` stages further messages; with ``emits`` the
-   step's output is published on that topic. Staged messages are checked against
+   step's output (unless it is None) is published on that topic, keyed as the
+   message it handles. Staged messages are checked against
    their topic's contract, and a rejection fails the step before anything commits;
 4. a step that failed is nacked: delivered again per the subscription's
    :class:`~engine.DeliveryPolicy` (a contract rejection or bad output at once
