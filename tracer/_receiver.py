@@ -68,6 +68,7 @@ DEFAULT_PORT: Final = 4318
 TOKEN_ENV: Final = "AGENTRACE_TOKEN"
 _GROUP_SPANS: Final = 50_000  # spans per group commit
 _GROUP_REQUESTS: Final = 256
+_LINGER: Final = 0.002  # seconds the writer waits for a group to fill
 _RETRY_AFTER: Final = "1"
 
 _PROTO_TYPES: Final = frozenset({"application/x-protobuf", "application/protobuf"})
@@ -104,6 +105,7 @@ class ReceiverStats:
     refused: int = 0  # requests answered 4xx
     failed: int = 0  # requests answered 5xx
     versions: int = 0  # state versions derived from LangGraph traces
+    commits: int = 0  # groups taken by the writer (requests / commits = the group size)
     started: float = field(default_factory=time.monotonic)
 
 
@@ -427,6 +429,7 @@ class Writer:
         self._jobs: deque[Job] = deque()
         self._cond = threading.Condition()
         self._pending = 0
+        self._last_group = 1
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="agentrace-writer", daemon=True)
         self._thread.start()
@@ -459,9 +462,20 @@ class Writer:
                 if self._stopping:
                     return None
                 self._cond.wait()
+            # Clients answered together by the last commit send their next requests
+            # together: wait a moment for them, so the next commit holds them all rather
+            # than one now and the rest after it (a commit costs tens of ms; this, 2 ms).
+            deadline = time.monotonic() + _LINGER
+            while len(self._jobs) < self._last_group and not self._stopping:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
             jobs: list[Job] = []
             while self._jobs and len(jobs) < _GROUP_REQUESTS:
                 jobs.append(self._jobs.popleft())
+            self._last_group = len(jobs)
+            self.stats.commits += 1
             return jobs
 
     def _run(self) -> None:
