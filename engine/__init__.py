@@ -33,7 +33,29 @@ from ._breaker import (
     Permit,
     Transition,
 )
+from ._bus import (
+    Bus,
+    BusError,
+    DeadLetter,
+    Delivery,
+    DeliveryPolicy,
+    Message,
+    Processed,
+    Unsettled,
+    dead_letter_topic,
+)
+from ._bus_memory import BusStats, InProcessBus
+from ._bus_record import BusTracer, ConsumerCrashed
 from ._cache import Cache, CachePolicy, CacheRead
+from ._choreo import (
+    Choreographer,
+    Choreography,
+    ChoreographyResult,
+    DeliveryFailed,
+    EventContext,
+    Subscription,
+    compensation_topic,
+)
 from ._contracts import Contract, ContractResult, Rule
 from ._errors import (
     AgentError,
@@ -49,6 +71,7 @@ from ._errors import (
     WorkflowError,
     WorkflowFailed,
 )
+from ._faults import AppliedFault, Fault, FaultInjector, FaultRule, Faults
 from ._ledger import StateLedger, Update, Version, json_copy
 from ._orchestrator import Orchestrator, RunResult, StepRecord
 from ._recording import NULL_SPAN, NullSpan, RunScope
@@ -64,26 +87,47 @@ __all__ = [
     "Agent",
     "AgentContext",
     "AgentError",
+    "AppliedFault",
     "BreakerConfig",
     "BreakerListener",
     "BreakerOpenError",
     "BreakerState",
+    "Bus",
+    "BusError",
+    "BusStats",
+    "BusTracer",
     "Cache",
     "CachePolicy",
     "CacheRead",
     "CacheView",
+    "Choreographer",
+    "Choreography",
+    "ChoreographyResult",
     "CircuitBreaker",
     "Compensation",
     "CompensationError",
     "CompletedStep",
+    "ConsumerCrashed",
     "Contract",
     "ContractResult",
     "ContractViolation",
+    "DeadLetter",
+    "Delivery",
+    "DeliveryFailed",
+    "DeliveryPolicy",
     "EngineError",
+    "EventContext",
+    "Fault",
+    "FaultInjector",
+    "FaultRule",
+    "Faults",
+    "InProcessBus",
+    "Message",
     "NullSpan",
     "Orchestrator",
     "OutputError",
     "Permit",
+    "Processed",
     "RealTime",
     "RetryPolicy",
     "Route",
@@ -99,8 +143,10 @@ __all__ = [
     "StepError",
     "StepRecord",
     "StepTimeoutError",
+    "Subscription",
     "TimeSource",
     "Transition",
+    "Unsettled",
     "Update",
     "Version",
     "VirtualTime",
@@ -111,5 +157,7 @@ __all__ = [
     "agent",
     "as_agent",
     "chain",
+    "compensation_topic",
+    "dead_letter_topic",
     "json_copy",
 ]
