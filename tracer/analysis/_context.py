@@ -51,15 +51,6 @@ def _json(text: Any) -> Any:
         return text
 
 
-def _names(value: Any) -> tuple[str, ...]:
-    """``agentrace.agent.from`` as a tuple: a list of names, one name, or nothing."""
-    if isinstance(value, list):
-        return tuple(str(v) for v in value if v)
-    if isinstance(value, str) and value:
-        return (value,)
-    return ()
-
-
 def _int_or_none(value: Any) -> int | None:
     try:
         return int(value) if value is not None else None
@@ -244,7 +235,11 @@ class RunContext:
         if self.is_agentrace:
             rows = self.store.sql(
                 """SELECT span_id, parent_span_id, agent, start_ns, end_ns, status_code = 'ERROR',
-                          attributes->>$outcome, attributes->>$from, attributes->>$attempt,
+                          attributes->>$outcome,
+                          CASE json_type(attributes->$from)
+                              WHEN 'ARRAY' THEN CAST(attributes->$from AS VARCHAR[])
+                              WHEN 'VARCHAR' THEN [attributes->>$from] END,
+                          attributes->>$attempt,
                           attributes->>$rejected, attributes->>$breaker
                    FROM spans WHERE trace_id = $run AND operation = 'invoke_agent' AND agent IS NOT NULL
                    ORDER BY start_ns, span_id""",
@@ -275,7 +270,7 @@ class RunContext:
                 if not outcome:
                     outcome = "breaker_open" if rejected_flag else "failed" if error else "ok"
                 out.append(
-                    StepRow(sid, pid, agent, start, end, bool(error), outcome, _names(_json(from_)),
+                    StepRow(sid, pid, agent, start, end, bool(error), outcome, tuple(from_ or ()),
                             _int_or_none(attempt), rejected_flag or outcome == "breaker_open", breaker)
                 )  # fmt: skip
             return out

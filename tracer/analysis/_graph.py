@@ -128,9 +128,9 @@ class _Builder:
     def edge(
         self, u: str, v: str, kind: str, u_kind: str = "agent", v_kind: str = "agent"
     ) -> dict[str, Any]:
-        self.node(u, u_kind)
-        self.node(v, v_kind)
         if not self.g.has_edge(u, v, key=kind):
+            self.node(u, u_kind)
+            self.node(v, v_kind)
             self.g.add_edge(
                 u, v, key=kind, kind=kind, count=0, outcomes=collections.Counter(), declared=False,
                 observed=False, span_ids=[], first_ns=None, last_ns=None, inferred=False,
@@ -219,13 +219,13 @@ def build_graph(ctx: RunContext) -> nx.MultiDiGraph:
     fates = ctx.message_fates
     # A lost message counts once per subscriber that never handled it: as its last delivery
     # there, when it had one, else as the send.
-    outcome = dict(fates.edge_outcome)
+    delivery_outcome = dict(fates.edge_outcome)
     never_delivered = []
     for lost in fates.lost:
         for sub in lost.missing:
             theirs = [d for d in lost.deliveries if d.serves(sub)]
             if theirs:
-                outcome[theirs[-1].span_id] = "lost"
+                delivery_outcome[theirs[-1].span_id] = "lost"
             else:
                 never_delivered.append((lost.publish, sub))
     for d in ctx.deliveries:
@@ -237,7 +237,7 @@ def build_graph(ctx: RunContext) -> nx.MultiDiGraph:
             e = b.edge(d.topic, consumer, "deliver", u_kind="topic")
             b.g.nodes[consumer]["observed"] = True
             e["groups"].add(d.group_key)
-            b.observe(e, outcome.get(d.span_id, d.fate), d.span_id, d.start_ns)
+            b.observe(e, delivery_outcome.get(d.span_id, d.fate), d.span_id, d.start_ns)
     for publish, sub in never_delivered:
         assert (
             publish.topic is not None
