@@ -229,10 +229,6 @@ def _delegate(coro: Coroutine[Any, Any, None], waiting_on: Any) -> Generator[Any
                 return
 
 
-async def _adopt(coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
-    await _delegate(coro, waiting_on)
-
-
 class _Run:
     """The moving parts of one run: branches, joins, failure. Lives on one event loop."""
 
@@ -298,22 +294,30 @@ class _Run:
             waiting_on = context.run(coro.send, None)
         except StopIteration:
             return
-        task = asyncio.get_running_loop().create_task(_adopt(coro, waiting_on), context=context)
+        task = asyncio.get_running_loop().create_task(
+            self._adopt(coro, waiting_on), context=context
+        )
         self.tasks.add(task)
 
     async def _task_branch(self, node: str, value: Any, sources: tuple[str, ...]) -> None:
-        # Bookkeeping in the task itself rather than in done callbacks: a callback costs
-        # the host one more turn of the event loop before it wakes.
         try:
             await self._branch(node, value, sources)
         except asyncio.CancelledError:
             raise
-        except (
-            BaseException
-        ) as exc:  # a fault of the engine itself: stop the run and re-raise in it
+        except BaseException as exc:  # a fault of the engine itself: stop the run, re-raise in it
             if self.fault is None:
                 self.fault = exc
                 self.cancel_all()
+
+    async def _adopt(self, coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+        """The task of a branch that waited: drive it to its end, then leave the task set.
+
+        Only here, in the branch's own task, is the current task the branch's: in the eager
+        part of ``_spawn`` it is the spawner's. The bookkeeping is done in the task rather
+        than in a done callback, which would cost the host one more turn of the loop.
+        """
+        try:
+            await _delegate(coro, waiting_on)
         finally:
             self.tasks.discard(asyncio.current_task())
             idle = self.idle

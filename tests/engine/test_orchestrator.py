@@ -383,7 +383,8 @@ async def test_max_steps_stops_a_runaway_loop(env: Env) -> None:
     assert result.status == "failed" and "max_steps=4" in str(result.error)
 
 
-async def test_a_failing_branch_cancels_the_others(env: Env) -> None:
+@pytest.mark.parametrize("failer_first", [False, True], ids=["task fails", "inline branch fails"])
+async def test_a_failing_branch_cancels_the_others(env: Env, failer_first: bool) -> None:
     cancelled: list[str] = []
 
     async def waits_forever(state: e.StateView, value: Any) -> None:
@@ -398,6 +399,8 @@ async def test_a_failing_branch_cancels_the_others(env: Env) -> None:
         raise RuntimeError("boom")
 
     bs = [e.Agent("waiter", waits_forever), e.Agent("failer", fails)]
+    if failer_first:  # the first successor runs in the caller's task, the others in tasks
+        bs.reverse()
     wf = e.WorkflowBuilder("w").fan_out(ag("split"), bs).fan_in(bs, ag("join"), merge=dict).build()
     result = await env.orch().run(wf, None)
     assert result.status == "failed" and cancelled == ["waiter"]
@@ -504,3 +507,34 @@ async def test_an_agent_contract_checks_its_output_and_passes_are_recorded(env: 
     assert (
         events(bad_span, "agentrace.contract.check")[0]["agentrace.contract.outcome"] == "rejected"
     )
+
+
+async def test_a_branch_task_that_fans_out_is_waited_for_to_the_end(env: Env) -> None:
+    # The start hands to "quick" (runs inline, ends at once) and "slow" (waits, so it becomes a
+    # task); "slow" then fans out to "instant" (finishes while being started) and "late" (waits
+    # again). The run must not end before "late" has.
+    gate = asyncio.Event()
+
+    async def slow(state: e.StateView, value: Any) -> str:
+        await asyncio.sleep(0)
+        return "slow"
+
+    async def late(state: e.StateView, value: Any) -> e.Update:
+        gate.set()
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return e.Update({"late": True})
+
+    def now(name: str) -> e.Agent:
+        return ag(name, thread=False)  # on the loop: no thread to change the timing
+
+    wf = (
+        e.WorkflowBuilder("w")
+        .fan_out(now("start"), [now("quick"), e.Agent("slow", slow)])
+        .fan_out("slow", [e.Agent("late", late), now("instant")])
+        .build()
+    )
+    result = await env.orch().run(wf, None)
+    assert gate.is_set()
+    assert result.state == {"late": True}
+    assert sorted(s.agent for s in result.steps) == ["instant", "late", "quick", "slow", "start"]
