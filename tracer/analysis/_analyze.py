@@ -74,6 +74,9 @@ def detect(store: Store, run_id: str, *, kinds: Iterable[str] | None = None) -> 
 
     Findings come ordered by the time in the run they became observable (``detected_ns``),
     then kind, versions and id. Raises :class:`NotFoundError` for a run not in the store. Reads only.
+
+    May be called from any thread (a TUI worker, say): it reads through that thread's
+    cursor of ``store`` and shares nothing between calls.
     """
     ctx = RunContext(store, run_id)
     ctx.run  # noqa: B018  # a missing run fails here, once, with NotFoundError
