@@ -487,11 +487,13 @@ class _Run:
                 else None
             )
             try:
+                # A copy: what one agent does to its input is not seen by its siblings.
+                mine = copy_out(value)
                 if agent.timeout is None:
-                    result = await agent.run(view, value, ctx)
+                    result = await agent.run(view, mine, ctx)
                 else:
                     async with self.time.timeout(agent.timeout):
-                        result = await agent.run(view, value, ctx)
+                        result = await agent.run(view, mine, ctx)
             except TimeoutError as exc:
                 if agent.timeout is None:
                     raise AgentError(node, step, attempt, f"TimeoutError: {exc}") from exc

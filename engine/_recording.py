@@ -94,6 +94,7 @@ class RunScope:
         self.workflow = workflow
         self.clock = clock
         self._steps = itertools.count(1)
+        self._texts: dict[int, tuple[JSON, str]] = {}  # id -> (value, canonical JSON) of handoffs
         if recorder is not None:
             attrs: dict[str, Any] = {
                 c.GEN_AI_OPERATION_NAME: c.OP_INVOKE_WORKFLOW,
@@ -136,6 +137,12 @@ class RunScope:
     def next_step(self) -> int:
         return next(self._steps)
 
+    def _json(self, value: JSON) -> str:
+        known = self._texts.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
+        return canonical_json(value)
+
     # -- spans ---------------------------------------------------------------------------------
 
     def agent_span(
@@ -151,7 +158,7 @@ class RunScope:
             c.GEN_AI_CONVERSATION_ID: self.run_id,
             c.AGENT_STEP: step,
             c.AGENT_ATTEMPT: attempt,
-            c.AGENT_INPUT: canonical_json(value),
+            c.AGENT_INPUT: self._json(value),
         }
         if sources:
             attrs[c.AGENT_FROM] = list(sources)
@@ -162,7 +169,10 @@ class RunScope:
     def end_ok(self, span: Span, output: JSON) -> None:
         if span is NULL_SPAN:
             return
-        span.set_attributes({c.AGENT_OUTPUT: canonical_json(output), c.STEP_OUTCOME: "ok"})
+        text = canonical_json(output)
+        # The output is the next step's input, unchanged (agents get copies): keep its text.
+        self._texts[id(output)] = (output, text)
+        span.set_attributes({c.AGENT_OUTPUT: text, c.STEP_OUTCOME: "ok"})
         span.end()
 
     def end_failed(

@@ -538,3 +538,21 @@ async def test_a_branch_task_that_fans_out_is_waited_for_to_the_end(env: Env) ->
     assert gate.is_set()
     assert result.state == {"late": True}
     assert sorted(s.agent for s in result.steps) == ["instant", "late", "quick", "slow", "start"]
+
+
+async def test_siblings_do_not_see_what_one_does_to_its_input(env: Env) -> None:
+    async def grab(state: e.StateView, value: dict[str, Any]) -> list[int]:
+        value["items"].append(99)  # changes its own copy only
+        return value["items"]
+
+    bs = [e.Agent("b1", grab), e.Agent("b2", grab)]
+    wf = (
+        e.WorkflowBuilder("w")
+        .fan_out(ag("split", thread=False), bs)
+        .fan_in(bs, ag("join"), merge=dict)
+        .build()
+    )
+    result = await env.orch().run(wf, {"items": [1]})
+    assert result.output == {"b1": [1, 99], "b2": [1, 99]}
+    inputs = [attrs(s)["agentrace.agent.input"] for s in env.spans("invoke_agent b")]
+    assert inputs == ['{"items":[1]}', '{"items":[1]}']
