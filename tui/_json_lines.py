@@ -73,13 +73,16 @@ def json_lines(
     ``limit`` lines (a last line says how many more there were).
     """
     changes = changes or {}
+    cut = False
     inner: set[str] = set()
     for p in changes:
         inner.update(ancestors(p))
     out: list[JsonLine] = []
 
     def walk(value: Any, path: str, depth: int, key: str | None) -> None:
+        nonlocal cut
         if len(out) >= limit:
+            cut = True
             return
         change = changes.get(path)
         if isinstance(value, dict | list):
@@ -133,9 +136,12 @@ def json_lines(
             items = value.items() if isinstance(value, dict) else enumerate(value)
             for k, v in items:
                 if len(out) >= limit:
-                    break
+                    cut = True
+                    return
                 token = _escape(str(k))
                 walk(v, f"{path}/{token}", depth + 1, str(k) if is_obj else f"[{k}]")
+            if cut:
+                return
             out.append(
                 JsonLine(path, depth, None, "close", "}" if is_obj else "]", value_role="dim")
             )
@@ -153,7 +159,7 @@ def json_lines(
         )
 
     walk(doc, "", 0, None)
-    if len(out) >= limit:
+    if cut:
         out.append(
             JsonLine(
                 "",

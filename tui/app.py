@@ -96,10 +96,12 @@ class AgentraceApp(App[None]):
     # -- lifecycle -------------------------------------------------------------------------
 
     async def on_mount(self) -> None:
-        self.runs_screen = RunsScreen(self.store)
-        await self.push_screen(self.runs_screen)
+        # Opened on a run, the runs screen is built only when the user goes back to it: the
+        # run's first paint does not wait for it.
         if self.start_run is not None:
             await self.push_screen(RunScreen(self.store, self.start_run))
+        else:
+            await self.push_screen(RunsScreen(self.store))
         if self.listen is not None:
             await self._start_receiver()
 
@@ -160,7 +162,10 @@ class AgentraceApp(App[None]):
 
     def action_show_runs(self) -> None:
         """Back to the runs screen (popping every run screen above it)."""
-        while len(self.screen_stack) > 2 and not isinstance(self.screen, RunsScreen):
+        if not any(isinstance(s, RunsScreen) for s in self.screen_stack):
+            self.switch_screen(RunsScreen(self.store))
+            return
+        while not isinstance(self.screen, RunsScreen):
             self.pop_screen()
 
     def action_help(self) -> None:

@@ -30,7 +30,7 @@ class AgentraceCommands(Provider):
 
         app: AgentraceApp = self.app  # type: ignore[assignment]
         out: list[tuple[str, Callable[[], Any], str]] = []
-        screen = app.screen
+        screen = self.screen  # the screen the palette was opened from (app.screen is the palette)
         runs_screen = next((s for s in app.screen_stack if isinstance(s, RunsScreen)), None)
         if isinstance(screen, RunScreen):
             for pane in PANES:
@@ -88,7 +88,7 @@ class AgentraceCommands(Provider):
         stripped = query.strip().lower().lstrip("v")
         from .screens.run import RunScreen
 
-        screen = self.app.screen
+        screen = self.screen
         if isinstance(screen, RunScreen) and stripped.isdigit():
             from .messages import VersionRequested
 
@@ -99,6 +99,7 @@ class AgentraceCommands(Provider):
                 partial(screen.post_message, VersionRequested(k)),
                 help="state",
             )
+            return  # a number is a version: run ids that happen to contain it would only get in the way
         for text, callback, help_text in self._commands():
             safe = escape(text)
             score = matcher.match(safe)

@@ -19,7 +19,7 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer, Static
+from textual.widgets import Footer
 from textual.worker import get_current_worker
 
 from tracer import Finding, Store
@@ -37,6 +37,7 @@ from ..messages import (
 )
 from ..widgets.findings import FindingsList
 from ..widgets.graph import LEGEND, CoordinationGraph
+from ..widgets.header import Header
 from ..widgets.span_detail import SpanDetail
 from ..widgets.state import StatePane
 from ..widgets.waterfall import Waterfall
@@ -66,9 +67,10 @@ class RunScreen(Screen[None]):
         Binding("z", "zoom", "Zoom"),
     ]
 
-    version: reactive[int] = reactive(0, init=False)
-    base: reactive[int | None] = reactive(None, init=False)
-    finding: reactive[str | None] = reactive(None, init=False)
+    # repaint=False: a screen's repaint redraws every pane; the watchers refresh what changed.
+    version: reactive[int] = reactive(0, init=False, repaint=False)
+    base: reactive[int | None] = reactive(None, init=False, repaint=False)
+    finding: reactive[str | None] = reactive(None, init=False, repaint=False)
 
     def __init__(self, store: Store, run_id: str, *, span_id: str | None = None) -> None:
         super().__init__()
@@ -80,7 +82,7 @@ class RunScreen(Screen[None]):
         self._pending_version: int | None = None
 
     def compose(self) -> ComposeResult:
-        yield Static(id="run-header")
+        yield Header(id="run-header")
         yield CoordinationGraph(id="graph")
         with Horizontal(id="run-middle"):
             yield Waterfall(self.store, self.run_id, id="waterfall")
@@ -103,17 +105,18 @@ class RunScreen(Screen[None]):
         self.query_one(CoordinationGraph).border_subtitle = LEGEND
         self.query_one(Waterfall).focus()
         self._load_meta()
-        self._load_graph()
+        # The graph waits for the first version to be on screen: building it walks every span
+        # in Python, and in a thread it would still hold the interpreter the first paint needs.
 
     # -- loading ---------------------------------------------------------------------------
 
-    @work(thread=True, exclusive=True, group="meta", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="meta", exit_on_error=False, description="meta")
     def _load_meta(self) -> None:
         meta = load_meta(self.store, self.run_id)
         if not get_current_worker().is_cancelled:
             self.post_message(MetaLoaded(meta))
 
-    @work(thread=True, exclusive=True, group="graph", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="graph", exit_on_error=False, description="graph")
     def _load_graph(self) -> None:
         data = load_graph(self.store, self.run_id)
         if not get_current_worker().is_cancelled:
@@ -130,6 +133,8 @@ class RunScreen(Screen[None]):
             findings=frozenset(s for f in meta.findings for s in f.span_ids),
             current=wf.current_span,
         )
+        if not meta.last_version and self.graph_data is None:
+            self._load_graph()  # no versions: no state pane to wait for
         target = self._pending_version or (meta.last_version if first else self.version)
         self._pending_version = None
         if self.version == target:
@@ -139,6 +144,10 @@ class RunScreen(Screen[None]):
         if first and self._first_span:
             wf.select_span(self._first_span)
         self._update_header()
+
+    def on_state_pane_shown(self, message: StatePane.Shown) -> None:
+        if self.graph_data is None:
+            self._load_graph()
 
     def on_graph_loaded(self, message: GraphLoaded) -> None:
         self.graph_data = message.view
@@ -201,9 +210,9 @@ class RunScreen(Screen[None]):
 
     def _update_header(self) -> None:
         meta = self.meta
-        header = self.query_one("#run-header", Static)
+        header = self.query_one("#run-header", Header)
         if meta is None:
-            header.update(Text(f" run {self.run_id[:12]}  loading…"))
+            header.text = Text(f" run {self.run_id[:12]}  loading…")
             return
         r = meta.run
         parts: list[tuple[str, str] | str] = [
@@ -219,7 +228,7 @@ class RunScreen(Screen[None]):
             parts.append((f" v{self.version}/{meta.last_version} ", "reverse"))
             if self.base is not None:
                 parts.append(f" diff base v{self.base}")
-        header.update(Text.assemble(*parts))
+        header.text = Text.assemble(*parts)
 
     # -- messages from panes ---------------------------------------------------------------
 

@@ -48,11 +48,12 @@ class RunsScreen(Screen[None]):
         Binding("escape", "clear", "Clear", show=False),
     ]
 
-    sort_key: reactive[str] = reactive("started")
-    sort_reverse: reactive[bool] = reactive(False)
-    pattern: reactive[str] = reactive("all")
-    only_findings: reactive[bool] = reactive(False)
-    search: reactive[str] = reactive("")
+    # repaint=False: the watchers refill the table; repainting the whole screen adds nothing.
+    sort_key: reactive[str] = reactive("started", repaint=False)
+    sort_reverse: reactive[bool] = reactive(False, repaint=False)
+    pattern: reactive[str] = reactive("all", repaint=False)
+    only_findings: reactive[bool] = reactive(False, repaint=False)
+    search: reactive[str] = reactive("", repaint=False)
 
     def __init__(self, store: Store) -> None:
         super().__init__()
@@ -77,7 +78,7 @@ class RunsScreen(Screen[None]):
     def reload(self) -> None:
         self._load()
 
-    @work(thread=True, exclusive=True, group="runs", exit_on_error=False)
+    @work(thread=True, exclusive=True, group="runs", exit_on_error=False, description="runs")
     def _load(self) -> None:
         self.post_message(RunsLoaded(self.store.runs()))
 

@@ -24,23 +24,10 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from .._roles import role_styles
 from .._text import clip
 
 Run = tuple[str, str]  # (text, role)
-
-# Every role any pane uses; each is a component class ``role--<name with dashes>``.
-ROLES = (
-    "title", "dim", "key", "str", "num", "lit", "added", "removed", "changed", "error", "ok",
-    "warn", "stale", "link", "agent", "version", "hl", "cursor", "tree", "name", "name.error",
-    "mark", "dur", "bar", "bar.error", "bar.producer", "bar.consumer", "axis", "axis.label",
-    "node", "node.error", "topic", "node.hl", "edge", "edge.failed", "edge.rejected", "edge.compensate",
-    "edge.breaker", "edge.unused", "edge.hl", "sev.critical", "sev.high", "sev.medium",
-    "sev.low", "sev.info", "current",
-)  # fmt: skip
-
-
-def role_class(role: str) -> str:
-    return "role--" + role.replace(".", "-")
 
 
 def overlay(strip: Strip, style: Style) -> Strip:
@@ -65,10 +52,11 @@ class Line:
 
 
 class RoleStyles:
-    """Mixin: role name -> Rich style, from component classes, cached until the theme changes.
+    """Mixin for widgets: role name -> the widget's style with the role's laid over it.
 
-    Full styles (not partial ones): Textual blends translucent colours such as
-    ``$accent 20%`` into the widget's background only when building the full style.
+    The role styles come from ``tui._roles`` for the app's current theme; the cache is
+    dropped when the widget's styles change (a theme switch calls
+    ``notify_style_update``).
     """
 
     _role_cache: dict[str, Style]
@@ -78,10 +66,8 @@ class RoleStyles:
         style = cache.get(role)
         if style is None:
             widget: Any = self
-            try:
-                style = widget.get_component_rich_style(role_class(role))
-            except KeyError:
-                style = widget.rich_style
+            roles = theme_roles(widget.app)
+            style = widget.rich_style + roles.get(role, Style())
             cache[role] = style
         return style
 
@@ -91,7 +77,8 @@ class RoleStyles:
         key = "\0" + role
         style = cache.get(key)
         if style is None:
-            full = self.role_style(role)
+            widget: Any = self
+            full = theme_roles(widget.app).get(role, Style())
             style = Style(bgcolor=full.bgcolor, bold=full.bold)
             cache[key] = style
         return style
@@ -100,15 +87,26 @@ class RoleStyles:
         self.__dict__["_role_cache"] = {}
 
 
+def theme_roles(app: Any) -> dict[str, Style]:
+    """The role styles of ``app``'s current theme (computed once per theme, kept on the app)."""
+    cache: dict[str, dict[str, Style]] = app.__dict__.setdefault("_agentrace_roles", {})
+    theme = str(getattr(app, "theme", ""))
+    roles = cache.get(theme)
+    if roles is None:
+        roles = cache[theme] = role_styles(app.get_css_variables())
+    return roles
+
+
 class LineView(RoleStyles, ScrollView, can_focus=True):
     """Scrollable lines with a cursor; Enter (or a click) on a line with a key posts ``Activated``."""
 
-    COMPONENT_CLASSES: ClassVar[set[str]] = {role_class(r) for r in ROLES}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up,k", "cursor(-1)", "Up", show=False),
         Binding("down,j", "cursor(1)", "Down", show=False),
         Binding("pageup", "page(-1)", "Page up", show=False),
         Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "cursor_to(0)", "First", show=False),
+        Binding("end", "cursor_to(-1)", "Last", show=False),
         Binding("enter", "activate", "Open", show=False),
     ]
 
@@ -246,6 +244,10 @@ class LineView(RoleStyles, ScrollView, can_focus=True):
     def action_cursor(self, delta: int) -> None:
         if self._lines:
             self.cursor = max(0, min(len(self._lines) - 1, self.cursor + delta))
+
+    def action_cursor_to(self, row: int) -> None:
+        if self._lines:
+            self.cursor = row % len(self._lines)
 
     def action_page(self, delta: int) -> None:
         self.action_cursor(delta * max(1, self.scrollable_content_region.height - 1))

@@ -10,7 +10,7 @@ from .._text import clip
 from ..messages import FindingSelected
 from ._lines import Line, LineView
 
-_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3, "info": 4}
+_ORDER = {"critical": 0, "error": 1, "warning": 2, "info": 3}
 _SEVS = set(_ORDER)
 
 

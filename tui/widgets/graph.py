@@ -8,6 +8,7 @@ it scrolls, and the highlighted agent is scrolled into view.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import ClassVar
 
@@ -19,7 +20,7 @@ from textual.strip import Strip
 
 from .._data import GraphData
 from .._graph_draw import Picture, paint
-from ._lines import ROLES, RoleStyles, role_class
+from ._lines import RoleStyles
 
 LEGEND = "✗ failed  ⊘ rejected  ↺ compensated  ϟ breaker open  ↯ dropped  ≡ duplicate  ╌ declared, unused"
 
@@ -27,7 +28,6 @@ LEGEND = "✗ failed  ⊘ rejected  ↺ compensated  ϟ breaker open  ↯ droppe
 class CoordinationGraph(RoleStyles, ScrollView, can_focus=True):
     """Draws a :class:`GraphData`; ``highlight`` marks the current agent(s) and edge(s)."""
 
-    COMPONENT_CLASSES: ClassVar[set[str]] = {role_class(r) for r in ROLES}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up,k", "scroll_up", "Up", show=False),
         Binding("down,j", "scroll_down", "Down", show=False),
@@ -42,6 +42,7 @@ class CoordinationGraph(RoleStyles, ScrollView, can_focus=True):
         self.nodes: frozenset[str] = frozenset()
         self.edges: frozenset[int] = frozenset()
         self.note = "loading the coordination graph…"
+        self.first_paint: float | None = None  # perf_counter() when the graph was first drawn
 
     def set_data(self, data: GraphData) -> None:
         self.data = data
@@ -55,8 +56,10 @@ class CoordinationGraph(RoleStyles, ScrollView, can_focus=True):
     max_rows = 16
 
     def highlight(self, nodes: Iterable[str] = (), edges: Iterable[int] = ()) -> None:
-        self.nodes = frozenset(nodes)
-        self.edges = frozenset(edges)
+        nodes, edges = frozenset(nodes), frozenset(edges)
+        if (nodes, edges) == (self.nodes, self.edges) and self.picture is not None:
+            return
+        self.nodes, self.edges = nodes, edges
         self._repaint()
         self.call_after_refresh(self._scroll_to_highlight)
 
@@ -91,6 +94,8 @@ class CoordinationGraph(RoleStyles, ScrollView, can_focus=True):
                     0, width, base
                 )
             return Strip.blank(width, base)
+        if self.first_paint is None:
+            self.first_paint = time.perf_counter()
         row = scroll_y + y
         if row >= pic.height:
             return Strip.blank(width, base)

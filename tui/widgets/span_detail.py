@@ -49,7 +49,9 @@ class SpanDetail(LineView):
         self.requested = span_id
         self._load(span_id, self.meta)
 
-    @work(thread=True, exclusive=True, group="span", exit_on_error=False)
+    # A description of our own: the default one is the repr of the arguments, and the
+    # run's metadata (every version) makes that cost more than the load itself.
+    @work(thread=True, exclusive=True, group="span", exit_on_error=False, description="span")
     def _load(self, span_id: str, meta: RunMeta | None) -> None:
         view = load_span(self.store, self.run_id, span_id, meta)
         if not get_current_worker().is_cancelled:

@@ -10,6 +10,7 @@ rows scroll under it.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import ClassVar
@@ -31,7 +32,7 @@ from .._data import find_position
 from .._text import clip, fmt_duration
 from .._waterfall_model import RowSpan, TreeRows, render_row
 from ..messages import SpanSelected
-from ._lines import ROLES, RoleStyles, overlay, role_class
+from ._lines import RoleStyles, overlay
 
 _CACHE_SPANS = 20_000
 
@@ -39,7 +40,6 @@ _CACHE_SPANS = 20_000
 class Waterfall(RoleStyles, ScrollView, can_focus=True):
     """A run's span tree on a time axis. ``select_span`` moves to a span, unfolding its ancestors."""
 
-    COMPONENT_CLASSES: ClassVar[set[str]] = {role_class(r) for r in ROLES}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up,k", "cursor(-1)", "Up", show=False),
         Binding("down,j", "cursor(1)", "Down", show=False),
@@ -91,6 +91,7 @@ class Waterfall(RoleStyles, ScrollView, can_focus=True):
         self.finding_spans: frozenset[str] = frozenset()
         self.current_span: str | None = None
         self.pages_fetched = 0
+        self.first_paint: float | None = None  # perf_counter() of the first row drawn with its span
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -105,7 +106,9 @@ class Waterfall(RoleStyles, ScrollView, can_focus=True):
                 self._pending_select = self.rows.span_id(self.rows.pos_of_row(self.cursor))
         self._load_tree()
 
-    @work(thread=True, exclusive=True, group="waterfall-tree", exit_on_error=False)
+    @work(
+        thread=True, exclusive=True, group="waterfall-tree", exit_on_error=False, description="tree"
+    )
     def _load_tree(self) -> None:
         tree = self.store.span_tree(self.run_id)
         run = self.store.run(self.run_id)
@@ -153,7 +156,7 @@ class Waterfall(RoleStyles, ScrollView, can_focus=True):
         self._inflight = True
         self._fetch(missing, self._generation)
 
-    @work(thread=True, group="waterfall-page", exit_on_error=False)
+    @work(thread=True, group="waterfall-page", exit_on_error=False, description="page")
     def _fetch(self, ids: list[str], generation: int) -> None:
         try:
             rows = RowSpan.rows_of(self.store.span_index(self.run_id, ids))
@@ -226,6 +229,8 @@ class Waterfall(RoleStyles, ScrollView, can_focus=True):
             marks=marks,
         )
         strip = Strip([Segment(text, self.role_style(role)) for text, role in runs])
+        if span is not None and self.first_paint is None:
+            self.first_paint = time.perf_counter()
         if sid == self.current_span:
             strip = overlay(strip, self.overlay_style("current"))
         if row == self.cursor:
@@ -402,12 +407,32 @@ class Waterfall(RoleStyles, ScrollView, can_focus=True):
         findings: frozenset[str] | None = None,
         current: str | None = None,
     ) -> None:
-        if versions is not None:
-            self.version_marks = versions
-        if findings is not None:
-            self.finding_spans = findings
-        self.current_span = current
-        self.refresh()
+        if versions is not None or findings is not None:
+            if versions is not None:
+                self.version_marks = versions
+            if findings is not None:
+                self.finding_spans = findings
+            self.current_span = current
+            self.refresh()
+            return
+        if current == self.current_span:
+            return
+        # Stepping a version moves the highlight: repaint the two rows concerned, not the pane.
+        before, self.current_span = self.current_span, current
+        for y, sid in self._visible_ids():
+            if sid in (before, current):
+                self.refresh_line(y)
+
+    def _visible_ids(self) -> list[tuple[int, str]]:
+        """(line, span id) of the rows on screen (line 0 is the axis)."""
+        if self.rows is None:
+            return []
+        top = int(self.scroll_offset.y)
+        height = self.scrollable_content_region.height - 1
+        return [
+            (i + 1, self.rows.span_id(pos))
+            for i, pos in enumerate(self.rows.positions(top, height))
+        ]
 
     def on_click(self, event: events.Click) -> None:
         if self.rows is None or event.y < 1:
