@@ -25,7 +25,6 @@ for quick, non-blocking code. An object becomes an agent through
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import inspect
 import re
 from collections.abc import Callable
@@ -178,7 +177,9 @@ def agent(fn: AgentFn | None = None, /, **options: Any) -> Agent | Callable[[Age
     def wrap(f: AgentFn) -> Agent:
         name = options.pop("name", None) or getattr(f, "__name__", None)
         if not name or name == "<lambda>":
-            raise ValueError(f"cannot tell the name of agent {f!r}: use Agent(name, fn) or agent(name=...)")
+            raise ValueError(
+                f"cannot tell the name of agent {f!r}: use Agent(name, fn) or agent(name=...)"
+            )
         return Agent(name, f, **options)
 
     return wrap(fn) if fn is not None else wrap
@@ -205,17 +206,3 @@ def as_agent(obj: Any) -> Agent:
     if callable(obj):
         return agent(obj)
     raise TypeError(f"not an agent: {obj!r} (need a function, an Agent, or an object with execute)")
-
-
-def agent_settings(a: Agent) -> dict[str, Any]:
-    """The settings of ``a`` that the declared graph reports (for tools and replay)."""
-    out: dict[str, Any] = {}
-    if a.retry.max_attempts > 1:
-        out["retry"] = {k: v for k, v in dataclasses.asdict(a.retry).items() if k != "retry_on"}
-    if a.timeout is not None:
-        out["timeout"] = a.timeout
-    if a.breaker is not None:
-        out["breaker"] = dataclasses.asdict(a.breaker)
-    if a.contract is not None:
-        out["contract"] = a.contract.name
-    return out

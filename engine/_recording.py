@@ -64,11 +64,6 @@ NULL_SPAN = NullSpan()
 Span = ActiveSpan | NullSpan
 
 
-def json_text(value: JSON) -> str:
-    """Canonical JSON, as agent inputs and outputs are recorded."""
-    return canonical_json(value)
-
-
 class RunScope:
     """A run being recorded (or not): root span, ledger, caches, step numbers."""
 
