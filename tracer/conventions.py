@@ -61,7 +61,7 @@ AGENT_OUTPUT: Final = "agentrace.agent.output"  # JSON; what deterministic repla
 AGENT_ATTEMPT: Final = "agentrace.agent.attempt"
 AGENT_STEP: Final = "agentrace.agent.step"  # sequence number of the step in its run
 AGENT_FROM: Final = "agentrace.agent.from"  # the agent(s) whose output this step received
-STEP_OUTCOME: Final = "agentrace.step.outcome"  # ok | failed | rejected | breaker_open | timeout | cancelled
+STEP_OUTCOME: Final = "agentrace.step.outcome"  # ok|failed|rejected|breaker_open|timeout|cancelled
 
 # -- agentrace: span events ----------------------------------------------------------------
 EV_STATE_COMMIT: Final = "agentrace.state.commit"
