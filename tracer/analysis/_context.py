@@ -41,7 +41,7 @@ _ACK_FATE = {
 HANDLED_FATES = frozenset({"ok", "duplicate", "dead_lettered"})
 
 
-def _json(text: Any) -> Any:
+def json_or_text(text: Any) -> Any:
     """JSON text decoded; anything else (already a value, or not JSON) as it is."""
     if not isinstance(text, str):
         return text
@@ -74,7 +74,7 @@ class DeclaredGraph:
     @classmethod
     def parse(cls, value: Any) -> DeclaredGraph | None:
         """The declared graph from the root attribute (JSON text or an object); None when absent or unreadable."""
-        doc = _json(value) if isinstance(value, str) else value
+        doc = json_or_text(value) if isinstance(value, str) else value
         if not isinstance(doc, dict):
             return None
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from .. import conventions as c
 from .._store._models import Finding
-from ._context import EventRow, RunContext, StepRow, _json
+from ._context import EventRow, RunContext, StepRow, json_or_text
 from ._model import Severity, clip, fmt_list, fmt_ns, make_finding
 
 
@@ -33,9 +33,9 @@ def detect_contract_violations(ctx: RunContext) -> list[Finding]:
         name = a.get(c.CONTRACT_NAME) or "a contract"
         source = a.get(c.CONTRACT_SOURCE) or ev.agent
         target = a.get(c.CONTRACT_TARGET)
-        errors = _json(a.get(c.CONTRACT_ERRORS))
+        errors = json_or_text(a.get(c.CONTRACT_ERRORS))
         errors = errors if isinstance(errors, list) else [errors] if errors else []
-        payload = _json(a.get(c.CONTRACT_PAYLOAD))
+        payload = json_or_text(a.get(c.CONTRACT_PAYLOAD))
         why = _error_text(errors[0]) if errors else "no error given"
         if len(errors) > 1:
             why += f" (and {len(errors) - 1} more)"
