@@ -165,17 +165,17 @@ class Orchestrator:
         )  # fmt: skip
         saga = Saga(scope, workflow.saga, self.time, self.seed)
         run = _Run(self, workflow, scope, saga)
+        compensations: tuple[Compensation, ...] = ()
         try:
             await run.execute(value)
-        except BaseException as exc:
+            if run.failure is None:
+                status = "completed"
+            else:
+                status, compensations = await saga.compensate()
+        except BaseException as exc:  # cancelled (or a fault of the engine): the run still ends
             run.cancel_all()
             scope.finish("failed", exc)
             raise
-        compensations: tuple[Compensation, ...] = ()
-        if run.failure is None:
-            status = "completed"
-        else:
-            status, compensations = await saga.compensate()
         scope.finish(status, run.failure)
         outputs = run.outputs
         output = (

@@ -111,6 +111,11 @@ class Saga:
                         kind="compensation", copy=False,
                     )  # fmt: skip
                     version = v.version
+            except asyncio.CancelledError as exc:
+                scope.record_compensation(span, agent.name, "failed", attempt, exc)
+                span.set_status("error", "cancelled")
+                span.end()
+                raise
             except Exception as exc:
                 scope.record_reads(span, view, agent.name)
                 scope.record_compensation(span, agent.name, "failed", attempt, exc)

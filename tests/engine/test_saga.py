@@ -170,3 +170,30 @@ async def test_steps_without_compensate_are_passed_over(env: Env) -> None:
         ["a"],
         1,
     )  # undo returned no update
+
+
+async def test_cancelling_the_run_during_compensation_still_ends_it(env: Env) -> None:
+    started = asyncio.Event()
+
+    async def undo(state: e.StateView, output: Any) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    async def fail(state: e.StateView, value: Any) -> None:
+        raise RuntimeError("x")
+
+    wf = (
+        e.WorkflowBuilder("w")
+        .chain(e.Agent("a", lambda s, v: v, compensate=undo), e.Agent("b", fail))
+        .build()
+    )
+    task = asyncio.create_task(env.orch().run(wf, None))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (root,) = env.spans("invoke_workflow")
+    assert attrs(root)["agentrace.run.status"] == "failed"
+    (comp,) = env.spans("compensate")
+    assert events(comp, "agentrace.saga.compensate")[0]["agentrace.saga.outcome"] == "failed"
+    assert comp.status.message == "cancelled"
