@@ -75,7 +75,20 @@ from ._faults import AppliedFault, Fault, FaultInjector, FaultRule, Faults
 from ._ledger import StateLedger, Update, Version, json_copy
 from ._orchestrator import Orchestrator, RunResult, StepRecord
 from ._recording import NULL_SPAN, NullSpan, RunScope
+from ._replay import Replayer
+from ._replay_explore import (
+    Exploration,
+    ScheduleFailure,
+    SchedulePlan,
+    ScheduleRun,
+    ScheduleViolation,
+    explore_schedules,
+)
+from ._replay_model import Divergence, ReplayDivergence, ReplayError, ReplayGap, ReplayResult
+from ._replay_record import Recording
+from ._replay_trace import TraceCheck, TraceReplay, TraceStep
 from ._retry import RetryPolicy
+from ._rundiff import RunDiff, StepDiff, VersionDiff, diff_runs
 from ._saga import Compensation, CompletedStep, Saga
 from ._time import RealTime, TimeSource, VirtualTime
 from ._view import AgentContext, CacheView, StateView
@@ -115,8 +128,10 @@ __all__ = [
     "Delivery",
     "DeliveryFailed",
     "DeliveryPolicy",
+    "Divergence",
     "EngineError",
     "EventContext",
+    "Exploration",
     "Fault",
     "FaultInjector",
     "FaultRule",
@@ -129,26 +144,42 @@ __all__ = [
     "Permit",
     "Processed",
     "RealTime",
+    "Recording",
+    "ReplayDivergence",
+    "ReplayError",
+    "ReplayGap",
+    "ReplayResult",
+    "Replayer",
     "RetryPolicy",
     "Route",
     "Rule",
+    "RunDiff",
     "RunResult",
     "RunScope",
     "Saga",
     "SagaPolicy",
     "ScenarioError",
+    "ScheduleFailure",
+    "SchedulePlan",
+    "ScheduleRun",
+    "ScheduleViolation",
     "StateLedger",
     "StateView",
     "StepCancelled",
+    "StepDiff",
     "StepError",
     "StepRecord",
     "StepTimeoutError",
     "Subscription",
     "TimeSource",
+    "TraceCheck",
+    "TraceReplay",
+    "TraceStep",
     "Transition",
     "Unsettled",
     "Update",
     "Version",
+    "VersionDiff",
     "VirtualTime",
     "Workflow",
     "WorkflowBuilder",
@@ -159,5 +190,7 @@ __all__ = [
     "chain",
     "compensation_topic",
     "dead_letter_topic",
+    "diff_runs",
+    "explore_schedules",
     "json_copy",
 ]

@@ -49,13 +49,12 @@ running loop).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import importlib
 import inspect
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest as PB2ExportTraceServiceRequest,
@@ -69,12 +68,12 @@ from ._choreo import Choreographer, Choreography, ChoreographyResult
 from ._orchestrator import Orchestrator, RunResult
 from ._replay_agents import ReplaySession
 from ._replay_bus import ScriptedBus
-from ._replay_model import ReplayError, ReplayResult
+from ._replay_explore import Exploration, Invariants, SchedulePlan, explore_schedules
+from ._replay_model import ReplayError, ReplayResult, run_blocking
 from ._replay_record import Recording, load_recording, load_recordings
 from ._time import VirtualTime
 from ._workflow import Workflow
 
-T = TypeVar("T")
 Target = Workflow | Choreography
 WorkflowSpec = Workflow | Choreography | str
 AgentSpec = Agent | Callable[..., Any] | str | Any
@@ -272,6 +271,43 @@ class Replayer:
         """:meth:`afork` from synchronous code."""
         return run_blocking(lambda: self.afork(run, from_version, **kw))
 
+    async def aexplore(
+        self,
+        run: str,
+        invariants: Invariants,
+        *,
+        schedules: int = 20,
+        seed: int = 0,
+        plan: SchedulePlan | None = None,
+        workflow: WorkflowSpec | None = None,
+        raise_on_failure: bool = False,
+    ) -> Exploration:
+        """Explore delivery schedules of the choreographed run ``run`` (its choreography, input,
+        state and key as recorded): see :func:`explore_schedules`. The first failing schedule
+        is recorded as a run of its own (linked to ``run``) when this replayer records."""
+        rec = self.recording(run)
+        target = build_target(workflow, rec)
+        if not isinstance(target, Choreography):
+            raise ReplayError(
+                f"run {rec.run_id} is an orchestrated run: schedules exist only on a bus"
+            )
+        entry = target.entry if target.start_step is None else None
+
+        def recorder(clock: FakeClock, _seed: int) -> Recorder:
+            return Recorder(self.sink, clock=clock, ids=self.ids)
+
+        found = await explore_schedules(
+            target, rec.first_input(entry), invariants=invariants, schedules=schedules,
+            seed=seed, plan=plan, state=rec.initial_state, key=rec.entry_key(entry),
+            agent_seed=rec.seed, recorder=recorder if self.record else None,
+            attributes={c.RUN_PARENT: rec.run_id},
+        )  # fmt: skip
+        return found.raise_on_failure() if raise_on_failure else found
+
+    def explore(self, run: str, invariants: Invariants, **kw: Any) -> Exploration:
+        """:meth:`aexplore` from synchronous code."""
+        return run_blocking(lambda: self.aexplore(run, invariants, **kw))
+
     async def _run(
         self,
         rec: Recording,
@@ -359,30 +395,3 @@ class _StoreSink:
 
     def close(self) -> None:
         self.commit()
-
-
-def run_blocking(make: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine to its end from synchronous code (in a worker thread if a loop runs)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(_await(make))
-    box: dict[str, Any] = {}
-
-    def worker() -> None:
-        try:
-            box["value"] = asyncio.run(_await(make))
-        except BaseException as exc:
-            box["error"] = exc
-
-    t = threading.Thread(target=worker, name="agentrace-replay")
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    value: T = box["value"]
-    return value
-
-
-async def _await(make: Callable[[], Awaitable[T]]) -> T:
-    return await make()
