@@ -43,6 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+import duckdb
 import orjson
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -70,6 +71,13 @@ _GROUP_SPANS: Final = 50_000  # spans per group commit
 _GROUP_REQUESTS: Final = 256
 _LINGER: Final = 0.002  # seconds the writer waits for a group to fill
 _RETRY_AFTER: Final = "1"
+# Failures of the store, not of the request: the client should retry (503).
+_TRANSIENT: Final = (
+    OSError,
+    duckdb.IOException,
+    duckdb.OutOfMemoryException,
+    duckdb.TransactionException,
+)
 
 _PROTO_TYPES: Final = frozenset({"application/x-protobuf", "application/protobuf"})
 _JSON_TYPES: Final = frozenset({"application/json"})
@@ -447,8 +455,13 @@ class Writer:
                 return False
             self._pending += len(job.body)
             self._jobs.append(job)
-            self._cond.notify()
+            self._cond.notify_all()
         return True
+
+    def wait_queued(self, n: int, timeout: float | None = None) -> bool:
+        """Block until at least ``n`` requests wait for the writer (False on timeout)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: len(self._jobs) >= n, timeout)
 
     def stop(self, timeout: float | None = None) -> None:
         with self._cond:
@@ -553,15 +566,21 @@ class Writer:
         store = self.store
         try:
             result = store.ingest([p for _, p, _ in group], source="receiver")
-        except DecodeError:
+        except (AgentraceError, *_TRANSIENT) as exc:
+            if not isinstance(exc, DecodeError):
+                for job, _, _ in group:
+                    self._finish(job, Outcome(503, message=f"the store cannot be written: {exc}"))
+                return
             # One request spoiled the group: nothing of it was written. Each request
             # again on its own, so the good ones commit and the bad one is explained.
             for job, payload, _ in group:
                 self._finish(job, self._one(job, payload, tried=len(group) == 1))
-        except (AgentraceError, OSError, RuntimeError) as exc:
-            for job, _, _ in group:
-                self._finish(job, Outcome(503, message=f"the store cannot be written: {exc}"))
-            return
+        except Exception:
+            # Not an error agentrace raises on purpose: maybe one request holds what the
+            # store cannot take. Each on its own, so only that one fails.
+            log.exception("a group of %d request(s) failed; writing them one by one", len(group))
+            for job, payload, _ in group:
+                self._finish(job, self._one(job, payload))
         else:
             self.stats.stored += result.spans
             for job, _, n in group:
@@ -569,22 +588,28 @@ class Writer:
         self._derive(group)
 
     def _one(self, job: Job, payload: Payload, *, tried: bool = False) -> Outcome:
-        if not tried:
-            try:
-                result = self.store.ingest([payload], source=job.source)
-            except DecodeError:
-                pass  # below: what can be stored of it
-            except (AgentraceError, OSError, RuntimeError) as exc:
-                return Outcome(503, message=f"the store cannot be written: {exc}")
-            else:
-                self.stats.stored += result.spans
-                return Outcome(200, spans=_span_count(payload))
+        """One request in its own transaction; what can be stored of it when it fails."""
         try:
+            if not tried:
+                try:
+                    result = self.store.ingest([payload], source=job.source)
+                except DecodeError:
+                    pass  # below: what can be stored of it
+                else:
+                    self.stats.stored += result.spans
+                    return Outcome(200, spans=_span_count(payload))
             return ingest_partial(self.store, payload, job.source)
         except DecodeError as exc:
             return Outcome(400, message=exc.detail)
-        except (AgentraceError, OSError, RuntimeError) as exc:
+        except (AgentraceError, *_TRANSIENT) as exc:
             return Outcome(503, message=f"the store cannot be written: {exc}")
+        except Exception as exc:
+            # 500 is not retryable in OTLP: the exporter drops the request instead of
+            # sending it again and again.
+            log.exception("%s could not be stored", job.source)
+            return Outcome(
+                500, message=f"the request could not be stored: {type(exc).__name__}: {exc}"
+            )
 
     def _derive(self, group: list[tuple[Job, Payload, int]]) -> None:
         roots: set[str] = set()

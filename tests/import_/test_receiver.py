@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import tracer as t
+from tracer._receiver import Job, Writer
 
 from .helpers import DAMAGED, FOREIGN, FRAMEWORKS, ThreadedReceiver, counts, post, span_rows
 
@@ -315,7 +316,7 @@ def test_shutdown_writes_what_was_received(tmp_path: Path) -> None:
     sender.join(60)
     assert answers == [200]
     assert counts(store)["spans"] == 12
-    assert not rx.receiver.writer.try_submit(t._receiver.Job(b"", "proto", "", lambda o: None))
+    assert not rx.receiver.writer.try_submit(Job(b"", "proto", "", lambda o: None))
 
 
 def test_grpc_receiver(tmp_path: Path) -> None:
@@ -357,3 +358,71 @@ def test_grpc_receiver(tmp_path: Path) -> None:
 
     asyncio.run(main())
     assert counts(store)["spans"] == 8 + 7
+
+
+def test_a_bad_request_does_not_spoil_the_requests_committed_with_it(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path / "s.duckdb")
+    good = [(FOREIGN / f"{name}.pb").read_bytes() for name in ("pydantic_ai", "openai_agents")]
+    future = t.decode_proto((FOREIGN / "langgraph_openinference.pb").read_bytes())
+    spans = [sp for rs in future.resource_spans for ss in rs.scope_spans for sp in ss.spans]
+    spans[3].end_time_unix_nano = (1 << 64) - 1  # past 2262: cannot be stored
+    answers: dict[str, tuple[int, bytes]] = {}
+
+    def send(key: str, body: bytes) -> None:
+        status, _, resp = post(rx.url, body, PROTO)
+        answers[key] = (status, resp)
+
+    with ThreadedReceiver(store) as rx:
+        first = threading.Thread(target=send, args=("first", good[0]))
+        first.start()
+        assert store.entered.wait(30)  # the writer holds the first request at the gate
+        others = [
+            threading.Thread(target=send, args=("bad", future.SerializeToString())),
+            threading.Thread(target=send, args=("good", good[1])),
+        ]
+        for th in others:
+            th.start()
+        # Both wait for the writer: they go into the next commit together.
+        assert rx.receiver.writer.wait_queued(2, timeout=30)
+        store.gate.set()
+        for th in (first, *others):
+            th.join(60)
+    assert answers["first"][0] == answers["good"][0] == 200
+    status, body = answers["bad"]
+    resp = ExportTraceServiceResponse()
+    resp.ParseFromString(body)
+    assert status == 200 and resp.partial_success.rejected_spans == 1
+    assert "outside the years 1970-2262" in resp.partial_success.error_message
+    stored = store.sql(
+        "SELECT count(*) FROM spans WHERE scope_name <> 'agentrace.langgraph'"
+    ).fetchall()
+    assert stored == [(8 + 12 + 39,)]
+    assert rx.receiver.stats.commits == 2
+
+
+def test_stopping_the_writer_writes_every_request_already_queued(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path / "s.duckdb")
+    writer = Writer(store)
+    outcomes: list[int] = []
+    lock = threading.Lock()
+
+    def done(outcome: Any) -> None:
+        with lock:
+            outcomes.append(outcome.status)
+
+    bodies = [(FOREIGN / f"{name}.pb").read_bytes() for name in FRAMEWORKS]
+    assert writer.try_submit(Job(bodies[0], "proto", "", done))
+    assert store.entered.wait(30)  # the writer is busy with the first
+    for body in bodies[1:]:
+        assert writer.try_submit(Job(body, "proto", "", done))
+    stopper = threading.Thread(target=writer.stop)
+    stopper.start()
+    # Once stopping, nothing more is taken in; keep offering until refused.
+    accepted = 0
+    while writer.try_submit(Job(b"", "proto", "", done)):
+        accepted += 1
+    store.gate.set()
+    stopper.join(60)
+    assert not stopper.is_alive()
+    assert outcomes == [200] * (len(bodies) + accepted)
+    assert counts(store)["spans"] == 40 + 8 + 12 + 16  # with the LangGraph state spans

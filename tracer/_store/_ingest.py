@@ -9,7 +9,8 @@ columns in one transpose per table, and DuckDB inserts them in bulk.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
@@ -30,7 +31,22 @@ from .._otlp import (
 )
 from .._redact import Redactor
 
-_dumps = orjson.dumps
+if TYPE_CHECKING:
+    from .._recorder import SpanData
+
+
+def _dumps(value: Any) -> bytes:
+    # Strict: a value the OTLP wire form could not carry (a datetime, a dataclass...) is an
+    # error here too, so a span stored directly and one sent through OTLP give the same row.
+    return orjson.dumps(value, option=_STRICT)
+
+
+_STRICT = (
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
+_MAX_NS = (1 << 63) - 1
 
 SPAN_COLUMNS = (
     "trace_id", "span_id", "parent_span_id", "trace_state", "flags", "name", "kind",
@@ -72,32 +88,84 @@ SCHEMAS: dict[str, pa.Schema] = {
         + [(n, _U32) for n in SPAN_COLUMNS[18:]]
     ),
     "span_events": pa.schema(
-        [("trace_id", _STR), ("span_id", _STR), ("seq", _I32), ("time_ns", _I64), ("name", _STR),
-         ("attributes", _STR), ("dropped_attributes_count", _U32)]
-    ),  # fmt: skip
+        [
+            ("trace_id", _STR),
+            ("span_id", _STR),
+            ("seq", _I32),
+            ("time_ns", _I64),
+            ("name", _STR),
+            ("attributes", _STR),
+            ("dropped_attributes_count", _U32),
+        ]
+    ),
     "span_links": pa.schema(
-        [("trace_id", _STR), ("span_id", _STR), ("seq", _I32), ("linked_trace_id", _STR),
-         ("linked_span_id", _STR), ("trace_state", _STR), ("flags", _U32), ("attributes", _STR),
-         ("dropped_attributes_count", _U32)]
-    ),  # fmt: skip
+        [
+            ("trace_id", _STR),
+            ("span_id", _STR),
+            ("seq", _I32),
+            ("linked_trace_id", _STR),
+            ("linked_span_id", _STR),
+            ("trace_state", _STR),
+            ("flags", _U32),
+            ("attributes", _STR),
+            ("dropped_attributes_count", _U32),
+        ]
+    ),
     "state_versions": pa.schema(
-        [("run_id", _STR), ("version", _I64), ("parent_version", _I64), ("base_version", _I64),
-         ("kind", _STR), ("agent", _STR), ("span_id", _STR), ("committed_ns", _I64),
-         ("snapshot", _STR), ("patch", _STR), ("hash", _STR), ("keys", _STRS), ("source", _STR)]
-    ),  # fmt: skip
+        [
+            ("run_id", _STR),
+            ("version", _I64),
+            ("parent_version", _I64),
+            ("base_version", _I64),
+            ("kind", _STR),
+            ("agent", _STR),
+            ("span_id", _STR),
+            ("committed_ns", _I64),
+            ("snapshot", _STR),
+            ("patch", _STR),
+            ("hash", _STR),
+            ("keys", _STRS),
+            ("source", _STR),
+        ]
+    ),
     "state_reads": pa.schema(
-        [("run_id", _STR), ("span_id", _STR), ("seq", _I32), ("agent", _STR), ("version", _I64),
-         ("head_version", _I64), ("keys", _STRS), ("via", _STR), ("cache", _STR), ("read_ns", _I64)]
-    ),  # fmt: skip
+        [
+            ("run_id", _STR),
+            ("span_id", _STR),
+            ("seq", _I32),
+            ("agent", _STR),
+            ("version", _I64),
+            ("head_version", _I64),
+            ("keys", _STRS),
+            ("via", _STR),
+            ("cache", _STR),
+            ("read_ns", _I64),
+        ]
+    ),
     "messages": pa.schema(
-        [("run_id", _STR), ("span_id", _STR), ("seq", _I32), ("event", _STR), ("message_id", _STR),
-         ("topic", _STR), ("msg_key", _STR), ("consumer_group", _STR), ("consumer", _STR),
-         ("agent", _STR), ("attempt", _I32), ("outcome", _STR), ("fault", _STR), ("time_ns", _I64)]
-    ),  # fmt: skip
+        [
+            ("run_id", _STR),
+            ("span_id", _STR),
+            ("seq", _I32),
+            ("event", _STR),
+            ("message_id", _STR),
+            ("topic", _STR),
+            ("msg_key", _STR),
+            ("consumer_group", _STR),
+            ("consumer", _STR),
+            ("agent", _STR),
+            ("attempt", _I32),
+            ("outcome", _STR),
+            ("fault", _STR),
+            ("time_ns", _I64),
+        ]
+    ),
 }
 
 Event = tuple[int, str, dict[str, Any], int]  # time_ns, name, attributes, dropped count
-Link = tuple[str, str, str, int, dict[str, Any], int]  # trace, span, trace_state, flags, attrs, dropped
+Link = tuple[
+    str, str, str, int, dict[str, Any], int
+]  # trace, span, trace_state, flags, attrs, dropped
 
 
 def _int(v: Any, what: str) -> int:
@@ -166,22 +234,38 @@ class Batch:
                     try:
                         tid = check_bytes_id(sp.trace_id, 16, "trace id", allow_empty=False)
                         sid = check_bytes_id(sp.span_id, 8, "span id", allow_empty=False)
-                        pid = check_bytes_id(sp.parent_span_id, 8, "parent span id", allow_empty=True)
+                        pid = check_bytes_id(
+                            sp.parent_span_id, 8, "parent span id", allow_empty=True
+                        )
                     except DecodeError as exc:
                         raise DecodeError(f"span {name!r}: {exc.detail}") from None
                     events = [
-                        (e.time_unix_nano, e.name, attrs_from_proto(e.attributes), e.dropped_attributes_count)
+                        (
+                            e.time_unix_nano,
+                            e.name,
+                            attrs_from_proto(e.attributes),
+                            e.dropped_attributes_count,
+                        )
                         for e in sp.events
                     ]
                     links = []
                     for ln in sp.links:
                         try:
-                            ltid = check_bytes_id(ln.trace_id, 16, "link trace id", allow_empty=False)
+                            ltid = check_bytes_id(
+                                ln.trace_id, 16, "link trace id", allow_empty=False
+                            )
                             lsid = check_bytes_id(ln.span_id, 8, "link span id", allow_empty=False)
                         except DecodeError as exc:
                             raise DecodeError(f"span {name!r} ({sid}): {exc.detail}") from None
                         links.append(
-                            (ltid, lsid, ln.trace_state, ln.flags, attrs_from_proto(ln.attributes), ln.dropped_attributes_count)
+                            (
+                                ltid,
+                                lsid,
+                                ln.trace_state,
+                                ln.flags,
+                                attrs_from_proto(ln.attributes),
+                                ln.dropped_attributes_count,
+                            )
                         )
                     status = sp.status
                     span_fn(
@@ -191,6 +275,36 @@ class Batch:
                         sp.dropped_attributes_count, sp.dropped_events_count, sp.dropped_links_count,
                         events, links,
                     )  # fmt: skip
+        return len(self.spans) - before
+
+    # -- the recorder's own spans --------------------------------------------------------------
+
+    def add_spans(
+        self, spans: Sequence[SpanData], resource_attrs: Mapping[str, Any], scope: tuple[str, str]
+    ) -> int:
+        """Add spans as the recorder built them (no protobuf in between); the rows are the
+        same as those of the OTLP request the recorder would have sent."""
+        before = len(self.spans)
+        resource = _dumps(dict(resource_attrs)).decode()
+        if self.redactor is not None:
+            resource = self.redactor.json_text(resource)
+        service = resource_attrs.get(c.SERVICE_NAME)
+        service = service if isinstance(service, str) else None
+        scope_name, scope_version = scope
+        span_fn = self._span
+        for sp in spans:
+            try:
+                tid = check_bytes_id(sp.trace_id, 16, "trace id", allow_empty=False)
+                sid = check_bytes_id(sp.span_id, 8, "span id", allow_empty=False)
+                pid = check_bytes_id(sp.parent_span_id, 8, "parent span id", allow_empty=True)
+            except DecodeError as exc:
+                raise DecodeError(f"span {sp.name!r}: {exc.detail}") from None
+            links = [(lt.hex(), ls.hex(), "", 0, la, 0) for lt, ls, la in sp.links]
+            span_fn(
+                tid, sid, pid, "", 0, sp.name, sp.kind, sp.start_ns, sp.end_ns, sp.status_code,
+                sp.status_message, sp.attributes, resource, scope_name, scope_version, service,
+                0, 0, 0, sp.events, links,
+            )  # fmt: skip
         return len(self.spans) - before
 
     # -- OTLP/JSON ---------------------------------------------------------------------------
@@ -229,25 +343,36 @@ class Batch:
                     try:
                         sid = check_hex_id(sp.get("spanId"), 8, "span id", allow_empty=False)
                         tid = check_hex_id(sp.get("traceId"), 16, "trace id", allow_empty=False)
-                        pid = check_hex_id(sp.get("parentSpanId"), 8, "parent span id", allow_empty=True)
-                        where = f"span {name!r} ({sid})"
+                        pid = check_hex_id(
+                            sp.get("parentSpanId"), 8, "parent span id", allow_empty=True
+                        )
                         events = [
                             (
                                 _int(e.get("timeUnixNano") or 0, "event timeUnixNano"),
                                 e.get("name") or "",
-                                attrs_from_json(e.get("attributes") or [], f"event {e.get('name')!r} attributes"),
-                                _int(e.get("droppedAttributesCount") or 0, "droppedAttributesCount"),
+                                attrs_from_json(
+                                    e.get("attributes") or [], f"event {e.get('name')!r} attributes"
+                                ),
+                                _int(
+                                    e.get("droppedAttributesCount") or 0, "droppedAttributesCount"
+                                ),
                             )
                             for e in sp.get("events") or ()
                         ]
                         links = [
                             (
-                                check_hex_id(ln.get("traceId"), 16, "link trace id", allow_empty=False),
-                                check_hex_id(ln.get("spanId"), 8, "link span id", allow_empty=False),
+                                check_hex_id(
+                                    ln.get("traceId"), 16, "link trace id", allow_empty=False
+                                ),
+                                check_hex_id(
+                                    ln.get("spanId"), 8, "link span id", allow_empty=False
+                                ),
                                 ln.get("traceState") or "",
                                 _int(ln.get("flags") or 0, "link flags"),
                                 attrs_from_json(ln.get("attributes") or [], "link attributes"),
-                                _int(ln.get("droppedAttributesCount") or 0, "droppedAttributesCount"),
+                                _int(
+                                    ln.get("droppedAttributesCount") or 0, "droppedAttributesCount"
+                                ),
                             )
                             for ln in sp.get("links") or ()
                         ]
@@ -290,6 +415,11 @@ class Batch:
             raise DecodeError(f"{where}: unknown status code {code!r}")
         if end < start:
             raise DecodeError(f"{where}: ends before it starts (start {start}, end {end})")
+        if end > _MAX_NS or start < 0:
+            # Nanoseconds are stored as BIGINT: a uint64 past 2^63 (after 2262) cannot be.
+            raise DecodeError(
+                f"{where}: a time outside the years 1970-2262 (start {start}, end {end})"
+            )
         attrs_json = _dumps(attrs).decode()
         key = tid + sid
         prior = self._seen.get(key)
@@ -298,7 +428,9 @@ class Batch:
             if old[5] == name and old[7] == start and old[8] == end and old[11] == attrs_json:
                 self.duplicates += 1
                 return
-            raise DuplicateSpanError(f"{where}: span id seen twice in trace {tid} with different content")
+            raise DuplicateSpanError(
+                f"{where}: span id seen twice in trace {tid} with different content"
+            )
         self._seen[key] = len(self.spans)
         self.trace_ids.add(tid)
         op, agent = classify(name, kind, attrs, not pid)
@@ -309,13 +441,19 @@ class Batch:
         )  # fmt: skip
         has_message_event = False
         for seq, (t, ename, eattrs, edropped) in enumerate(events):
+            if not 0 <= t <= _MAX_NS:
+                raise DecodeError(
+                    f"{where}: event {ename!r} at a time outside the years 1970-2262 ({t})"
+                )
             self.events.append((tid, sid, seq, t, ename, _dumps(eattrs).decode(), edropped))
             if ename.startswith("agentrace."):
                 if ename.startswith("agentrace.message."):
                     has_message_event = True
                 self._project(tid, sid, seq, t, ename, eattrs, attrs, agent, where)
         for seq, (ltid, lsid, lstate, lflags, lattrs, ldropped) in enumerate(links):
-            self.links.append((tid, sid, seq, ltid, lsid, lstate, lflags, _dumps(lattrs).decode(), ldropped))
+            self.links.append(
+                (tid, sid, seq, ltid, lsid, lstate, lflags, _dumps(lattrs).decode(), ldropped)
+            )
         if kind in (4, 5) and not has_message_event and c.MESSAGING_DESTINATION in attrs:
             self.messages.append(
                 (tid, sid, -1, "publish" if kind == 4 else "deliver",
@@ -337,7 +475,9 @@ class Batch:
             snapshot = ea.get(c.STATE_SNAPSHOT)
             patch = ea.get(c.STATE_PATCH)
             if snapshot is None and patch is None:
-                raise DecodeError(f"{where}: {ename} event {version} has neither snapshot nor patch")
+                raise DecodeError(
+                    f"{where}: {ename} event {version} has neither snapshot nor patch"
+                )
             self.versions.append(
                 (tid, version, _opt_int(ea.get(c.STATE_PARENT_VERSION)),
                  _opt_int(ea.get(c.STATE_BASE_VERSION)), _s(ea.get(c.STATE_KIND)) or "commit",
@@ -356,6 +496,7 @@ class Batch:
                  _s(ea.get(c.STATE_VIA)) or "store", _s(ea.get(c.STATE_CACHE)), t)
             )  # fmt: skip
         elif ename.startswith("agentrace.message."):
+
             def get(k: str) -> Any:
                 v = ea.get(k)
                 return span_attrs.get(k) if v is None else v
@@ -382,7 +523,8 @@ class Batch:
                 schema = SCHEMAS[name]
                 cols = list(zip(*rows, strict=True))
                 out[name] = pa.Table.from_arrays(
-                    [pa.array(col, type=f.type) for col, f in zip(cols, schema, strict=True)], schema=schema
+                    [pa.array(col, type=f.type) for col, f in zip(cols, schema, strict=True)],
+                    schema=schema,
                 )
         return out if self.redactor is None else self.redactor.tables(out)
 
