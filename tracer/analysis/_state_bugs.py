@@ -66,6 +66,8 @@ def detect_stale_reads(ctx: RunContext) -> list[Finding]:
     read. One finding per read; ``committed_version`` is the newest such version (what
     a fresh read would have returned for those keys), ``stale_since_version`` the first.
     """
+    if not ctx.present.reads or ctx.present.versions < 2:
+        return []
     rows = ctx.store.sql(
         """WITH v AS (
                SELECT version, agent, span_id, committed_ns, keys FROM state_versions WHERE run_id = $run),
@@ -165,6 +167,8 @@ def detect_lost_updates(ctx: RunContext) -> list[Finding]:
     that changed an overlapping key and was not committed by B's own span (a step that
     commits twice knows its own first write). One finding per (A, B).
     """
+    if ctx.present.versions < 3:
+        return []
     rows = ctx.store.sql(
         """WITH v AS (
                SELECT version, base_version, kind, agent, span_id, committed_ns, keys
