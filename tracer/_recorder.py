@@ -1,7 +1,8 @@
 """The recorder: the one interface through which the engine (or anyone) reports a run.
 
-It builds OpenTelemetry ``Span`` protobuf messages with agentrace's conventions
-and hands them, batched, to a :class:`SpanSink`. Clock and ids are injected, so
+It builds spans with agentrace's conventions as plain :class:`SpanData` and hands
+them, batched, to a :class:`SpanSink`: as OpenTelemetry protobuf messages, made
+only at that boundary, or as they are to a sink that takes them directly. Clock and ids are injected, so
 under a :class:`FakeClock` and :class:`SeededIds` the output is byte-identical
 from run to run.
 
@@ -15,14 +16,13 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest as PB2ExportTraceServiceRequest,
 )
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PB2Span
-from opentelemetry.proto.trace.v1.trace_pb2 import Status as PB2Status
 
 from . import conventions as c
 from ._clock import Clock, IdGenerator, RandomIds, SystemClock
@@ -84,12 +84,86 @@ class SpanSink(Protocol):
 Attributes = Mapping[str, Any]
 
 
+@dataclass(slots=True)
+class SpanData:
+    """A span as the recorder builds it: plain Python until a sink needs the wire form.
+
+    Attribute values are JSON-like (str, bool, int, float, list, dict, None), as in
+    the store. Events are ``(time_ns, name, attributes, dropped)``; links
+    ``(trace_id, span_id, attributes)``; ``kind`` and ``status_code`` are the OTLP
+    enum numbers.
+    """
+
+    trace_id: bytes
+    span_id: bytes
+    parent_span_id: bytes
+    name: str
+    kind: int
+    start_ns: int
+    end_ns: int = 0
+    attributes: dict[str, Any] = field(default_factory=dict)
+    events: list[tuple[int, str, dict[str, Any], int]] = field(default_factory=list)
+    links: list[tuple[bytes, bytes, dict[str, Any]]] = field(default_factory=list)
+    status_code: int = 0
+    status_message: str = ""
+
+    def to_proto(self, out: PB2Span) -> None:
+        out.trace_id = self.trace_id
+        out.span_id = self.span_id
+        if self.parent_span_id:
+            out.parent_span_id = self.parent_span_id
+        out.name = self.name
+        out.kind = self.kind  # type: ignore[assignment]  # the enum's number
+        out.start_time_unix_nano = self.start_ns
+        out.end_time_unix_nano = self.end_ns
+        fill_attrs(out.attributes, self.attributes)
+        for time_ns, name, attrs, _dropped in self.events:
+            ev = out.events.add()
+            ev.time_unix_nano = time_ns
+            ev.name = name
+            fill_attrs(ev.attributes, attrs)
+        for trace_id, span_id, attrs in self.links:
+            link = out.links.add()
+            link.trace_id = trace_id
+            link.span_id = span_id
+            fill_attrs(link.attributes, attrs)
+        if self.status_code:
+            out.status.code = self.status_code  # type: ignore[assignment]  # the enum's number
+            out.status.message = self.status_message
+
+
+def spans_to_request(
+    spans: Sequence[SpanData], resource: Attributes, scope: tuple[str, str]
+) -> PB2ExportTraceServiceRequest:
+    """The OTLP request for ``spans``: one resource, one scope (the wire boundary)."""
+    req = PB2ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    fill_attrs(rs.resource.attributes, dict(resource))
+    ss = rs.scope_spans.add()
+    ss.scope.name, ss.scope.version = scope
+    for sp in spans:
+        sp.to_proto(ss.spans.add())
+    return req
+
+
+@dataclass(frozen=True, slots=True)
+class SpanBatch:
+    """Spans handed to a store as they are (``Store.ingest`` accepts it like a request)."""
+
+    spans: Sequence[SpanData]
+    resource: Mapping[str, Any]
+    scope: tuple[str, str]
+
+
+_STATUS = {"unset": 0, "ok": 1, "error": 2}
+
+
 class ActiveSpan:
     """A span being recorded. ``end()`` (or leaving its ``with`` block) finishes it."""
 
     __slots__ = ("_recorder", "_span", "context", "ended", "name")
 
-    def __init__(self, recorder: Recorder, span: PB2Span, context: SpanContext) -> None:
+    def __init__(self, recorder: Recorder, span: SpanData, context: SpanContext) -> None:
         self._recorder = recorder
         self._span = span
         self.context = context
@@ -105,35 +179,25 @@ class ActiveSpan:
         return self.context.span_id.hex()
 
     def set_attribute(self, key: str, value: Any) -> None:
-        fill_attrs(self._span.attributes, {key: value})
+        self._span.attributes[key] = value
 
     def set_attributes(self, attributes: Attributes) -> None:
-        fill_attrs(self._span.attributes, dict(attributes))
+        self._span.attributes.update(attributes)
 
     def add_event(
         self, name: str, attributes: Attributes | None = None, *, time_ns: int | None = None
     ) -> None:
-        ev = self._span.events.add()
-        ev.time_unix_nano = self._recorder.clock.now_ns() if time_ns is None else time_ns
-        ev.name = name
-        if attributes:
-            fill_attrs(ev.attributes, dict(attributes))
+        when = self._recorder.clock.now_ns() if time_ns is None else time_ns
+        self._span.events.append((when, name, dict(attributes) if attributes else {}, 0))
 
     def add_link(self, context: SpanContext, attributes: Attributes | None = None) -> None:
-        link = self._span.links.add()
-        link.trace_id = context.trace_id
-        link.span_id = context.span_id
-        if attributes:
-            fill_attrs(link.attributes, dict(attributes))
+        self._span.links.append(
+            (context.trace_id, context.span_id, dict(attributes) if attributes else {})
+        )
 
     def set_status(self, status: Literal["ok", "error", "unset"], message: str = "") -> None:
-        code = {
-            "unset": PB2Status.STATUS_CODE_UNSET,
-            "ok": PB2Status.STATUS_CODE_OK,
-            "error": PB2Status.STATUS_CODE_ERROR,
-        }
-        self._span.status.code = code[status]
-        self._span.status.message = message if status == "error" else ""
+        self._span.status_code = _STATUS[status]
+        self._span.status_message = message if status == "error" else ""
 
     def record_exception(self, exc: BaseException, *, escaped: bool = False) -> None:
         """An ``exception`` event per the OpenTelemetry conventions (no stack: it would differ per machine)."""
@@ -223,7 +287,7 @@ class ActiveSpan:
         if self.ended:
             return
         self.ended = True
-        self._span.end_time_unix_nano = self._recorder.clock.now_ns() if end_ns is None else end_ns
+        self._span.end_ns = self._recorder.clock.now_ns() if end_ns is None else end_ns
         self._recorder._finish(self._span)
 
     def __enter__(self) -> ActiveSpan:
@@ -261,7 +325,7 @@ class Recorder:
         self.scope = scope
         self.batch_size = batch_size
         self.snapshot_every = snapshot_every
-        self._buffer: list[PB2Span] = []
+        self._buffer: list[SpanData] = []
         self._lock = threading.Lock()
         self._closed = False
 
@@ -281,49 +345,43 @@ class Recorder:
             raise RuntimeError("recorder is closed")
         if isinstance(parent, ActiveSpan):
             parent = parent.context
-        span = PB2Span()
-        if parent is not None:
-            span.trace_id = parent.trace_id
-            span.parent_span_id = parent.span_id
-        else:
-            span.trace_id = trace_id or self.ids.trace_id()
-        span_id = self.ids.span_id()
-        span.span_id = span_id
-        span.name = name
-        span.kind = KIND_BY_NAME[kind]  # type: ignore[assignment]  # int enum value
-        span.start_time_unix_nano = self.clock.now_ns() if start_ns is None else start_ns
-        if attributes:
-            fill_attrs(span.attributes, dict(attributes))
-        active = ActiveSpan(self, span, SpanContext(span.trace_id, span_id))
+        trace = parent.trace_id if parent is not None else trace_id or self.ids.trace_id()
+        span = SpanData(
+            trace,
+            self.ids.span_id(),
+            parent.span_id if parent is not None else b"",
+            name,
+            KIND_BY_NAME[kind],
+            self.clock.now_ns() if start_ns is None else start_ns,
+            attributes=dict(attributes) if attributes else {},
+        )
+        active = ActiveSpan(self, span, SpanContext(trace, span.span_id))
         for link in links:
             active.add_link(link)
         return active
 
-    def _finish(self, span: PB2Span) -> None:
+    def _finish(self, span: SpanData) -> None:
         with self._lock:
             self._buffer.append(span)
             full = len(self._buffer) >= self.batch_size
         if full:
             self.flush()
 
-    def _take(self) -> PB2ExportTraceServiceRequest | None:
-        with self._lock:
-            if not self._buffer:
-                return None
-            spans, self._buffer = self._buffer, []
-        req = PB2ExportTraceServiceRequest()
-        rs = req.resource_spans.add()
-        fill_attrs(rs.resource.attributes, self.resource)
-        ss = rs.scope_spans.add()
-        ss.scope.name, ss.scope.version = self.scope
-        ss.spans.extend(spans)
-        return req
-
     def flush(self) -> None:
-        """Hand every finished span to the sink and flush it."""
-        req = self._take()
-        if req is not None:
-            self.sink.export(req)
+        """Hand every finished span to the sink and flush it.
+
+        A sink with ``export_spans(spans, resource, scope)`` gets the spans as they
+        are (the DuckDB sink writes rows from them directly); any other sink gets
+        one OTLP request.
+        """
+        with self._lock:
+            spans, self._buffer = self._buffer, []
+        if spans:
+            export_spans = getattr(self.sink, "export_spans", None)
+            if export_spans is not None:
+                export_spans(spans, self.resource, self.scope)
+            else:
+                self.sink.export(spans_to_request(spans, self.resource, self.scope))
         self.sink.flush()
 
     def close(self) -> None:

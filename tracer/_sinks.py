@@ -6,13 +6,15 @@ import gzip
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PB2Span
 
 from ._errors import StoreError
 from ._otlp import PB2ExportTraceServiceRequest, encode_json
+from ._recorder import SpanBatch, SpanData, spans_to_request
 from ._store._models import IngestResult
 from ._store._store import Store
 
@@ -64,6 +66,12 @@ class DuckDBSink:
 
     def export(self, request: PB2ExportTraceServiceRequest) -> None:
         self.result += self.store.ingest([request], source="recorder")
+
+    def export_spans(
+        self, spans: Sequence[SpanData], resource: Mapping[str, Any], scope: tuple[str, str]
+    ) -> None:
+        # The recorder's spans go straight to rows: no protobuf built only to be parsed again.
+        self.result += self.store.ingest([SpanBatch(spans, resource, scope)], source="recorder")
 
     def flush(self) -> None:
         pass  # every export is already committed
@@ -163,6 +171,19 @@ class TeeSink:
     def export(self, request: PB2ExportTraceServiceRequest) -> None:
         for s in self.sinks:
             s.export(request)  # type: ignore[attr-defined]
+
+    def export_spans(
+        self, spans: Sequence[SpanData], resource: Mapping[str, Any], scope: tuple[str, str]
+    ) -> None:
+        request = None  # built once, for the sinks that want the wire form
+        for s in self.sinks:
+            direct = getattr(s, "export_spans", None)
+            if direct is not None:
+                direct(spans, resource, scope)
+            else:
+                if request is None:
+                    request = spans_to_request(spans, resource, scope)
+                s.export(request)  # type: ignore[attr-defined]
 
     def flush(self) -> None:
         for s in self.sinks:

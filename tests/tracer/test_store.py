@@ -206,3 +206,26 @@ def test_concurrent_readers_in_threads(store) -> None:
     for th in threads:
         th.join()
     assert errors == []
+
+
+def test_direct_recording_and_otlp_import_give_the_same_rows(tmp_path) -> None:
+    # The DuckDB sink writes the recorder's spans without protobuf; an OTLP file of the
+    # same run, imported, must give exactly the same rows.
+    with t.Store(tmp_path / "direct.duckdb") as direct, t.Store(tmp_path / "wire.duckdb") as wire:
+        run_id = record_run(t.DuckDBSink(direct), versions=5, seed=3)
+        record_run(t.OtlpJsonLinesSink(tmp_path / "run.jsonl"), versions=5, seed=3)
+        t.import_file(wire, tmp_path / "run.jsonl")
+        for table, key in (("spans", "trace_id"), ("span_events", "trace_id"), ("span_links", "trace_id"),
+                           ("state_versions", "run_id"), ("state_reads", "run_id"), ("runs", "run_id")):  # fmt: skip
+            q = f"SELECT * FROM {table} WHERE {key} = ? ORDER BY ALL"
+            assert direct.sql(q, [run_id]).fetchall() == wire.sql(q, [run_id]).fetchall(), table
+
+
+def test_values_the_wire_cannot_carry_are_refused_on_both_paths(tmp_path) -> None:
+    import datetime
+
+    for sink in (t.DuckDBSink(t.Store(":memory:")), t.InMemorySink()):
+        rec = t.Recorder(sink)
+        rec.start_span("x", attributes={"when": datetime.datetime(2024, 1, 1)}).end()
+        with pytest.raises(TypeError):
+            rec.flush()

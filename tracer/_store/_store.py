@@ -29,6 +29,7 @@ from .._otlp import (
     decode_proto,
     fill_attrs,
 )
+from .._recorder import SpanBatch
 from .._redact import Redactor
 from .._state import JSON, FieldChange, apply_patch, chain_hash, field_changes
 from ._ingest import Batch
@@ -50,7 +51,7 @@ DEFAULT_DB = "agentrace.duckdb"
 _CHUNK_SPANS = 50_000
 _LOCK_PID = re.compile(r"PID (\d+)")
 
-Payload = PB2ExportTraceServiceRequest | dict[str, Any] | Record
+Payload = PB2ExportTraceServiceRequest | dict[str, Any] | Record | SpanBatch
 
 
 def _holder_command(pid: int) -> str | None:
@@ -170,21 +171,25 @@ class Store:
             return IngestResult(skipped=batch.duplicates)
         con.register("_in_spans", spans)
         try:
-            clash = _first(con.execute(
-                """SELECT s.trace_id, s.span_id, s.name FROM _in_spans s
+            clash = _first(
+                con.execute(
+                    """SELECT s.trace_id, s.span_id, s.name FROM _in_spans s
                    JOIN spans t ON t.trace_id = s.trace_id AND t.span_id = s.span_id
                    WHERE s.name <> t.name OR s.start_ns <> t.start_ns OR s.end_ns <> t.end_ns
                       OR s.attributes <> t.attributes::VARCHAR
                    LIMIT 1"""
-            ).fetchall())
+                ).fetchall()
+            )
             if clash:
                 raise DuplicateSpanError(
                     f"span {clash[2]!r} ({clash[1]}): already stored in trace {clash[0]} with different content"
                 )
-            existing = _first(con.execute(
-                """SELECT count(*) FROM _in_spans s SEMI JOIN spans t
+            existing = _first(
+                con.execute(
+                    """SELECT count(*) FROM _in_spans s SEMI JOIN spans t
                    ON t.trace_id = s.trace_id AND t.span_id = s.span_id"""
-            ).fetchall())
+                ).fetchall()
+            )
             n_existing = existing[0] if existing else 0
             if n_existing == 0:
                 con.execute("INSERT INTO spans SELECT * FROM _in_spans")
@@ -222,7 +227,9 @@ class Store:
             versions = tables["state_versions"].num_rows
         else:
             versions = _count_new_versions(con, tables["state_versions"])
-        return IngestResult(spans=inserted, skipped=n_existing + batch.duplicates, versions=versions)
+        return IngestResult(
+            spans=inserted, skipped=n_existing + batch.duplicates, versions=versions
+        )
 
     def _refresh_runs(self, con: duckdb.DuckDBPyConnection, run_ids: Iterable[str]) -> None:
         con.execute(
@@ -276,7 +283,9 @@ class Store:
             try:
                 con.execute("DELETE FROM findings WHERE run_id = ?", [run_id])
                 if rows:
-                    con.executemany("INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                    con.executemany(
+                        "INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+                    )
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -320,11 +329,13 @@ class Store:
         return [_run(row) for row in rows]
 
     def run(self, run_id: str) -> Run:
-        row = _first(self.sql(
-            f"""SELECT {_RUN_COLS}, (SELECT count(*) FROM findings f WHERE f.run_id = r.run_id)
+        row = _first(
+            self.sql(
+                f"""SELECT {_RUN_COLS}, (SELECT count(*) FROM findings f WHERE f.run_id = r.run_id)
                 FROM runs r WHERE run_id = ?""",
-            [run_id],
-        ).fetchall())
+                [run_id],
+            ).fetchall()
+        )
         if row is None:
             raise NotFoundError(f"no run {run_id!r} in {self.path}")
         return _run(row)
@@ -332,7 +343,8 @@ class Store:
     def resolve_run(self, prefix: str) -> str:
         """The run id that ``prefix`` starts (like git's short hashes); unique or an error."""
         rows = self.sql(
-            "SELECT run_id FROM runs WHERE starts_with(run_id, ?) ORDER BY run_id LIMIT 2", [prefix.lower()]
+            "SELECT run_id FROM runs WHERE starts_with(run_id, ?) ORDER BY run_id LIMIT 2",
+            [prefix.lower()],
         ).fetchall()
         if not rows:
             raise NotFoundError(f"no run {prefix!r} in {self.path}")
@@ -357,9 +369,12 @@ class Store:
         return [_span(row) for row in self.sql(q, params).fetchall()]
 
     def span(self, run_id: str, span_id: str) -> Span:
-        row = _first(self.sql(
-            f"SELECT {_SPAN_COLS} FROM spans WHERE trace_id = ? AND span_id = ?", [run_id, span_id]
-        ).fetchall())
+        row = _first(
+            self.sql(
+                f"SELECT {_SPAN_COLS} FROM spans WHERE trace_id = ? AND span_id = ?",
+                [run_id, span_id],
+            ).fetchall()
+        )
         if row is None:
             raise NotFoundError(f"no span {span_id} in run {run_id}")
         return _span(row)
@@ -406,7 +421,9 @@ class Store:
             {"run": run_id},
         )
 
-    def events(self, run_id: str, span_id: str | None = None, *, name: str | None = None) -> list[SpanEvent]:
+    def events(
+        self, run_id: str, span_id: str | None = None, *, name: str | None = None
+    ) -> list[SpanEvent]:
         q = "SELECT trace_id, span_id, seq, time_ns, name, attributes, dropped_attributes_count FROM span_events WHERE trace_id = ?"
         params: list[Any] = [run_id]
         if span_id is not None:
@@ -417,7 +434,8 @@ class Store:
             params.append(name)
         q += " ORDER BY time_ns, span_id, seq"
         return [
-            SpanEvent(r[0], r[1], r[2], r[3], r[4], orjson.loads(r[5]), r[6]) for r in self.sql(q, params).fetchall()
+            SpanEvent(r[0], r[1], r[2], r[3], r[4], orjson.loads(r[5]), r[6])
+            for r in self.sql(q, params).fetchall()
         ]
 
     def links(self, run_id: str, span_id: str | None = None) -> list[SpanLink]:
@@ -441,7 +459,10 @@ class Store:
                       hash, keys, source FROM state_versions WHERE run_id = ? ORDER BY version""",
             [run_id],
         ).fetchall()
-        return [StateVersion(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tuple(r[9]), r[10]) for r in rows]
+        return [
+            StateVersion(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tuple(r[9]), r[10])
+            for r in rows
+        ]
 
     def state_reads(self, run_id: str) -> list[StateRead]:
         rows = self.sql(
@@ -449,7 +470,10 @@ class Store:
                FROM state_reads WHERE run_id = ? ORDER BY read_ns, span_id, seq""",
             [run_id],
         ).fetchall()
-        return [StateRead(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6]), r[7], r[8], r[9]) for r in rows]
+        return [
+            StateRead(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6]), r[7], r[8], r[9])
+            for r in rows
+        ]
 
     def messages(self, run_id: str) -> list[Message]:
         rows = self.sql(
@@ -493,7 +517,12 @@ class Store:
     def verify(self, run_id: str | None = None) -> list[VerifyResult]:
         """Check the hash chain of every run's state versions (or of one run)."""
         if run_id is None:
-            ids = [r[0] for r in self.sql("SELECT DISTINCT run_id FROM state_versions ORDER BY run_id").fetchall()]
+            ids = [
+                r[0]
+                for r in self.sql(
+                    "SELECT DISTINCT run_id FROM state_versions ORDER BY run_id"
+                ).fetchall()
+            ]
         else:
             ids = [run_id]
         return [self._verify_one(rid) for rid in ids]
@@ -509,24 +538,40 @@ class Store:
         for i, (version, parent, snapshot, patch, stored) in enumerate(rows):
             expected_version = i + 1
             if version != expected_version:
-                return VerifyResult(run_id, len(rows), False, expected_version, f"version {expected_version} is missing")
+                return VerifyResult(
+                    run_id,
+                    len(rows),
+                    False,
+                    expected_version,
+                    f"version {expected_version} is missing",
+                )
             if version > 1 and parent not in (None, version - 1):
-                return VerifyResult(run_id, len(rows), False, version, f"parent is {parent}, expected {version - 1}")
+                return VerifyResult(
+                    run_id, len(rows), False, version, f"parent is {parent}, expected {version - 1}"
+                )
             try:
                 if snapshot is not None:
                     doc = orjson.loads(snapshot)
                 elif doc is None:
-                    return VerifyResult(run_id, len(rows), False, version, "a patch with no document before it")
+                    return VerifyResult(
+                        run_id, len(rows), False, version, "a patch with no document before it"
+                    )
                 else:
                     doc = apply_patch(doc, orjson.loads(patch), in_place=True)
             except (orjson.JSONDecodeError, ValueError, KeyError, IndexError, TypeError) as exc:
-                return VerifyResult(run_id, len(rows), False, version, f"content does not decode: {exc}")
+                return VerifyResult(
+                    run_id, len(rows), False, version, f"content does not decode: {exc}"
+                )
             if stored is None:
                 return VerifyResult(run_id, len(rows), False, version, "no hash recorded")
             actual = chain_hash(prev_hash, doc)
             if actual != stored:
                 return VerifyResult(
-                    run_id, len(rows), False, version, f"hash is {stored[:12]}…, content gives {actual[:12]}…"
+                    run_id,
+                    len(rows),
+                    False,
+                    version,
+                    f"hash is {stored[:12]}…, content gives {actual[:12]}…",
                 )
             prev_hash = stored
         return VerifyResult(run_id, len(rows), True)
@@ -542,7 +587,18 @@ class Store:
             params.append(run_id)
         q += " ORDER BY run_id, finding_id"
         return [
-            Finding(r[0], r[1], r[2], r[3], r[4], tuple(r[5]), tuple(r[6]), tuple(r[7]), orjson.loads(r[8]), r[9])
+            Finding(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                tuple(r[5]),
+                tuple(r[6]),
+                tuple(r[7]),
+                orjson.loads(r[8]),
+                r[9],
+            )
             for r in self.sql(q, params).fetchall()
         ]
 
@@ -664,16 +720,22 @@ def _rebuild(run_id: str, rows: list[tuple[Any, ...]]) -> JSON:
         raise StoreError(f"run {run_id}: version {first_version} has no snapshot to start from")
     doc = orjson.loads(snapshot)
     for _version, snap, patch in rows[1:]:
-        doc = orjson.loads(snap) if snap is not None else apply_patch(doc, orjson.loads(patch), in_place=True)
+        doc = (
+            orjson.loads(snap)
+            if snap is not None
+            else apply_patch(doc, orjson.loads(patch), in_place=True)
+        )
     return doc
 
 
 def _count_new_versions(con: duckdb.DuckDBPyConnection, versions: pa.Table) -> int:
     con.register("_in_rows", versions)
     try:
-        row = _first(con.execute(
-            "SELECT count(*) FROM _in_rows r SEMI JOIN _new_spans n ON n.trace_id = r.run_id AND n.span_id = r.span_id"
-        ).fetchall())
+        row = _first(
+            con.execute(
+                "SELECT count(*) FROM _in_rows r SEMI JOIN _new_spans n ON n.trace_id = r.run_id AND n.span_id = r.span_id"
+            ).fetchall()
+        )
     finally:
         con.unregister("_in_rows")
     return int(row[0]) if row else 0
@@ -681,7 +743,9 @@ def _count_new_versions(con: duckdb.DuckDBPyConnection, versions: pa.Table) -> i
 
 def add_payload(batch: Batch, payload: Payload, source: str, index: int) -> None:
     """Add one payload to ``batch``, placing any error in its source and line."""
-    if isinstance(payload, Record):
+    if isinstance(payload, SpanBatch):
+        batch.add_spans(payload.spans, payload.resource, payload.scope)
+    elif isinstance(payload, Record):
         try:
             if payload.kind == "json":
                 try:
