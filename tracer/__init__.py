@@ -24,7 +24,7 @@ from ._import import detect_format, expand_paths, import_file
 from ._langgraph import derive_trace_state, history_requests, import_history, run_id_for_thread
 from ._mapping import SpanFacts, classify, span_facts
 from ._otlp import Record, decode_json, decode_proto, encode_json, read_records
-from ._recorder import ActiveSpan, Recorder, SpanContext, SpanSink
+from ._recorder import ActiveSpan, Recorder, SpanBatch, SpanContext, SpanData, SpanSink
 from ._redact import Redactor
 from ._sinks import (
     DuckDBSink,
@@ -111,7 +111,9 @@ __all__ = [
     "SchemaError",
     "SeededIds",
     "Span",
+    "SpanBatch",
     "SpanContext",
+    "SpanData",
     "SpanEvent",
     "SpanFacts",
     "SpanLink",
