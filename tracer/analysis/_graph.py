@@ -56,7 +56,7 @@ def coordination_graph(store: Store, run_id: str) -> nx.MultiDiGraph:
     (bools); ``steps`` (agent steps recorded; 0 for topics); ``outcomes`` (a ``Counter``
     of step outcomes: ok, failed, rejected, breaker_open, timeout); ``span_ids`` (the
     agent's step spans, or for a topic its send spans); ``compensations`` (a ``Counter``
-    of compensation outcomes: ok, failed).
+    of compensation outcomes: ok, failed, skipped).
 
     Edge attributes: ``kind``: ``handoff`` (agent → agent: a step received the other's
     output, or tried to and was rejected by a contract), ``publish`` (agent → topic),
@@ -239,9 +239,8 @@ def build_graph(ctx: RunContext) -> nx.MultiDiGraph:
             e["groups"].add(d.group_key)
             b.observe(e, delivery_outcome.get(d.span_id, d.fate), d.span_id, d.start_ns)
     for publish, sub in never_delivered:
-        assert (
-            publish.topic is not None
-        )  # lost messages are only computed for publishes with a topic
+        if publish.topic is None:  # never so: lost messages are those of publishes with a topic
+            continue
         e = b.edge(publish.topic, sub, "deliver", u_kind="topic")
         b.observe(e, "lost", publish.span_id, ctx.end_ns)
 
@@ -251,10 +250,10 @@ def build_graph(ctx: RunContext) -> nx.MultiDiGraph:
         agent = str(ev.attributes.get(c.SAGA_AGENT) or ev.agent or "")
         if not agent:
             continue
-        outcome = "failed" if ev.attributes.get(c.SAGA_OUTCOME) == "failed" else "ok"
+        outcome = str(ev.attributes.get(c.SAGA_OUTCOME) or "ok")
         b.node(agent, "agent")["compensations"][outcome] += 1
         trigger = next((s for s in reversed(failed) if s.start_ns <= ev.span_start_ns), None)
-        if trigger is not None:
+        if trigger is not None and outcome != "skipped":  # a skip is no traffic
             b.observe(b.edge(trigger.agent, agent, "compensate"), outcome, ev.span_id, ev.time_ns)
 
     # The declared graph, laid over what was seen.
