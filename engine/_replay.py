@@ -50,7 +50,6 @@ running loop).
 from __future__ import annotations
 
 import contextlib
-import importlib
 import inspect
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -69,7 +68,7 @@ from ._orchestrator import Orchestrator, RunResult
 from ._replay_agents import ReplaySession
 from ._replay_bus import ScriptedBus
 from ._replay_explore import Exploration, Invariants, SchedulePlan, explore_schedules
-from ._replay_model import ReplayError, ReplayResult, run_blocking
+from ._replay_model import ReplayError, ReplayResult, load_ref, run_blocking
 from ._replay_record import Recording, load_recording, load_recordings
 from ._time import VirtualTime
 from ._workflow import Workflow
@@ -77,23 +76,6 @@ from ._workflow import Workflow
 Target = Workflow | Choreography
 WorkflowSpec = Workflow | Choreography | str
 AgentSpec = Agent | Callable[..., Any] | str | Any
-
-
-def load_ref(ref: str, what: str = "workflow") -> Any:
-    """The object an import path ``package.module:attr.path`` names (ReplayError if none)."""
-    module_name, sep, attr = ref.partition(":")
-    if not sep or not module_name or not attr:
-        raise ReplayError(f"{what} {ref!r}: give an import path like 'package.module:name'")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ReplayError(f"{what} {ref!r}: cannot import {module_name!r}: {exc}") from None
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise ReplayError(f"{what} {ref!r}: {module_name!r} has no {attr!r}") from None
-    return obj
 
 
 def build_target(spec: WorkflowSpec | None, recording: Recording) -> Target:

@@ -31,11 +31,11 @@ from tracer import FakeClock, Recorder, SeededIds
 from ._choreo import Choreographer, Choreography, ChoreographyResult
 from ._faults import AppliedFault, FaultKind, FaultRule, Faults
 from ._ledger import JSON
-from ._replay_model import ReplayError, run_blocking
+from ._replay_model import ReplayError, load_ref, run_blocking
 from ._time import VirtualTime
 
 Invariant = Callable[[ChoreographyResult], object]
-Invariants = Mapping[str, Invariant] | Sequence[Invariant]
+Invariants = Mapping[str, Invariant | str] | Sequence[Invariant | str]
 RecorderFactory = Callable[[FakeClock, int], Recorder]
 
 # Where each schedule's virtual time starts (as the bundled scenarios' does) and how far
@@ -166,15 +166,20 @@ class Exploration:
 
 
 def _named(invariants: Invariants) -> list[tuple[str, Invariant]]:
-    if isinstance(invariants, Mapping):
-        items = list(invariants.items())
-    else:
-        items = [(getattr(f, "__name__", repr(f)), f) for f in invariants]
-    if not items:
+    """Each invariant with its name (an import path loads the function it names)."""
+    given = (
+        list(invariants.items())
+        if isinstance(invariants, Mapping)
+        else [(f if isinstance(f, str) else getattr(f, "__name__", repr(f)), f) for f in invariants]
+    )
+    if not given:
         raise ReplayError("give at least one invariant to check")
-    for name, f in items:
-        if not callable(f):
+    items: list[tuple[str, Invariant]] = []
+    for name, f in given:
+        fn = load_ref(f, "invariant") if isinstance(f, str) else f
+        if not callable(fn):
             raise ReplayError(f"invariant {name!r} is not callable")
+        items.append((name, fn))
     return items
 
 

@@ -19,6 +19,7 @@ recording did: ``kind`` says what differed, ``step`` and ``agent`` where
 from __future__ import annotations
 
 import asyncio
+import importlib
 import threading
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -259,3 +260,20 @@ def run_blocking(make: Callable[[], Awaitable[T]]) -> T:
 
 async def _await(make: Callable[[], Awaitable[T]]) -> T:
     return await make()
+
+
+def load_ref(ref: str, what: str = "workflow") -> Any:
+    """The object an import path ``package.module:attr.path`` names (ReplayError if none)."""
+    module_name, sep, attr = ref.partition(":")
+    if not sep or not module_name or not attr:
+        raise ReplayError(f"{what} {ref!r}: give an import path like 'package.module:name'")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ReplayError(f"{what} {ref!r}: cannot import {module_name!r}: {exc}") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ReplayError(f"{what} {ref!r}: {module_name!r} has no {attr!r}") from None
+    return obj

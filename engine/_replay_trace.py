@@ -36,7 +36,7 @@ from tracer import FieldChange, Span, StateVersion, Store, canonical_json, field
 from tracer import conventions as c
 
 from ._ledger import JSON, Update, copy_out, json_copy
-from ._replay_model import Divergence, ReplayDivergence, ReplayGap
+from ._replay_model import Divergence, ReplayDivergence, ReplayError, ReplayGap, load_ref
 
 INPUT_KEYS = (c.AGENT_INPUT, "input.value", c.GEN_AI_INPUT_MESSAGES)
 OUTPUT_KEYS = (c.AGENT_OUTPUT, "output.value", c.GEN_AI_OUTPUT_MESSAGES)
@@ -278,11 +278,12 @@ class TraceReplay:
     def check(
         self,
         agent: str,
-        fn: Callable[..., Any],
+        fn: Callable[..., Any] | str,
         *,
         compare: Callable[[JSON, JSON], bool] | None = None,
     ) -> TraceCheck:
-        """Call ``fn(state, input)`` (or ``fn(input)``) for each recorded step of ``agent`` and
+        """Call ``fn(state, input)`` (or ``fn(input)``; an import path names it) for each
+        recorded step of ``agent`` and
         compare what it returns with the recorded output: equal as JSON, or as ``compare``
         says (for outputs that may differ in wording). An :class:`~engine.Update` counts as
         its handoff. Sync only; see :meth:`acheck` for coroutine functions."""
@@ -299,7 +300,7 @@ class TraceReplay:
     async def acheck(
         self,
         agent: str,
-        fn: Callable[..., Any],
+        fn: Callable[..., Any] | str,
         *,
         compare: Callable[[JSON, JSON], bool] | None = None,
     ) -> TraceCheck:
@@ -315,8 +316,12 @@ class TraceReplay:
         return TraceCheck(self.run_id, agent, tuple(checks))
 
     def _calls(
-        self, agent: str, fn: Callable[..., Any]
+        self, agent: str, fn: Callable[..., Any] | str
     ) -> Iterator[tuple[TraceStep, tuple[str, Any]]]:
+        if isinstance(fn, str):
+            fn = load_ref(fn, f"re-implementation of {agent!r}")
+        if not callable(fn):
+            raise ReplayError(f"re-implementation of {agent!r}: {fn!r} is not callable")
         steps = self.steps_of(agent)
         if not steps:
             raise ReplayGap(
