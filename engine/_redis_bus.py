@@ -424,14 +424,22 @@ class RedisBus(Bus):
         docstring); the consumer loops keep running after it returns."""
         if self._closed:
             raise BusError("the bus is closed")
-        self._start()
+        await self._start()
+        quiet_since: float | None = None
         while True:
-            if (
-                not self._tasks
-                and await self._call("live", self.streams.live) == 0
-                and not self._tasks
-            ):
-                return
+            live, suspects = (1, 0) if self._tasks else await self._call("live", self.streams.live)
+            if live == 0 and not self._tasks:
+                if not suspects:
+                    return
+                # Deliveries held by processes that look dead: believe it once they have
+                # stayed so for a heartbeat's lapse (a process cut off by a Redis restart
+                # marks itself alive again within one beat of getting back).
+                now = _time.monotonic()
+                quiet_since = quiet_since if quiet_since is not None else now
+                if now - quiet_since >= self.heartbeat * 3:
+                    return
+            else:
+                quiet_since = None
             self._raise_loop_errors()
             # Other processes' work cannot be awaited from here: poll Redis.
             await asyncio.sleep(self.poll_interval)
@@ -440,7 +448,7 @@ class RedisBus(Bus):
         """Deliver until :meth:`stop` is called (or the task is cancelled): a worker's main loop."""
         if self._closed:
             raise BusError("the bus is closed")
-        self._start()
+        await self._start()
         waiter = asyncio.ensure_future(self._stop.wait())
         try:
             while not self._stop.is_set():
@@ -483,10 +491,12 @@ class RedisBus(Bus):
 
     # -- delivering ---------------------------------------------------------------------------
 
-    def _start(self) -> None:
+    async def _start(self) -> None:
         if self._started:
             return
         self._started = True
+        # Alive before the first delivery is marked as this process's.
+        await self._call("heartbeat", self._beat_once)
         loop = asyncio.get_running_loop()
         self._loops.append(loop.create_task(self._beat()))
         for sub in self._subs.values():
@@ -502,11 +512,14 @@ class RedisBus(Bus):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _beat_once(self) -> None:
+        # Three missed beats and this process counts as dead.
+        await self.streams.heartbeat(self.instance, int(self.heartbeat * 3000))
+
     async def _beat(self) -> None:
-        ttl_ms = int(self.heartbeat * 5000)
         while True:
-            await self._call("heartbeat", lambda: self.streams.heartbeat(self.instance, ttl_ms))
             await asyncio.sleep(self.heartbeat)
+            await self._call("heartbeat", self._beat_once)
 
     async def _consume(self, sub: _Sub) -> None:
         """One group's consumer loop in this process: claim, take, dispatch, wait."""

@@ -34,7 +34,8 @@ Each step that must not interleave with another consumer's is one Lua script
   when an entry is handed out but not visibly held;
 - ``settle``: XACK (with a dead-letter copy published in the same script), pop the
   key queue, and hand the key's next entry, if some consumer read it already, to
-  the settling consumer (XCLAIM JUSTID);
+  the settling consumer (XCLAIM JUSTID). The running mark stays until the handler
+  returns (``unmark``): a handler that acked may still be publishing;
 - ``release``: a nack, making the entry claimable by the group after a delay by
   setting its idle time (XCLAIM IDLE JUSTID keeps Redis' own delivery count);
 - ``live``: how many unsettled entries can still make something happen (see
@@ -164,7 +165,6 @@ local ns, gp, group, consumer, instance, id = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local key = ARGV[7]
 if redis.call('XACK', KEYS[1], group, id) == 0 then return {0, false, 0, false} end
 redis.call('HDEL', KEYS[2], id)
-redis.call('HDEL', KEYS[3], gp .. id)
 if ARGV[9] == '1' then
   publish_into(ns, ARGV[10], ARGV[11], ARGV[12], ARGV[13], key, {unpack(ARGV, 14)})
 end
@@ -200,7 +200,6 @@ local n = tonumber(redis.call('HGET', KEYS[2], ARGV[4]) or '0')
 if p[1][2] ~= ARGV[3] then return {1, n} end
 if n >= tonumber(ARGV[6]) then return {3, n} end
 redis.call('XCLAIM', KEYS[1], ARGV[2], ARGV[3], 0, ARGV[4], 'IDLE', ARGV[5], 'JUSTID')
-redis.call('HDEL', KEYS[3], ARGV[1] .. ARGV[4])
 return {2, n}
 """
 
@@ -218,12 +217,41 @@ if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return redis.call('HINCRBY'
 return 0
 """
 
-# ARGV: ns, nack threshold ms. Counts unsettled entries that can still make something happen.
+# ARGV: ns, nack threshold ms. Counts what can still make something happen.
 _LIVE = """
 local ns, nack = ARGV[1], tonumber(ARGV[2])
 local prefix = ns .. ':stream:'
-local running, policy = ns .. ':running', ns .. ':policy'
-local live, cursor = 0, '0'
+local policy = ns .. ':policy'
+local live, suspects = 0, 0
+-- Handlers still running in live processes (they may publish, ack or nack yet). A mark of
+-- a process that looks dead is a suspect while its entry is pending (the process may be
+-- cut off from Redis for a moment, or dead), and garbage once the entry is settled.
+local running = ns .. ':running'
+local marks = redis.call('HGETALL', running)
+for i = 1, #marks, 2 do
+  local field, holder = marks[i], string.match(marks[i + 1], '^(%S+)')
+  if holder and redis.call('EXISTS', ns .. ':alive:' .. holder) == 1 then
+    live = live + 1
+  else
+    local tl = tonumber(string.match(field, '^(%d+):'))
+    local p = #tostring(tl) + 2
+    local topic = string.sub(field, p, p + tl - 1)
+    p = p + tl + 1
+    local gls = string.match(field, '^(%d+):', p)
+    local gl = tonumber(gls)
+    p = p + #gls + 1
+    local group = string.sub(field, p, p + gl - 1)
+    local id = string.sub(field, p + gl + 1)
+    local stream = prefix .. topic
+    local ok, pend = pcall(redis.call, 'XPENDING', stream, group, id, id, 1)
+    if ok and #pend > 0 then
+      suspects = suspects + 1
+    else
+      redis.call('HDEL', running, field)
+    end
+  end
+end
+local cursor = '0'
 repeat
   local r = redis.call('SCAN', cursor, 'MATCH', prefix .. '*', 'COUNT', 1000)
   cursor = r[1]
@@ -236,6 +264,7 @@ repeat
         for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
         local name = info['name']
         local gp = tp .. #name .. ':' .. name .. ':'
+        -- Not yet delivered to the group.
         if #redis.call('XRANGE', stream, '(' .. info['last-delivered-id'], '+', 'COUNT', 1) > 0 then
           live = live + 1
         end
@@ -243,13 +272,10 @@ repeat
           local timeout = redis.call('HGET', policy, gp) or ''
           for _, p in ipairs(redis.call('XPENDING', stream, name, '-', '+', 100000)) do
             local id, idle = p[1], p[3]
-            local mark = redis.call('HGET', running, gp .. id)
-            local holder = mark and string.match(mark, '^(%S+)')
-            if holder and redis.call('EXISTS', ns .. ':alive:' .. holder) == 1 then
-              live = live + 1
-            elseif idle >= nack then
-              live = live + 1
+            if idle >= nack then
+              live = live + 1  -- nacked: it will be delivered again
             elseif timeout ~= '' then
+              -- Unacked where an ack timeout will deliver it again, unless it waits behind its key.
               local e = redis.call('XRANGE', stream, id, id)
               local key = false
               if #e > 0 then
@@ -265,7 +291,7 @@ repeat
     end
   end
 until cursor == '0'
-return live
+return {live, suspects}
 """
 
 
@@ -542,13 +568,17 @@ class RedisStreams:
     async def gone(self, instance: str) -> None:
         await self.client.delete(self.alive_key(instance))
 
-    async def live(self) -> int:
-        """Unsettled entries that can still make something happen, over every stream and group
-        of the namespace: not yet delivered to a group; held by the handler of a live process;
-        nacked; or held (not parked behind its key) in a group with an ack timeout. What
-        remains unsettled otherwise is in flight for good (its consumer died, or dropped it,
-        and nothing will deliver it again)."""
-        return int(await self._live(keys=[], args=[self.ns, NACK_MARK_MS - MAX_NACK_DELAY_MS]))
+    async def live(self) -> tuple[int, int]:
+        """``(live, suspects)``. ``live`` counts what can still happen in the namespace (0:
+        nothing can): handlers running in live processes, entries not yet delivered to a
+        group, nacked entries, and unacked entries (not parked behind their key) of groups
+        with an ack timeout. An entry unsettled otherwise is in flight for good: its
+        consumer died or dropped it, and nothing will deliver it again. ``suspects`` counts
+        pending entries marked by a process that looks dead: it may only be cut off from
+        Redis for a moment (a restart), so a caller waits a heartbeat's lapse before it
+        believes them. Marks of dead processes on settled entries are deleted."""
+        live, suspects = await self._live(keys=[], args=[self.ns, NACK_MARK_MS - MAX_NACK_DELAY_MS])
+        return int(live), int(suspects)
 
     # -- reading back --------------------------------------------------------------------------
 

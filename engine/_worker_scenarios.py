@@ -1,0 +1,89 @@
+"""The choreography scenarios with their agents in separate processes, on Redis.
+
+Each :class:`DistributedScenario` is the in-process scenario of the same name
+(``engine._choreo_scenarios``) made to run with workers: the same choreography and
+input, the faults given to the worker of the agent they hit, and timings a person
+can wait for (agents' simulated work scaled by ``time_scale``; an ack timeout of
+``ACK_TIMEOUT`` real seconds where the in-process scenario has 30 virtual ones)::
+
+    agentrace serve --port 4318 &
+    agentrace worker engine._worker_scenarios:double_consume.research --bus redis://127.0.0.1:6379 --otlp http://127.0.0.1:4318 &
+    agentrace worker engine._worker_scenarios:double_consume.analysis --bus redis://127.0.0.1:6379 --otlp http://127.0.0.1:4318 &
+    agentrace worker engine._worker_scenarios:double_consume.report --bus redis://127.0.0.1:6379 --otlp http://127.0.0.1:4318 &
+    agentrace worker engine._worker_scenarios:double_consume --start --bus redis://127.0.0.1:6379 --otlp http://127.0.0.1:4318
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ._choreo import Choreography
+from ._choreo_scenarios import REQUEST
+from ._choreo_scenarios import research_pipeline as _pipeline
+from ._faults import FaultRule
+
+ACK_TIMEOUT: Final = 1.0  # real seconds a group waits for an ack before another delivery
+TIME_SCALE: Final = 0.02  # agents' simulated work: 1.2 s of research takes 24 ms
+
+
+@dataclass(frozen=True, slots=True)
+class DistributedScenario:
+    """A choreography with its run's input, and faults for the workers of some agents."""
+
+    name: str
+    choreography: Callable[[], Choreography]
+    input: Any = None
+    key: str | None = None
+    faults: Mapping[str, tuple[FaultRule, ...]] = field(default_factory=dict)
+    expect: str = "completed"  # the status the run ends with
+    time_scale: float = TIME_SCALE
+
+    def faults_for(self, agents: list[str]) -> list[FaultRule]:
+        return [r for a in agents for r in self.faults.get(a, ())]
+
+
+def _double_consume(fixed: bool) -> Choreography:
+    return _pipeline(ack_timeout=ACK_TIMEOUT, idempotent_analysis=fixed)
+
+
+research_pipeline = DistributedScenario("research-pipeline", _pipeline, REQUEST, REQUEST["request"])
+double_consume = DistributedScenario(
+    "double-consume",
+    lambda: _double_consume(False),
+    REQUEST,
+    REQUEST["request"],
+    {"analysis": (FaultRule.lose_ack(topic="research.done", group="analysis", attempt=1),)},
+)
+double_consume_fixed = DistributedScenario(
+    "double-consume-fixed",
+    lambda: _double_consume(True),
+    REQUEST,
+    REQUEST["request"],
+    {"analysis": (FaultRule.lose_ack(topic="research.done", group="analysis", attempt=1),)},
+)
+lost_event = DistributedScenario(
+    "lost-event",
+    _pipeline,
+    REQUEST,
+    REQUEST["request"],
+    {
+        "analysis": (
+            FaultRule.crash(during=True, topic="research.done", group="analysis", attempt=1),
+        )
+    },
+    expect="failed",
+)
+# A pipeline whose groups redeliver after the ack timeout: what a killed worker needs.
+resilient_pipeline = DistributedScenario(
+    "research-pipeline",
+    lambda: _pipeline(ack_timeout=ACK_TIMEOUT),
+    REQUEST,
+    REQUEST["request"],
+)
+
+# By scenario name (module attributes cannot hold dashes).
+SCENARIOS: Final[dict[str, DistributedScenario]] = {
+    s.name: s for s in (research_pipeline, double_consume, double_consume_fixed, lost_event)
+}
