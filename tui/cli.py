@@ -10,6 +10,7 @@ from .commands import replay as _replay  # noqa: F401  # registers replay, diff
 from .commands import serve as _serve  # noqa: F401  # registers serve
 from .commands import store as _store  # noqa: F401  # registers runs, state, export, verify
 from .commands import tui as _tui  # noqa: F401  # registers tui
+from .commands import worker as _worker  # noqa: F401  # registers worker
 
 
 def main() -> None:
