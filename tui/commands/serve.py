@@ -66,6 +66,11 @@ def serve(
 
     from tracer import serve as run_receiver
 
+    if token is None and host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning(
+            "listening on %s without --token: anyone who can reach it can write to %s", host, db
+        )
+
     def ready(receiver: Any, grpc_server: Any) -> None:
         # One line on stdout that scripts can wait for: where to send spans.
         click.echo(
