@@ -38,6 +38,7 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 # A request starts with field 1 (resource_spans), wire type 2; a length prefix below
 # 16 MiB starts with a zero byte. Nothing else is a trace file.
 _PROTO_HEAD = 0x0A
+_BOM = b"\xef\xbb\xbf"
 MAX_RECORD = 1 << 28  # 256 MiB: no collector writes a request that large
 
 
@@ -135,6 +136,9 @@ def _records(
         content if isinstance(content, io.BufferedReader) else io.BufferedReader(cast(Any, content))
     )
     head = buffered.peek(64)[:64]
+    if head.startswith(_BOM):  # some Windows tools start UTF-8 text with one
+        buffered.read(len(_BOM))
+        head = buffered.peek(64)[:64]
     first = head.lstrip()[:1]
     if not head:
         if progress is not None:

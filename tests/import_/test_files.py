@@ -53,6 +53,7 @@ def _layouts(name: str, tmp: Path) -> dict[str, Path]:
         "gzip JSON lines": gzip.compress(jsonl),
         "gzip protobuf": gzip.compress(pb),
         "JSON lines with blank lines and CRLF": b"\r\n\r\n".join(lines) + b"\r\n",
+        "JSON lines after a UTF-8 byte order mark": b"\xef\xbb\xbf" + jsonl,
     }
     out = {}
     for i, (label, data) in enumerate(files.items()):
