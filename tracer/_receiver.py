@@ -437,7 +437,8 @@ class Writer:
         self._jobs: deque[Job] = deque()
         self._cond = threading.Condition()
         self._pending = 0
-        self._last_group = 1
+        # The largest of the last groups: about how many clients are sending at once.
+        self._recent_groups: deque[int] = deque([1], maxlen=16)
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="agentrace-writer", daemon=True)
         self._thread.start()
@@ -476,10 +477,12 @@ class Writer:
                     return None
                 self._cond.wait()
             # Clients answered together by the last commit send their next requests
-            # together: wait a moment for them, so the next commit holds them all rather
-            # than one now and the rest after it (a commit costs tens of ms; this, 2 ms).
+            # together: wait a moment for as many as have lately been sending at once, so
+            # the next commit holds them all rather than one now and the rest after it (a
+            # commit costs tens of ms; the wait, 2 ms at most).
             deadline = time.monotonic() + _LINGER
-            while len(self._jobs) < self._last_group and not self._stopping:
+            target = max(self._recent_groups)
+            while len(self._jobs) < target and not self._stopping:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -487,7 +490,7 @@ class Writer:
             jobs: list[Job] = []
             while self._jobs and len(jobs) < _GROUP_REQUESTS:
                 jobs.append(self._jobs.popleft())
-            self._last_group = len(jobs)
+            self._recent_groups.append(len(jobs))
             self.stats.commits += 1
             return jobs
 
