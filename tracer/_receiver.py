@@ -69,6 +69,7 @@ DEFAULT_PORT: Final = 4318
 TOKEN_ENV: Final = "AGENTRACE_TOKEN"
 _GROUP_SPANS: Final = 50_000  # spans per group commit
 _GROUP_REQUESTS: Final = 256
+_GROUP_BYTES: Final = 32 * 1024 * 1024  # decompressed bodies per group commit
 _LINGER: Final = 0.002  # seconds the writer waits for a group to fill
 _RETRY_AFTER: Final = "1"
 # Failures of the store, not of the request: the client should retry (503).
@@ -422,7 +423,7 @@ class Job:
 class Writer:
     """The one thread that decodes requests and writes them to the store.
 
-    ``submit`` is thread-safe and never blocks; ``done`` callbacks run on the writer
+    ``try_submit`` is thread-safe and never blocks; ``done`` callbacks run on the writer
     thread and must only hand the outcome over (e.g. ``loop.call_soon_threadsafe``).
     ``stop`` drains every submitted job before it returns.
     """
@@ -465,9 +466,10 @@ class Writer:
             return self._cond.wait_for(lambda: len(self._jobs) >= n, timeout)
 
     def stop(self, timeout: float | None = None) -> None:
+        """Take no more jobs, write every job already taken in, end the thread."""
         with self._cond:
             self._stopping = True
-            self._cond.notify()
+            self._cond.notify_all()
         self._thread.join(timeout)
 
     def _take(self) -> list[Job] | None:
@@ -539,30 +541,29 @@ class Writer:
             log.exception("could not hand an outcome back")
 
     def _process(self, jobs: list[Job]) -> None:
-        decoded: list[tuple[Job, Payload, int]] = []
+        # Decoded requests weigh several times their bodies: a group is committed once it
+        # holds _GROUP_SPANS spans or _GROUP_BYTES of bodies, so memory stays bounded.
+        group: list[tuple[Job, Payload, int]] = []
+        spans = size = 0
         for job in jobs:
+            too_large = f"the body is over {self.max_body} bytes once decompressed"
             try:
                 data = inflate(job.body, job.content_encoding, self.max_body)
                 payload = decode_body(data, job.encoding)
             except _TooLarge:
-                self._finish(
-                    job,
-                    Outcome(
-                        413, message=f"the body is over {self.max_body} bytes once decompressed"
-                    ),
-                )
+                self._finish(job, Outcome(413, message=too_large))
                 continue
             except DecodeError as exc:
                 self._finish(job, Outcome(400, message=exc.detail))
                 continue
-            decoded.append((job, payload, _span_count(payload)))
-        while decoded:
-            group: list[tuple[Job, Payload, int]] = []
-            spans = 0
-            while decoded and (not group or spans + decoded[0][2] <= _GROUP_SPANS):
-                item = decoded.pop(0)
-                group.append(item)
-                spans += item[2]
+            n = _span_count(payload)
+            if group and (spans + n > _GROUP_SPANS or size + len(data) > _GROUP_BYTES):
+                self._commit(group)
+                group, spans, size = [], 0, 0
+            group.append((job, payload, n))
+            spans += n
+            size += len(data)
+        if group:
             self._commit(group)
 
     def _commit(self, group: list[tuple[Job, Payload, int]]) -> None:
