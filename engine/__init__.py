@@ -23,6 +23,8 @@ time for tests; ``engine.scenarios`` the bundled scenarios.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._agent import Agent, agent, as_agent
 from ._breaker import (
     Admission,
@@ -94,8 +96,32 @@ from ._time import RealTime, TimeSource, VirtualTime
 from ._view import AgentContext, CacheView, StateView
 from ._workflow import Route, SagaPolicy, Workflow, WorkflowBuilder, chain
 
+# The Redis bus and workers load redis-py (0.2-0.4 s): imported on first use, not with engine.
+_LAZY = {
+    "Abandoned": "_redis_bus", "RedisBus": "_redis_bus", "RedisBusError": "_redis_bus",
+    "RedisLedger": "_redis_ledger", "DistributedChoreographer": "_worker", "ScaledTime": "_worker",
+    "Worker": "_worker",
+}  # fmt: skip
+if TYPE_CHECKING:  # type checkers see them as if imported above
+    from ._redis_bus import Abandoned, RedisBus, RedisBusError
+    from ._redis_ledger import RedisLedger
+    from ._worker import DistributedChoreographer, ScaledTime, Worker
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"engine.{module}"), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "NULL_SPAN",
+    "Abandoned",
     "Admission",
     "Agent",
     "AgentContext",
@@ -128,6 +154,7 @@ __all__ = [
     "Delivery",
     "DeliveryFailed",
     "DeliveryPolicy",
+    "DistributedChoreographer",
     "Divergence",
     "EngineError",
     "EventContext",
@@ -145,6 +172,9 @@ __all__ = [
     "Processed",
     "RealTime",
     "Recording",
+    "RedisBus",
+    "RedisBusError",
+    "RedisLedger",
     "ReplayDivergence",
     "ReplayError",
     "ReplayGap",
@@ -158,6 +188,7 @@ __all__ = [
     "RunScope",
     "Saga",
     "SagaPolicy",
+    "ScaledTime",
     "ScenarioError",
     "ScheduleFailure",
     "SchedulePlan",
@@ -181,6 +212,7 @@ __all__ = [
     "Version",
     "VersionDiff",
     "VirtualTime",
+    "Worker",
     "Workflow",
     "WorkflowBuilder",
     "WorkflowError",
