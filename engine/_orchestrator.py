@@ -253,9 +253,8 @@ class _Run:
         self.records: list[StepRecord] = []
         self.steps_run = 0
         self.idle: asyncio.Future[None] | None = None  # set when the last branch task ends
-        self.host: asyncio.Task[Any] | None = (
-            None  # the caller's task, while it runs the first branch
-        )
+        # The caller's task, while it runs the first branch.
+        self.host: asyncio.Task[Any] | None = None
         self.host_cancelled = False
 
     # -- branches ------------------------------------------------------------------------------
