@@ -33,7 +33,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypedDict
 
-import bench
 from bench import Measure
 
 N = 2_000
@@ -285,4 +284,3 @@ def run() -> list[Measure]:
 
 
 __all__ = ["run"]
-assert bench  # the harness package: ``python -m bench engine``
