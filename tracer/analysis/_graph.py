@@ -115,29 +115,35 @@ class _Builder:
             has_declared=ctx.declared is not None,
             inferred=not ctx.is_agentrace,
         )
+        # The attribute dicts networkx keeps, by key: one dict lookup per observation
+        # instead of a walk through networkx's views (a third of the build on 40k steps).
+        self._nodes: dict[str, dict[str, Any]] = {}
+        self._edges: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     def node(self, name: str, kind: str) -> dict[str, Any]:
-        if name not in self.g:
+        attrs = self._nodes.get(name)
+        if attrs is None:
             self.g.add_node(
                 name, kind=kind, declared=False, observed=False, steps=0,
                 outcomes=collections.Counter(), span_ids=[], compensations=collections.Counter(),
             )  # fmt: skip
-        attrs: dict[str, Any] = self.g.nodes[name]
+            attrs = self._nodes[name] = self.g.nodes[name]
         return attrs
 
     def edge(
         self, u: str, v: str, kind: str, u_kind: str = "agent", v_kind: str = "agent"
     ) -> dict[str, Any]:
-        if not self.g.has_edge(u, v, key=kind):
+        attrs = self._edges.get((u, v, kind))
+        if attrs is None:
             self.node(u, u_kind)
             self.node(v, v_kind)
             self.g.add_edge(
                 u, v, key=kind, kind=kind, count=0, outcomes=collections.Counter(), declared=False,
                 observed=False, span_ids=[], first_ns=None, last_ns=None, inferred=False,
             )  # fmt: skip
+            attrs = self._edges[(u, v, kind)] = self.g.edges[u, v, kind]
             if kind == "deliver":
-                self.g.edges[u, v, kind]["groups"] = set()
-        attrs: dict[str, Any] = self.g.edges[u, v, kind]
+                attrs["groups"] = set()
         return attrs
 
     def observe(
@@ -235,7 +241,7 @@ def build_graph(ctx: RunContext) -> nx.MultiDiGraph:
         consumer = d.agent or d.consumer or d.group
         if consumer:
             e = b.edge(d.topic, consumer, "deliver", u_kind="topic")
-            b.g.nodes[consumer]["observed"] = True
+            b.node(consumer, "agent")["observed"] = True
             e["groups"].add(d.group_key)
             b.observe(e, delivery_outcome.get(d.span_id, d.fate), d.span_id, d.start_ns)
     for publish, sub in never_delivered:
@@ -264,10 +270,10 @@ def build_graph(ctx: RunContext) -> nx.MultiDiGraph:
             b.edge(u, v, "handoff")["declared"] = True
         for agent, topic in declared.publishes:
             b.edge(agent, topic, "publish", v_kind="topic")["declared"] = True
-            b.g.nodes[agent]["declared"] = b.g.nodes[topic]["declared"] = True
+            b.node(agent, "agent")["declared"] = b.node(topic, "topic")["declared"] = True
         for topic, agent in declared.subscriptions:
             b.edge(topic, agent, "deliver", u_kind="topic")["declared"] = True
-            b.g.nodes[agent]["declared"] = b.g.nodes[topic]["declared"] = True
+            b.node(agent, "agent")["declared"] = b.node(topic, "topic")["declared"] = True
 
     g = b.g
     for _u, _v, d in g.edges(data=True):
