@@ -375,10 +375,9 @@ class ReplaySession:
             ]
         emits = self._emits.get((message.topic if message is not None else None, rec.agent))
         if emits is not None and rec.output is not None and rec.output != "null":
-            for i, m in enumerate(sends):
-                if m.topic == emits:
-                    sends = sends[:i] + sends[i + 1 :]
-                    break
+            # The engine stages the emitted output first: the first recorded send was it, on
+            # whatever topic the recorded code emitted to (the engine publishes the new one).
+            sends = sends[1:]
         for m in sends:
             publish(m.topic, self._payload(m.message_id), key=m.key)
 

@@ -132,6 +132,9 @@ class ScheduleViolation(ReplayError):
         )
 
 
+ScheduleViolation.__module__ = "engine"  # as imported, in tracebacks
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Exploration:
     """What :func:`explore_schedules` found: the schedules run (in order) and the first

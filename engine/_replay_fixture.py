@@ -76,6 +76,14 @@ class Agentrace:
         self._store = store
         self.replayer = Replayer(store, ids=ids)
         self._loaded: dict[Path, list[str]] = {}
+        # One batch for the whole test: new runs reach the store together, when the test
+        # next reads it through this helper (or at the end), not one transaction per run.
+        self._batch = self.replayer.batch()
+        self._batch.__enter__()
+
+    def close(self) -> None:
+        """Write what is still held back to the store (the fixture does this after the test)."""
+        self._batch.__exit__(None, None, None)
 
     @property
     def store(self) -> Store:
@@ -130,11 +138,10 @@ class Agentrace:
         raise_on_divergence: bool = False,
     ) -> ReplayResult:
         """Replay ``run`` (see :meth:`engine.Replayer.areplay`)."""
-        with self.replayer.batch():
-            return self.replayer.replay(
-                _run_id(run), workflow=workflow, overrides=overrides,
-                raise_on_divergence=raise_on_divergence,
-            )  # fmt: skip
+        return self.replayer.replay(
+            _run_id(run), workflow=workflow, overrides=overrides,
+            raise_on_divergence=raise_on_divergence,
+        )  # fmt: skip
 
     def fork(
         self,
@@ -145,10 +152,9 @@ class Agentrace:
         overrides: Mapping[str, AgentSpec] | None = None,
     ) -> ReplayResult:
         """Replay ``run`` up to ``from_version``, then run live (see :meth:`engine.Replayer.afork`)."""
-        with self.replayer.batch():
-            return self.replayer.fork(
-                _run_id(run), from_version, workflow=workflow, overrides=overrides
-            )
+        return self.replayer.fork(
+            _run_id(run), from_version, workflow=workflow, overrides=overrides
+        )
 
     def explore(
         self,
@@ -161,11 +167,9 @@ class Agentrace:
         workflow: WorkflowSpec | None = None,
     ) -> Exploration:
         """Explore delivery schedules of a choreographed run (see :meth:`engine.Replayer.aexplore`)."""
-        with self.replayer.batch():
-            return self.replayer.explore(
-                _run_id(run), invariants, schedules=schedules, seed=seed, plan=plan,
-                workflow=workflow,
-            )  # fmt: skip
+        return self.replayer.explore(
+            _run_id(run), invariants, schedules=schedules, seed=seed, plan=plan, workflow=workflow
+        )
 
     def diff(self, a: RunRef, b: RunRef) -> RunDiff:
         """Run ``a`` against run ``b``, version by version and span by span."""

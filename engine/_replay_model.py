@@ -277,3 +277,8 @@ def load_ref(ref: str, what: str = "workflow") -> Any:
         except AttributeError:
             raise ReplayError(f"{what} {ref!r}: {module_name!r} has no {attr!r}") from None
     return obj
+
+
+# Shown as ``engine.ReplayDivergence`` (where users import them from) in tracebacks.
+for _cls in (ReplayError, ReplayGap, ReplayDivergence):
+    _cls.__module__ = "engine"

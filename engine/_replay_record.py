@@ -196,6 +196,16 @@ class Recording:
             )
         return self.versions[n - 1]
 
+    def step(self, n: int) -> RecordedStep:
+        for s in self.steps:
+            if s.step == n:
+                return s
+        raise ReplayError(f"run {self.run_id} has no step {n}")
+
+    def version_of_step(self, n: int) -> int | None:
+        """The version step ``n`` committed (on its last attempt), if any."""
+        return self.step(n).attempts[-1].version
+
     def document(self, n: int) -> dict[str, JSON]:
         """A copy of the state at version ``n``: every version's writes folded up to it."""
         doc: dict[str, JSON] = {}
@@ -252,10 +262,13 @@ def load_recordings(store: Store, run_ids: Iterable[str]) -> dict[str, Recording
     if not ids:
         return {}
     wanted = set(ids)
-    runs = {r.run_id: r for r in store.runs() if r.run_id in wanted}
-    for run_id in ids:
-        if run_id not in runs:
-            store.run(run_id)  # NotFoundError, worded by the store
+    if len(ids) <= 8:  # a few: one row each (NotFoundError, worded by the store, if missing)
+        runs = {run_id: store.run(run_id) for run_id in ids}
+    else:  # many: one listing
+        runs = {r.run_id: r for r in store.runs() if r.run_id in wanted}
+        for run_id in ids:
+            if run_id not in runs:
+                store.run(run_id)
     errors: dict[str, tuple[str | None, str | None]] = {}
     for span_id, attrs in store.sql(
         "SELECT span_id, attributes FROM span_events WHERE list_contains(?, trace_id) "

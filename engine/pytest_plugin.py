@@ -87,7 +87,7 @@ def agentrace(
     try:
         yield helper
     finally:
-        helper.replayer.commit()
+        helper.close()
 
 
 __all__ = ["Agentrace", "agentrace", "agentrace_store", "pytest_addoption"]
