@@ -19,16 +19,27 @@ from ._context import RunContext
 from ._model import Severity, clip, fmt_list, fmt_ns, make_finding
 
 
+def _top_key(path: str) -> str | None:
+    """The top-level key a JSON Pointer starts with (None for the whole document)."""
+    if not path:
+        return None
+    token = path[1:].split("/", 1)[0]
+    return token.replace("~1", "/").replace("~0", "~") if "~" in token else token
+
+
 def values_at(ctx: RunContext, wants: dict[int, set[str]]) -> dict[int, dict[str, Any]]:
     """The values of some top-level keys at some versions, rebuilt in one pass over the ledger.
 
-    ``wants`` maps a version to the keys wanted there. A version the store cannot
-    rebuild (no snapshot before it, a patch that does not apply) is left out: the
-    values are evidence for people, never the reason for a finding.
+    ``wants`` maps a version to the keys wanted there. Only the wanted keys are rebuilt
+    (an operation under one top-level key touches nothing else), so the walk costs
+    what those keys' history costs. A version the store cannot rebuild (no snapshot
+    before it, a patch that does not apply) is left out: the values are evidence for
+    people, never the reason for a finding.
     """
     if not wants:
         return {}
     lo, hi = min(wants), max(wants)
+    wanted = set().union(*wants.values())
     rows = ctx.store.sql(
         """SELECT version, snapshot, patch FROM state_versions
            WHERE run_id = $run AND version <= $hi AND version >= coalesce(
@@ -38,19 +49,34 @@ def values_at(ctx: RunContext, wants: dict[int, set[str]]) -> dict[int, dict[str
         {"run": ctx.run_id, "lo": lo, "hi": hi},
     ).fetchall()
     out: dict[int, dict[str, Any]] = {}
-    doc: Any = None
+    doc: dict[str, Any] | None = None
     for version, snapshot, patch in rows:
         try:
             if snapshot is not None:
-                doc = orjson.loads(snapshot)
+                whole = orjson.loads(snapshot)
+                doc = (
+                    {k: whole[k] for k in wanted if k in whole} if isinstance(whole, dict) else None
+                )
             elif doc is not None and patch is not None:
-                doc = apply_patch(doc, orjson.loads(patch), in_place=True)
+                for op in orjson.loads(patch):
+                    key = _top_key(op["path"])
+                    if key is None:  # the whole document replaced
+                        value = op.get("value")
+                        doc = (
+                            {k: value[k] for k in wanted if k in value}
+                            if isinstance(value, dict)
+                            else None
+                        )
+                        if doc is None:
+                            break
+                    elif key in wanted:
+                        doc = apply_patch(doc, [op], in_place=True)
             else:
                 doc = None
         except (orjson.JSONDecodeError, ValueError, KeyError, IndexError, TypeError):
             doc = None
         keys = wants.get(version)
-        if keys and isinstance(doc, dict):
+        if keys and doc is not None:
             # A copy: the document is patched in place as the walk goes on.
             out[version] = {k: clip(orjson.loads(orjson.dumps(doc.get(k)))) for k in sorted(keys)}
     return out
