@@ -157,40 +157,58 @@ class Store:
                 batch = Batch(self.redactor)
         total += self._write(con, batch)
         runs |= batch.trace_ids
-        if runs:
-            self._refresh_runs(con, runs)
         return IngestResult(
             runs=len(runs), spans=total.spans, skipped=total.skipped, versions=total.versions,
             requests=requests,
         ), frozenset(runs)  # fmt: skip
 
     def _write(self, con: duckdb.DuckDBPyConnection, batch: Batch) -> IngestResult:
+        """Insert one batch and bring its runs' rows up to date (inside the caller's transaction).
+
+        Every span of a trace the store has not seen is new, so the common case (a request
+        of new traces) inserts without looking at the stored spans at all. Only traces that
+        already have a ``runs`` row are compared with what is stored: the same span again
+        is skipped, the same ids with other content refused. Cost therefore follows the
+        batch, not the size of the store.
+        """
         tables = batch.tables()
         spans = tables.get("spans")
         if spans is None:
             return IngestResult(skipped=batch.duplicates)
+        n_existing = 0
         con.register("_in_spans", spans)
         try:
-            clash = _first(
-                con.execute(
-                    """SELECT s.trace_id, s.span_id, s.name FROM _in_spans s
-                   JOIN spans t ON t.trace_id = s.trace_id AND t.span_id = s.span_id
-                   WHERE s.name <> t.name OR s.start_ns <> t.start_ns OR s.end_ns <> t.end_ns
-                      OR s.attributes <> t.attributes::VARCHAR
-                   LIMIT 1"""
+            known = [
+                r[0]
+                for r in con.execute(
+                    "SELECT run_id FROM runs WHERE run_id IN (SELECT DISTINCT trace_id FROM _in_spans)"
                 ).fetchall()
-            )
-            if clash:
-                raise DuplicateSpanError(
-                    f"span {clash[2]!r} ({clash[1]}): already stored in trace {clash[0]} with different content"
+            ]
+            if known:
+                con.execute(
+                    """CREATE OR REPLACE TEMP TABLE _old_spans AS
+                       SELECT trace_id, span_id, name, start_ns, end_ns, attributes::VARCHAR AS attributes
+                       FROM spans WHERE trace_id IN (SELECT unnest($known))""",
+                    {"known": known},
                 )
-            existing = _first(
-                con.execute(
-                    """SELECT count(*) FROM _in_spans s SEMI JOIN spans t
-                   ON t.trace_id = s.trace_id AND t.span_id = s.span_id"""
-                ).fetchall()
-            )
-            n_existing = existing[0] if existing else 0
+                clash = _first(
+                    con.execute(
+                        """SELECT s.trace_id, s.span_id, s.name FROM _in_spans s
+                           JOIN _old_spans t ON t.trace_id = s.trace_id AND t.span_id = s.span_id
+                           WHERE s.name <> t.name OR s.start_ns <> t.start_ns OR s.end_ns <> t.end_ns
+                              OR s.attributes <> t.attributes
+                           LIMIT 1"""
+                    ).fetchall()
+                )
+                if clash:
+                    raise DuplicateSpanError(
+                        f"span {clash[2]!r} ({clash[1]}): already stored in trace {clash[0]} "
+                        "with different content"
+                    )
+                (n_existing,) = con.execute(
+                    """SELECT count(*) FROM _in_spans s SEMI JOIN _old_spans t
+                       ON t.trace_id = s.trace_id AND t.span_id = s.span_id"""
+                ).fetchall()[0]
             if n_existing == 0:
                 con.execute("INSERT INTO spans SELECT * FROM _in_spans")
                 for name, table in tables.items():
@@ -201,7 +219,7 @@ class Store:
             else:
                 con.execute(
                     """CREATE OR REPLACE TEMP TABLE _new_spans AS
-                       SELECT trace_id, span_id FROM _in_spans s ANTI JOIN spans t
+                       SELECT trace_id, span_id FROM _in_spans s ANTI JOIN _old_spans t
                        ON t.trace_id = s.trace_id AND t.span_id = s.span_id"""
                 )
                 con.execute(
@@ -218,6 +236,8 @@ class Store:
                             ON n.trace_id = r.{key} AND n.span_id = r.span_id"""
                     )
                     con.unregister("_in_rows")
+            # New traces are summed from the batch alone; traces seen before, from the store.
+            self._refresh_runs(con, batch.trace_ids, "spans" if known else "_in_spans")
         finally:
             con.unregister("_in_spans")
         inserted = spans.num_rows - n_existing
@@ -231,10 +251,14 @@ class Store:
             spans=inserted, skipped=n_existing + batch.duplicates, versions=versions
         )
 
-    def _refresh_runs(self, con: duckdb.DuckDBPyConnection, run_ids: Iterable[str]) -> None:
+    def _refresh_runs(
+        self, con: duckdb.DuckDBPyConnection, run_ids: Iterable[str], source: str = "spans"
+    ) -> None:
+        """Recompute the ``runs`` rows of ``run_ids`` from ``source`` (``spans``, or the
+        batch being written when it holds every span of those runs)."""
         con.execute(
             """INSERT OR REPLACE INTO runs
-            WITH s AS (SELECT * FROM spans WHERE trace_id IN (SELECT unnest($ids))),
+            WITH s AS (SELECT * FROM $source WHERE trace_id IN (SELECT unnest($ids))),
             roots AS (
                 SELECT trace_id, arg_min(span_id, start_ns) AS root_span_id,
                        arg_min(name, start_ns) AS root_name,
@@ -263,7 +287,9 @@ class Store:
                    r.root_attrs->>'agentrace.run.workflow_ref',
                    r.root_attrs->>'agentrace.run.scenario',
                    coalesce(r.root_attrs, '{}')
-            FROM agg LEFT JOIN roots r USING (trace_id) LEFT JOIN v ON v.run_id = agg.trace_id""",
+            FROM agg LEFT JOIN roots r USING (trace_id) LEFT JOIN v ON v.run_id = agg.trace_id""".replace(
+                "$source", source
+            ),
             {"ids": sorted(run_ids)},
         )
 
