@@ -74,6 +74,7 @@ from ._time import VirtualTime
 from ._workflow import Workflow
 
 Target = Workflow | Choreography
+_BATCH = 16_384  # spans per write of a replay's recorder
 WorkflowSpec = Workflow | Choreography | str
 AgentSpec = Agent | Callable[..., Any] | str | Any
 
@@ -307,7 +308,12 @@ class Replayer:
         live = live_agents(target, overrides)
         clock = FakeClock(rec.run.start_ns, self.tick_ns)
         time = VirtualTime(clock)
-        recorder = Recorder(self.sink, clock=clock, ids=self.ids) if self.record else None
+        # One transaction per replay where it fits: the run is flushed whole at its end anyway.
+        recorder = (
+            Recorder(self.sink, clock=clock, ids=self.ids, batch_size=_BATCH)
+            if self.record
+            else None
+        )
         session = ReplaySession(
             rec, time=time, live=live, fork_version=fork_version, latency=self.latency
         )

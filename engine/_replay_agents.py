@@ -34,15 +34,21 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from tracer import FakeClock, canonical_json, field_changes
+from tracer import FakeClock, field_changes
 
 from ._agent import Agent
 from ._choreo import Choreography, ChoreographyResult
 from ._errors import EngineError
-from ._ledger import JSON, StateLedger, Update, json_copy
+from ._ledger import JSON, StateLedger, Update, Version, json_copy
 from ._orchestrator import RunResult, StepRecord
 from ._replay_model import Divergence, DivergenceKind, ReplayGap
-from ._replay_record import RecordedAttempt, RecordedStep, Recording, parse_json
+from ._replay_record import (
+    RecordedAttempt,
+    RecordedStep,
+    RecordedVersion,
+    Recording,
+    parse_json,
+)
 from ._time import VirtualTime
 from ._view import AgentContext, StateView
 from ._workflow import Workflow
@@ -69,7 +75,21 @@ def _same_text(recorded: str | None, value: Any) -> tuple[bool, JSON]:
         return False, repr(value)
     if recorded is None:
         return plain is None, plain
-    return canonical_json(plain) == recorded, plain
+    return same_json(parse_json(recorded), plain), plain
+
+
+def same_json(a: JSON, b: JSON) -> bool:
+    """Equal as JSON, types included (``1`` is not ``1.0`` nor ``True``): what comparing the
+    canonical texts says, without writing them (a replayed step compares its input on the
+    hot path)."""
+    t = type(a)
+    if t is not type(b):
+        return False
+    if t is dict:
+        return a.keys() == b.keys() and all(same_json(v, b[k]) for k, v in a.items())
+    if t is list:
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
 
 
 def _changes(expected: JSON, actual: JSON) -> tuple[Any, ...]:
@@ -259,9 +279,10 @@ class ReplaySession:
             return
         self._input_checked.add(key)
         rec = rs.attempt(attempt) or rs.attempts[0]
-        same, plain = _same_text(rec.input, value)
-        if not same:
-            expected = rec.input_value
+        expected = rec.input_value
+        # The engine hands agents plain JSON already: compared as it is, copied only to report.
+        if not same_json(expected, value):
+            _, plain = _same_text(None, value)
             self.diverge(
                 "input", rs.step, rs.agent, expected, plain, attempt=attempt,
                 changes=_changes(expected, plain),
@@ -544,7 +565,7 @@ class ReplaySession:
         for n in range(1, max(last, replayed) + 1):
             want = rec.versions[n - 1] if n <= last else None
             got = ledger.version(n) if n <= replayed else None
-            if want is not None and got is not None and want.hash == ledger.hash(n):
+            if want is not None and got is not None and _same_version(want, got):
                 continue
             step = step_of.get(want.span_id) if want is not None else None
             agent = want.agent if want is not None else got.agent if got is not None else None
@@ -566,8 +587,24 @@ class ReplaySession:
                 changes=_changes(expected, actual) if want and got else (),
                 at_ns=got.committed_ns if got is not None else self.clock.now_ns(),
             )  # fmt: skip
-            # The chain hashes differ from here on: the first difference is the one to show.
+            # Every later document carries this difference: the first one is the one to show.
             return
+
+
+def _same_version(want: RecordedVersion, got: Version) -> bool:
+    """Whether ``got`` wrote what ``want`` wrote. With every earlier version alike, that makes
+    the documents alike (their hash chains too), at the cost of the keys written, not of the
+    whole document, which hashing each version would take."""
+    if set(want.keys) != set(got.keys):
+        return False
+    doc = got.doc
+    for k in want.keys:
+        if k in want.changes:
+            if k not in doc or not same_json(want.changes[k], doc[k]):
+                return False
+        elif k in doc:
+            return False
+    return True
 
 
 def _exception_class(agent: Agent, qualname: str) -> type[Exception] | None:

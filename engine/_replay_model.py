@@ -171,8 +171,8 @@ class ReplayResult:
     status: str
     original_status: str | None
     divergences: tuple[Divergence, ...]
-    steps: tuple[StepRecord, ...]
-    ledger: StateLedger
+    steps: tuple[StepRecord, ...] = field(repr=False)
+    ledger: StateLedger = field(repr=False)
     fork_version: int | None = None
     overrides: tuple[str, ...] = ()
     recorded: bool = True
