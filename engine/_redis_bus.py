@@ -51,7 +51,7 @@ import os
 import socket
 import time as _time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar
 
@@ -98,9 +98,26 @@ T = TypeVar("T")
 _NS: Final = 1_000_000_000
 _RETRYABLE: Final = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
-# The run a handler is working for (from its message's agentrace-run header): idempotency
-# marks are kept per run, so two runs of one seed (same message ids) do not see each other.
+# The run a handler is working for: its message's agentrace-run header. Idempotency marks
+# are kept per run, so two runs of one seed (same message ids) do not see each other, and a
+# message published without the header gets it, so the run's context always travels.
 _current_run: contextvars.ContextVar[str] = contextvars.ContextVar("redis_bus_run", default="")
+
+
+@contextlib.contextmanager
+def run_context(header: str) -> Iterator[None]:
+    """Publish (and remember, and check ``seen``) as part of the run whose root context is
+    ``header`` (a W3C traceparent): what a handler does on its own."""
+    token = _current_run.set(header)
+    try:
+        yield
+    finally:
+        _current_run.reset(token)
+
+
+def _current_run_id() -> str:
+    ctx = context_of(_current_run.get())
+    return ctx.trace_id_hex if ctx is not None else ""
 
 
 class RedisBusError(BusError):
@@ -216,6 +233,8 @@ class RedisBus(Bus):
         self._loops: list[asyncio.Task[None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
+        self._unmarks: list[tuple[str, str, str, int]] = []
+        self._unmark_wake = asyncio.Event()
         self._started = False
         self._closed = False
 
@@ -313,6 +332,9 @@ class RedisBus(Bus):
     async def publish(self, message: Message) -> None:
         if self._closed:
             raise BusError("the bus is closed")
+        current = _current_run.get()
+        if current and RUN_CONTEXT not in message.headers:
+            message = message.with_headers({RUN_CONTEXT: current})
         fields = {F_ID: message.id, F_MESSAGE: message.to_json().decode()}
         tp = message.headers.get(TRACEPARENT)
         if tp:
@@ -376,7 +398,7 @@ class RedisBus(Bus):
     async def seen(self, group: str, message_id: str) -> Processed | None:
         raw = await self._call(
             f"seen {message_id}",
-            lambda: self.streams.recall(group, _current_run.get(), message_id),
+            lambda: self.streams.recall(group, _current_run_id(), message_id),
         )
         if raw is None:
             return None
@@ -386,7 +408,7 @@ class RedisBus(Bus):
         value = "[" + ",".join(m.to_json().decode() for m in outbox) + "]"
         await self._call(
             f"remember {message_id}",
-            lambda: self.streams.remember(group, _current_run.get(), message_id, value),
+            lambda: self.streams.remember(group, _current_run_id(), message_id, value),
         )
 
     async def unsettled(self) -> list[Unsettled]:
@@ -469,10 +491,10 @@ class RedisBus(Bus):
             t.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops.clear()
-        if not self._tasks:
-            return True
-        _, pending = await asyncio.wait(list(self._tasks), timeout=timeout)
-        return not pending
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout)
+        await self._flush_unmarks()
+        return not self._tasks
 
     async def close(self) -> None:
         """Stop delivering (deliveries under way are cancelled: Redis delivers them again), say
@@ -483,6 +505,8 @@ class RedisBus(Bus):
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(RedisBusError):  # Redis is away: the marks lapse with us
+            await self._flush_unmarks()
         self._closed = True
         with contextlib.suppress(*_RETRYABLE):  # Redis is away: the mark expires by itself
             await self.streams.gone(self.instance)
@@ -499,6 +523,7 @@ class RedisBus(Bus):
         await self._call("heartbeat", self._beat_once)
         loop = asyncio.get_running_loop()
         self._loops.append(loop.create_task(self._beat()))
+        self._loops.append(loop.create_task(self._unmark_loop()))
         for sub in self._subs.values():
             self._loops.append(loop.create_task(self._consume(sub)))
 
@@ -511,6 +536,17 @@ class RedisBus(Bus):
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _unmark_loop(self) -> None:
+        while True:
+            await self._unmark_wake.wait()
+            self._unmark_wake.clear()
+            await self._flush_unmarks()
+
+    async def _flush_unmarks(self) -> None:
+        batch, self._unmarks = self._unmarks, []
+        if batch:
+            await self._call("unmark", lambda: self.streams.unmark_many(batch, self.instance))
 
     async def _beat_once(self) -> None:
         # Three missed beats and this process counts as dead.
@@ -525,6 +561,7 @@ class RedisBus(Bus):
         """One group's consumer loop in this process: claim, take, dispatch, wait."""
         s = self.streams
         next_claim = 0.0
+        last: str | None = None  # the newest entry id seen before an empty take
         while not self._stop.is_set():
             await self._slots.acquire()
             self._slots.release()  # wait for a free slot before taking more work
@@ -545,7 +582,6 @@ class RedisBus(Bus):
                 next_claim = now + sub.claim_interval if start == "0-0" else now
                 self.stats.claimed += sum(e.status == "deliver" for e in claimed)
                 entries += claimed
-            last = await self._call(f"last id of {sub.topic}", lambda: s.last_id(sub.topic))
             _, new = await self._call(
                 f"read {sub.topic}/{sub.group}",
                 lambda: s.take(
@@ -556,9 +592,16 @@ class RedisBus(Bus):
             entries += new
             if entries:
                 await self._dispatch_batch(sub, entries)
+                last = None
+                continue
+            if last is None:
+                # Note the stream's end, then take once more before waiting from it: an entry
+                # added in between is taken, one added after wakes the wait.
+                last = await self._call(f"last id of {sub.topic}", lambda: s.last_id(sub.topic))
                 continue
             wait = min(max(next_claim - _time.monotonic(), 0.0), self.block)
             await self._wait(sub, last, wait)
+            last = None
 
     async def _wait(self, sub: _Sub, last: str, seconds: float) -> None:
         """Until an entry is added after ``last``, a nack of ours is to be claimed, or ``seconds``."""
@@ -649,7 +692,7 @@ class RedisBus(Bus):
             delivery = Delivery(
                 message, sub.group, sub.consumer, e.attempts, e.entry_id, kind, self.time.now_ns()
             )
-            token = _current_run.set(_run_of(message))
+            token = _current_run.set(message.headers.get(RUN_CONTEXT, ""))
             try:
                 await self._handle(sub, delivery)
                 if fault is not None and fault.kind == "duplicate":
@@ -667,12 +710,10 @@ class RedisBus(Bus):
                     await self._handle(sub, twin)
             finally:
                 _current_run.reset(token)
-            await self._call(
-                "unmark",
-                lambda: self.streams.unmark(
-                    sub.topic, sub.group, e.entry_id, self.instance, e.attempts
-                ),
-            )
+            # The mark goes in the next batch: until then the delivery still counts as running,
+            # which only delays idleness, never hastens it.
+            self._unmarks.append((sub.topic, sub.group, e.entry_id, e.attempts))
+            self._unmark_wake.set()
         finally:
             if slot:
                 self._slots.release()

@@ -12,7 +12,8 @@ after a lost reply is appended once (its id is noted in ``{ns}:ledger:{run_id}:i
 The semantics are the in-process ledger's: a commit lands on whatever the head is
 when it lands (its parent), whatever its writer read (its ``base_version``), so a
 lost update between processes is recorded as one between coroutines would be.
-Reading the head (``head``, ``head_version``) first catches up with Redis.
+Reading the head (``head``, ``head_version``), the versions or a key's last write
+first catches up with Redis.
 
 Thread and async rules: the methods are synchronous and block on Redis (a round trip
 each, under a lock), because the engine commits and reads heads from synchronous
@@ -181,6 +182,24 @@ class RedisLedger(StateLedger):
     def head_version(self) -> int:
         self.sync()
         return len(self._versions)
+
+    def version(self, n: int) -> Version:
+        if n > len(self._versions):
+            self.sync(upto=n)
+        return super().version(n)
+
+    def versions(self) -> tuple[Version, ...]:
+        self.sync()
+        return super().versions()
+
+    def last_write(self, key: str) -> int:
+        self.sync()
+        return super().last_write(key)
+
+    def hash(self, n: int) -> str:
+        if n > len(self._versions):
+            self.sync(upto=n)
+        return super().hash(n)
 
     # -- writing -------------------------------------------------------------------------------
 

@@ -203,12 +203,15 @@ redis.call('XCLAIM', KEYS[1], ARGV[2], ARGV[3], 0, ARGV[4], 'IDLE', ARGV[5], 'JU
 return {2, n}
 """
 
-# KEYS: running hash. ARGV: field, "instance attempt ". Delete the mark only if it is still
+# KEYS: running hash. ARGV: (field, "instance attempt ") pairs. Delete a mark only if it is still
 # this delivery's (the same process may hold a later attempt of the entry by now).
 _UNMARK = """
-local v = redis.call('HGET', KEYS[1], ARGV[1])
-if v and string.sub(v, 1, #ARGV[2]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
-return 0
+local n = 0
+for i = 1, #ARGV, 2 do
+  local v = redis.call('HGET', KEYS[1], ARGV[i])
+  if v and string.sub(v, 1, #ARGV[i + 1]) == ARGV[i + 1] then n = n + redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return n
 """
 
 # KEYS: attempts hash. ARGV: entry. One more attempt, if the entry is still unsettled.
@@ -222,34 +225,16 @@ _LIVE = """
 local ns, nack = ARGV[1], tonumber(ARGV[2])
 local prefix = ns .. ':stream:'
 local policy = ns .. ':policy'
-local live, suspects = 0, 0
--- Handlers still running in live processes (they may publish, ack or nack yet). A mark of
--- a process that looks dead is a suspect while its entry is pending (the process may be
--- cut off from Redis for a moment, or dead), and garbage once the entry is settled.
 local running = ns .. ':running'
+-- Whether anything can still happen is all a caller needs: stop at the first sign of it,
+-- so a busy namespace costs a few commands, however long its pending lists.
+-- Handlers still running in live processes (they may publish, ack or nack yet).
 local marks = redis.call('HGETALL', running)
+local dead = {}
 for i = 1, #marks, 2 do
-  local field, holder = marks[i], string.match(marks[i + 1], '^(%S+)')
-  if holder and redis.call('EXISTS', ns .. ':alive:' .. holder) == 1 then
-    live = live + 1
-  else
-    local tl = tonumber(string.match(field, '^(%d+):'))
-    local p = #tostring(tl) + 2
-    local topic = string.sub(field, p, p + tl - 1)
-    p = p + tl + 1
-    local gls = string.match(field, '^(%d+):', p)
-    local gl = tonumber(gls)
-    p = p + #gls + 1
-    local group = string.sub(field, p, p + gl - 1)
-    local id = string.sub(field, p + gl + 1)
-    local stream = prefix .. topic
-    local ok, pend = pcall(redis.call, 'XPENDING', stream, group, id, id, 1)
-    if ok and #pend > 0 then
-      suspects = suspects + 1
-    else
-      redis.call('HDEL', running, field)
-    end
-  end
+  local holder = string.match(marks[i + 1], '^(%S+)')
+  if holder and redis.call('EXISTS', ns .. ':alive:' .. holder) == 1 then return {1, 0} end
+  table.insert(dead, marks[i])
 end
 local cursor = '0'
 repeat
@@ -266,15 +251,14 @@ repeat
         local gp = tp .. #name .. ':' .. name .. ':'
         -- Not yet delivered to the group.
         if #redis.call('XRANGE', stream, '(' .. info['last-delivered-id'], '+', 'COUNT', 1) > 0 then
-          live = live + 1
+          return {1, 0}
         end
         if info['pending'] > 0 then
           local timeout = redis.call('HGET', policy, gp) or ''
           for _, p in ipairs(redis.call('XPENDING', stream, name, '-', '+', 100000)) do
             local id, idle = p[1], p[3]
-            if idle >= nack then
-              live = live + 1  -- nacked: it will be delivered again
-            elseif timeout ~= '' then
+            if idle >= nack then return {1, 0} end  -- nacked: it will be delivered again
+            if timeout ~= '' then
               -- Unacked where an ack timeout will deliver it again, unless it waits behind its key.
               local e = redis.call('XRANGE', stream, id, id)
               local key = false
@@ -283,7 +267,7 @@ repeat
                 for i = 1, #f, 2 do if f[i] == 'key' then key = f[i + 1] end end
               end
               local head = key and redis.call('LINDEX', ns .. ':keyq:' .. gp .. key, 0)
-              if not head or head == id then live = live + 1 end
+              if not head or head == id then return {1, 0} end
             end
           end
         end
@@ -291,7 +275,27 @@ repeat
     end
   end
 until cursor == '0'
-return {live, suspects}
+-- Nothing live. A mark of a process that looks dead is a suspect while its entry is pending
+-- (the process may be cut off from Redis for a moment, or dead), garbage once it is settled.
+local suspects = 0
+for _, field in ipairs(dead) do
+  local tl = tonumber(string.match(field, '^(%d+):'))
+  local p = #tostring(tl) + 2
+  local topic = string.sub(field, p, p + tl - 1)
+  p = p + tl + 1
+  local gls = string.match(field, '^(%d+):', p)
+  local gl = tonumber(gls)
+  p = p + #gls + 1
+  local group = string.sub(field, p, p + gl - 1)
+  local id = string.sub(field, p + gl + 1)
+  local ok, pend = pcall(redis.call, 'XPENDING', prefix .. topic, group, id, id, 1)
+  if ok and #pend > 0 then
+    suspects = suspects + 1
+  else
+    redis.call('HDEL', running, field)
+  end
+end
+return {0, suspects}
 """
 
 
@@ -551,6 +555,13 @@ class RedisStreams:
         """One more delivery of a pending entry (a duplicate the bus made); nothing once settled."""
         await self._count(keys=[self.attempts_key(topic, group)], args=[entry_id])
 
+    async def unmark_many(self, marks: Sequence[tuple[str, str, str, int]], instance: str) -> None:
+        """:meth:`unmark` for many ``(topic, group, entry_id, attempt)`` at once (one script)."""
+        args: list[str] = []
+        for topic, group, entry_id, attempt in marks:
+            args += [self.gp(topic, group) + entry_id, f"{instance} {attempt} "]
+        await self._unmark(keys=[self.running_key], args=args)
+
     async def unmark(
         self, topic: str, group: str, entry_id: str, instance: str, attempt: int
     ) -> None:
@@ -569,14 +580,15 @@ class RedisStreams:
         await self.client.delete(self.alive_key(instance))
 
     async def live(self) -> tuple[int, int]:
-        """``(live, suspects)``. ``live`` counts what can still happen in the namespace (0:
-        nothing can): handlers running in live processes, entries not yet delivered to a
-        group, nacked entries, and unacked entries (not parked behind their key) of groups
-        with an ack timeout. An entry unsettled otherwise is in flight for good: its
-        consumer died or dropped it, and nothing will deliver it again. ``suspects`` counts
-        pending entries marked by a process that looks dead: it may only be cut off from
-        Redis for a moment (a restart), so a caller waits a heartbeat's lapse before it
-        believes them. Marks of dead processes on settled entries are deleted."""
+        """``(live, suspects)``. ``live`` is 1 when something can still happen in the
+        namespace, 0 when nothing can: it looks for a handler running in a live process, an
+        entry not yet delivered to a group, a nacked entry, or an unacked entry (not parked
+        behind its key) of a group with an ack timeout, and stops at the first. An entry
+        unsettled otherwise is in flight for good: its consumer died or dropped it, and
+        nothing will deliver it again. When ``live`` is 0, ``suspects`` counts pending
+        entries marked by a process that looks dead: it may only be cut off from Redis for a
+        moment (a restart), so a caller waits a heartbeat's lapse before it believes them.
+        Marks of dead processes on settled entries are deleted then."""
         live, suspects = await self._live(keys=[], args=[self.ns, NACK_MARK_MS - MAX_NACK_DELAY_MS])
         return int(live), int(suspects)
 

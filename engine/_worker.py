@@ -73,7 +73,7 @@ from ._faults import FaultRule, Faults
 from ._ledger import JSON, json_copy
 from ._orchestrator import StepRecord
 from ._recording import RunScope
-from ._redis_bus import Abandoned, RedisBus
+from ._redis_bus import Abandoned, RedisBus, run_context
 from ._redis_ledger import LedgerError, RedisLedger, call
 from ._time import RealTime, TimeSource
 from ._worker_scenarios import DistributedScenario
@@ -509,12 +509,14 @@ class DistributedChoreographer:
             for sub in choreo._all_subscriptions():
                 await bus.declare(sub.topic, sub.group, policy=sub.policy or choreo.policy)
             start = choreo.start_step
-            if start is None:
-                assert choreo.entry is not None
-                msg = run._message(choreo.entry, value, key, choreo.source, [])
-                await run._publish(msg, scope.root)
-            else:
-                await run._start(start, value, key)
+            # Unrecorded runs carry their context too: workers find the run's state by it.
+            with run_context(root.traceparent):
+                if start is None:
+                    assert choreo.entry is not None
+                    msg = run._message(choreo.entry, value, key, choreo.source, [])
+                    await run._publish(msg, scope.root)
+                else:
+                    await run._start(start, value, key)
             async with _deadline(self.timeout):
                 await bus.run_until_idle()
             unsettled = tuple(u for u in await bus.unsettled() if _run_of(u) == scope.run_id)

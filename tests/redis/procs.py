@@ -106,11 +106,21 @@ def serve(db: Path, logs: Path) -> tuple[Proc, str]:
     return p, p.ready_line.split("listening on ", 1)[1].strip()
 
 
-def worker(target: str, redis_url: str, otlp: str, logs: Path, *extra: str) -> Proc:
+def worker(
+    target: str, redis_url: str, otlp: str, logs: Path, *extra: str, wait: bool = True
+) -> Proc:
+    """`agentrace worker TARGET`, waited for (``wait=False``: call :func:`ready` later)."""
     name = target.rsplit(":", 1)[-1].replace(".", "-")
     n = len(list(logs.glob(f"worker-{name}*.err")))
     args = [AGENTRACE, "worker", target, "--bus", redis_url, "--otlp", otlp, *extra]
-    return Proc(args, logs / f"worker-{name}-{n}.err", ready="ready:")
+    return Proc(args, logs / f"worker-{name}-{n}.err", ready="ready:" if wait else None)
+
+
+def ready(*procs: Proc) -> list[Proc]:
+    """Wait for workers started with ``wait=False`` (they start side by side)."""
+    for p in procs:
+        p.ready_line = p.expect("ready:")
+    return list(procs)
 
 
 def start_run(

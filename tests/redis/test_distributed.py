@@ -13,7 +13,7 @@ import pytest
 from engine.scenarios import record
 from tracer import DuckDBSink, Store
 
-from .procs import Proc, run_shape, serve, start_run, worker
+from .procs import Proc, ready, run_shape, serve, start_run, worker
 
 AGENTS = ("research", "analysis", "report")
 pytestmark = pytest.mark.slow
@@ -37,10 +37,18 @@ def run_distributed(scenario: str, redis_url: str, tmp_path: Path) -> tuple[Path
     srv, otlp = serve(db, tmp_path)
     procs: list[Proc] = []
     try:
-        procs = [
-            worker(f"engine._worker_scenarios:{scenario}.{a}", redis_url, otlp, tmp_path)
-            for a in AGENTS
-        ]
+        procs = ready(
+            *(
+                worker(
+                    f"engine._worker_scenarios:{scenario}.{a}",
+                    redis_url,
+                    otlp,
+                    tmp_path,
+                    wait=False,
+                )
+                for a in AGENTS
+            )
+        )
         code, run_id, status = start_run(
             f"engine._worker_scenarios:{scenario}", redis_url, otlp, tmp_path
         )

@@ -16,7 +16,7 @@ from tracer import Store
 from tracer.analysis import coordination_graph, detect
 
 from .conftest import require_redis_server
-from .procs import AGENTRACE, Proc, instance_of, serve, worker
+from .procs import AGENTRACE, Proc, instance_of, ready, serve, worker
 
 pytestmark = pytest.mark.slow
 SCENARIO = "engine._worker_scenarios:resilient_pipeline"  # groups redeliver after a 1 s ack timeout
@@ -69,8 +69,15 @@ def test_a_killed_workers_message_is_claimed_by_another_and_the_redelivery_recor
     srv, otlp = serve(db, tmp_path)
     # Two analysis workers, each working 2.5 s on a message (time scale 1), alive marks every 0.1 s.
     slow = ("--time-scale", "1", "--heartbeat", "0.1")
-    others = [worker(f"{SCENARIO}.{a}", redis_url, otlp, tmp_path) for a in ("research", "report")]
-    analysts = [worker(f"{SCENARIO}.analysis", redis_url, otlp, tmp_path, *slow) for _ in range(2)]
+    others = [
+        worker(f"{SCENARIO}.{a}", redis_url, otlp, tmp_path, wait=False)
+        for a in ("research", "report")
+    ]
+    analysts = [
+        worker(f"{SCENARIO}.analysis", redis_url, otlp, tmp_path, *slow, wait=False)
+        for _ in range(2)
+    ]
+    ready(*others, *analysts)
     try:
         start = begin(redis_url, otlp, tmp_path)
         held_by = holder_of(redis_url, "analysis")
@@ -116,8 +123,13 @@ def test_redis_restarted_mid_run_loses_nothing_acked(
     url = durable_redis.url
     db = tmp_path / "restart.duckdb"
     srv, otlp = serve(db, tmp_path)
-    procs = [worker(f"{SCENARIO}.{a}", url, otlp, tmp_path) for a in ("research", "report")]
-    procs.append(worker(f"{SCENARIO}.analysis", url, otlp, tmp_path, "--time-scale", "1"))
+    procs = [
+        worker(f"{SCENARIO}.{a}", url, otlp, tmp_path, wait=False) for a in ("research", "report")
+    ]
+    procs.append(
+        worker(f"{SCENARIO}.analysis", url, otlp, tmp_path, "--time-scale", "1", wait=False)
+    )
+    ready(*procs)
     try:
         start = begin(url, otlp, tmp_path)
         holder_of(url, "analysis")  # research is done and acked; analysis is at work

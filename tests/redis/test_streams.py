@@ -198,31 +198,44 @@ async def test_unmark_only_removes_its_own_attempt(s: RedisStreams) -> None:
     assert await s.client.hgetall(s.running_key) == {}
 
 
-async def test_live_counts_what_can_still_happen(s: RedisStreams) -> None:
-    assert (await s.live())[0] == 0
+async def test_live_says_whether_anything_can_still_happen(s: RedisStreams) -> None:
+    async def live() -> int:
+        return (await s.live())[0]
+
+    async def take_from(group: str) -> Entry:
+        _, (e,) = await s.take("t", group, "c@a", ME, max_attempts=3)
+        return e
+
+    assert await live() == 0
     await s.ensure_group("t", "g")  # no ack timeout
-    await s.ensure_group("t", "timed", ack_timeout_ms=MINUTE_MS)
     await s.publish("t", msg(1))
-    assert (await s.live())[0] == 2  # undelivered to both groups
-    (e,) = await take(s)
-    _, (f,) = await s.take("t", "timed", "c@a", ME, max_attempts=3)
-    assert (await s.live())[0] == 3  # two running handlers; "timed" will redeliver if unacked
+    assert await live() == 1  # not yet delivered
+    e = await take_from("g")
+    assert await live() == 1  # its handler runs in a live process
+    await s.unmark("t", "g", e.entry_id, ME, 1)
+    assert await live() == 0  # returned without acking: in flight for good
+    await s.release("t", "g", "c@a", e.entry_id, idle_ms=NACK_MARK_MS, max_attempts=3)
+    assert await live() == 1  # nacked: it will be delivered again
+    await s.settle("t", "g", "c@a", ME, e.entry_id, key=None, max_attempts=3)
+    assert await live() == 0
+
+    await s.ensure_group("t", "timed", ack_timeout_ms=MINUTE_MS)
+    await s.publish("t", msg(2))
+    e, f = await take_from("g"), await take_from("timed")
     await s.unmark("t", "g", e.entry_id, ME, 1)
     await s.unmark("t", "timed", f.entry_id, ME, 1)
-    # Handlers returned without acking: in flight for good without an ack timeout,
-    # still live where the ack timeout will deliver it again.
-    assert (await s.live())[0] == 1
-    await s.release("t", "g", "c@a", e.entry_id, idle_ms=NACK_MARK_MS, max_attempts=3)
-    assert (await s.live())[0] == 2  # nacked: it will be delivered again
-    await s.settle("t", "g", "c@a", ME, e.entry_id, key=None, max_attempts=3)
+    assert await live() == 1  # unacked where the ack timeout will deliver it again
     await s.settle("t", "timed", "c@a", ME, f.entry_id, key=None, max_attempts=3)
-    assert (await s.live())[0] == 0
-    await s.publish("t", msg(2))
-    (e2,) = await take(s)
-    await s.settle("t", "g", "c@a", ME, e2.entry_id, key=None, max_attempts=3)
-    assert (await s.live())[0] == 2  # acked, but its handler runs on (and "timed" has not read it)
-    await s.unmark("t", "g", e2.entry_id, ME, 1)
-    assert (await s.live())[0] == 1
+    assert await live() == 0  # what is left ("g"'s m2) is in flight for good
+
+    await s.publish("t", msg(3))
+    e, f = await take_from("g"), await take_from("timed")
+    await s.settle("t", "timed", "c@a", ME, f.entry_id, key=None, max_attempts=3)
+    await s.unmark("t", "timed", f.entry_id, ME, 1)
+    await s.settle("t", "g", "c@a", ME, e.entry_id, key=None, max_attempts=3)
+    assert await live() == 1  # acked, but its handler runs on (it may publish yet)
+    await s.unmark("t", "g", e.entry_id, ME, 1)
+    assert await live() == 0
 
 
 async def test_live_ignores_marks_of_dead_processes_and_drops_settled_ones(
