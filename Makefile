@@ -28,6 +28,10 @@ check: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# Debian's redis-server for the Redis tests and benchmark (as root; nothing if one is there).
+redis:
+	scripts/redis.sh install
+
 # Re-resolve the lock after changing dependencies in pyproject.toml.
 lock: $(STAMP)
 	$(BIN)/python -m pip install --quiet uv
