@@ -73,7 +73,7 @@ async def _redis(url: str, namespace: str, n: int, workers: int) -> tuple[float,
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for _ in range(workers)
     ]
     try:
@@ -140,7 +140,7 @@ def run() -> list[Measure]:
             EVENTS / inproc,
             "events/s",
             f"anchor; concurrency {CONCURRENCY}",
-        )  # fmt: skip
+        )
     )
     with RedisServer() as server:
         for workers in (1, 3):
@@ -153,7 +153,7 @@ def run() -> list[Measure]:
                     EVENTS / elapsed,
                     "events/s",
                     f"x{(EVENTS / elapsed) / (EVENTS / inproc):.3f} of in-process",
-                )  # fmt: skip
+                )
             )
             out.append(
                 Measure(
@@ -162,7 +162,7 @@ def run() -> list[Measure]:
                     EVENTS / published,
                     "events/s",
                     f"{PUBLISHERS} publishers",
-                )  # fmt: skip
+                )
             )
     return out
 
