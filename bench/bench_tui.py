@@ -23,6 +23,7 @@ dominate the setup) and ingested through the store like any trace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
 import subprocess
@@ -150,6 +151,14 @@ def make_run(
 # -- first paint and stepping ------------------------------------------------------------------
 
 
+async def _idle(app: Any, pilot: Any) -> None:
+    from textual.worker import WorkerCancelled
+
+    with contextlib.suppress(WorkerCancelled):  # replaced by a newer worker of its group
+        await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
 async def _first_paint(
     store: Store, run_id: str, *, steps: int = 0
 ) -> tuple[float, float, list[float]]:
@@ -175,8 +184,7 @@ async def _first_paint(
         screen: Any = app.screen
         times = []
         for _ in range(steps):
-            await app.workers.wait_for_complete()
-            await pilot.pause()
+            await _idle(app, pilot)
             k = screen.version
             t1 = time.perf_counter()
             screen.action_step(-1)
@@ -243,23 +251,19 @@ def _child(mode: str, db: str, run_id: str) -> None:
             app = AgentraceApp(store, run_id=run_id, theme="agentrace-dark")
             async with app.run_test(size=SIZE) as pilot:
                 for _ in range(200):
-                    await app.workers.wait_for_complete()
-                    await pilot.pause()
+                    await _idle(app, pilot)
                     wf = app.screen.query(Waterfall)
                     if wf and wf.first().first_paint and app.screen.query_one(StatePane).painted[1]:
                         break
                 waterfall = app.screen.query_one(Waterfall)
                 assert waterfall.rows is not None
                 waterfall.cursor = waterfall.rows.visible // 2
-                await app.workers.wait_for_complete()
-                await pilot.pause()
+                await _idle(app, pilot)
                 await pilot.press("end")
-                await app.workers.wait_for_complete()
-                await pilot.pause()
+                await _idle(app, pilot)
                 for _ in range(10):
                     await pilot.press("left_square_bracket")
-                    await app.workers.wait_for_complete()
-                    await pilot.pause()
+                    await _idle(app, pilot)
 
         asyncio.run(drive())
     elif mode == "whole":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -106,6 +106,8 @@ class ReadView:
     cache: str | None
     time_ns: int
     head_meta: StateVersion | None  # the newest committed version at the time, when stale
+    # When stale: each key read, with its value in the version served and in the head.
+    values: tuple[tuple[str, Any, Any], ...] = ()
 
     @property
     def stale(self) -> bool:
@@ -172,7 +174,7 @@ def load_state(
             writer_span = None
         for ev in store.events(run_id, vmeta.span_id):
             if ev.name == c.EV_STATE_READ:
-                reads.append(_read_view(ev, meta))
+                reads.append(_with_values(store, run_id, _read_view(ev, meta)))
             elif ev.name == c.EV_CONTRACT_CHECK:
                 contracts.append(_contract_view(ev))
     span_id = vmeta.span_id if vmeta else None
@@ -200,6 +202,20 @@ def _read_view(ev: SpanEvent, meta: RunMeta) -> ReadView:
         ev.time_ns,
         head_meta,
     )
+
+
+def _with_values(store: Store, run_id: str, read: ReadView) -> ReadView:
+    """A stale read with what it got and what it would have got from the head, key by key."""
+    if not read.stale or read.head is None or not read.keys:
+        return read
+    try:
+        got, newest = store.state_at(run_id, read.version), store.state_at(run_id, read.head)
+    except NotFoundError:
+        return read
+    if not isinstance(got, dict) or not isinstance(newest, dict):
+        return read
+    values = tuple((k, got.get(k), newest.get(k)) for k in read.keys)
+    return replace(read, values=values)
 
 
 def _contract_view(ev: SpanEvent) -> ContractView:

@@ -18,6 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any, ClassVar
 
+from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.theme import Theme
@@ -25,7 +26,7 @@ from textual.worker import Worker, WorkerState
 
 from tracer import IngestResult, Store
 
-from .messages import OpenRun, StoreChanged
+from .messages import FindingsStored, OpenRun, StoreChanged
 from .palette import AgentraceCommands
 from .screens.help import HelpScreen
 from .screens.run import RunScreen
@@ -144,11 +145,27 @@ class AgentraceApp(App[None]):
             runs, self._pending = frozenset(self._pending), set()
         if not runs:
             return
+        self._refresh_screens(runs, spans=True)
+        self._analyze(runs)
+
+    def _refresh_screens(self, runs: frozenset[str], *, spans: bool) -> None:
         for screen in self.screen_stack:
             if isinstance(screen, RunsScreen):
                 screen.reload()
             elif isinstance(screen, RunScreen):
-                screen.store_changed(runs)
+                screen.store_changed(runs, spans=spans)
+
+    @work(thread=True, group="analyze", exit_on_error=False, description="analyze")
+    def _analyze(self, runs: frozenset[str]) -> None:
+        """Live mode: find the coordination bugs of the runs that grew, and store them."""
+        from tracer.analysis import analyze
+
+        for run_id in sorted(runs):
+            analyze(self.store, run_id)
+        self.post_message(FindingsStored(runs))
+
+    def on_findings_stored(self, message: FindingsStored) -> None:
+        self._refresh_screens(message.run_ids, spans=False)
 
     # -- navigation ------------------------------------------------------------------------
 

@@ -85,6 +85,23 @@ class FindingSelected(Message):
         self.finding = finding
 
 
+class FindingsDetected(Message):
+    """Findings computed by the debugger for a run that had none stored (not saved)."""
+
+    def __init__(self, run_id: str, findings: list[Finding]) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.findings = findings
+
+
+class FindingsStored(Message):
+    """Live mode: the app analysed these runs and stored their findings."""
+
+    def __init__(self, run_ids: frozenset[str]) -> None:
+        super().__init__()
+        self.run_ids = run_ids
+
+
 class FollowLink(Message):
     """Go to a linked span (a consumer's producer), in this run or another."""
 

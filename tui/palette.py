@@ -1,8 +1,9 @@
 """Command palette entries (ctrl+p): open a run, go to a version, jump to a finding, focus a pane.
 
-Runs and findings carry strings from traces; the palette's highlighter parses
-markup in what it is given, so those strings are escaped first and show as
-written.
+Runs and findings carry strings from traces. The palette parses markup in a
+``str`` prompt, and ``textual.markup.escape`` does not make every string safe
+(an unclosed ``[link=https://…`` still fails to parse), so prompts are built as
+``Content`` from the plain text, with the fuzzy match highlighted by hand.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
-from textual.markup import escape
+from textual.content import Content
+from textual.fuzzy import Matcher
 
 from ._text import clip
 
@@ -81,7 +83,7 @@ class AgentraceCommands(Provider):
 
     async def discover(self) -> Hits:
         for text, callback, help_text in self._commands():
-            yield DiscoveryHit(escape(text), callback, help=help_text)
+            yield DiscoveryHit(Content(text), callback, text=text, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
@@ -101,7 +103,16 @@ class AgentraceCommands(Provider):
             )
             return  # a number is a version: run ids that happen to contain it would only get in the way
         for text, callback, help_text in self._commands():
-            safe = escape(text)
-            score = matcher.match(safe)
+            score = matcher.match(text)
             if score > 0:
-                yield Hit(score, matcher.highlight(safe), callback, help=help_text)
+                yield Hit(score, _highlight(matcher, text), callback, text=text, help=help_text)
+
+
+def _highlight(matcher: Matcher, text: str) -> Content:
+    """``text`` as literal content with the characters the query matched highlighted."""
+    content = Content(text)
+    _score, offsets = matcher.fuzzy_search.match(matcher.query, text)
+    for offset in offsets:
+        if not text[offset].isspace():
+            content = content.stylize(matcher.match_style, offset, offset + 1)
+    return content

@@ -3,6 +3,7 @@ and waiting on the app without sleeping."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Iterable
 from html import unescape
@@ -10,6 +11,7 @@ from typing import Any
 
 from textual.app import App
 from textual.pilot import Pilot
+from textual.worker import WorkerCancelled
 
 from tracer import DuckDBSink, Store, import_file
 from tracer.analysis import analyze
@@ -71,7 +73,9 @@ async def settle(
 ) -> None:
     """Let workers finish and their messages land (several rounds: a result may start more work)."""
     for _ in range(50):
-        await app.workers.wait_for_complete()
+        # an exclusive worker replaced by a newer one: wait for that one next round
+        with contextlib.suppress(WorkerCancelled):
+            await app.workers.wait_for_complete()
         await pilot.pause()
         if until is None:
             if not any(w.is_running for w in app.workers):

@@ -420,6 +420,7 @@ async def test_live_mode_shows_runs_and_spans_as_they_arrive(tmp_path: Path) -> 
 
 MARKUP = "[bold red]boom[/]"
 LINK = "[link=https://example.com]click[/link]"
+UNCLOSED = "[link=https://unclosed"
 
 
 async def test_markup_in_traces_is_shown_literally(tmp_path: Path) -> None:
@@ -432,6 +433,8 @@ async def test_markup_in_traces_is_shown_literally(tmp_path: Path) -> None:
             s.commit({"[i]x[/i]": "[reverse]y"})
             s.contract(MARKUP, target=LINK, outcome="rejected", errors=[MARKUP])
             s.fail(MARKUP)
+        # Half a tag: textual.markup.escape leaves it alone and the markup parser fails on it.
+        stale_read_run(store, workflow=UNCLOSED, seed=2)
         app = AgentraceApp(store)
         async with app.run_test(size=SIZE) as pilot:
             await settle(app, pilot)
@@ -456,9 +459,20 @@ async def test_markup_in_traces_is_shown_literally(tmp_path: Path) -> None:
             text = screen_text(app)
             assert "exception.message = [bold red]boom[/]" in text
 
+            # This run had no findings stored: the debugger found them itself, and says so.
+            findings = app.screen.query_one(FindingsList)
+            assert findings.findings and "not stored" in str(findings.border_title)
+
             await pilot.press("ctrl+p", *"boom")
             await settle(app, pilot)
             assert MARKUP in screen_text(app)
+            await pilot.press("escape", "escape", "escape")  # the palette, the zoom, the run
+            await settle(app, pilot)
+            assert isinstance(app.screen, RunsScreen)
+            assert UNCLOSED in screen_text(app)
+            await pilot.press("ctrl+p", *"unclosed")
+            await settle(app, pilot)
+            assert UNCLOSED in screen_text(app)
 
 
 # -- scale -----------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ the panes. Panes speak up with messages (``VersionRequested``, ``SpanSelected``,
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import ClassVar
 
 from rich.text import Text
@@ -27,6 +28,7 @@ from tracer import Finding, Store
 from .._data import GraphData, RunMeta, edges_for, load_graph, load_meta
 from .._text import clip, fmt_duration
 from ..messages import (
+    FindingsDetected,
     FindingSelected,
     FollowLink,
     GraphLoaded,
@@ -148,19 +150,47 @@ class RunScreen(Screen[None]):
     def on_state_pane_shown(self, message: StatePane.Shown) -> None:
         if self.graph_data is None:
             self._load_graph()
+        if self.meta is not None and not self.meta.findings:
+            self._detect()
+
+    @work(thread=True, exclusive=True, group="detect", exit_on_error=False, description="detect")
+    def _detect(self) -> None:
+        """Findings for a run the store has none for (never analysed?), computed, not stored."""
+        try:
+            from tracer.analysis import detect
+        except ImportError:
+            return
+        found = detect(self.store, self.run_id)
+        if found and not get_current_worker().is_cancelled:
+            self.post_message(FindingsDetected(self.run_id, found))
+
+    def on_findings_detected(self, message: FindingsDetected) -> None:
+        meta = self.meta
+        if meta is None or meta.findings or message.run_id != self.run_id:
+            return
+        self.meta = replace(meta, findings=tuple(message.findings))
+        findings = self.query_one(FindingsList)
+        findings.set_findings(self.meta.findings)
+        findings.border_title = f"4 Findings ({len(self.meta.findings)}, found now, not stored)"
+        self.query_one(Waterfall).set_marks(
+            findings=frozenset(s for f in self.meta.findings for s in f.span_ids),
+            current=self.query_one(Waterfall).current_span,
+        )
+        self._apply_version()
 
     def on_graph_loaded(self, message: GraphLoaded) -> None:
         self.graph_data = message.view
         self.query_one(CoordinationGraph).set_data(message.view)
         self._highlight()
 
-    def store_changed(self, run_ids: frozenset[str]) -> None:
-        """Live mode: new spans of this run arrived; reload what depends on them."""
+    def store_changed(self, run_ids: frozenset[str], *, spans: bool = True) -> None:
+        """Live mode: new spans (or only new findings) of this run; reload what depends on them."""
         if self.run_id not in run_ids:
             return
         self._load_meta()
-        self._load_graph()
-        self.query_one(Waterfall).load()
+        if spans:
+            self._load_graph()
+            self.query_one(Waterfall).load()
 
     # -- the shared state ------------------------------------------------------------------
 
@@ -283,7 +313,7 @@ class RunScreen(Screen[None]):
 
     def action_back(self) -> None:
         if self.maximized is not None:
-            self.minimize()
+            self._zoom(None)
             return
         from ..app import AgentraceApp
 
@@ -294,7 +324,7 @@ class RunScreen(Screen[None]):
 
     def action_pane(self, name: str) -> None:
         if self.maximized is not None:
-            self.minimize()
+            self._zoom(None)
         self.query_one(f"#{name}", Widget).focus()
 
     def action_cycle(self, delta: int) -> None:
@@ -302,7 +332,7 @@ class RunScreen(Screen[None]):
         current = focused.id if focused is not None and focused.id in PANES else PANES[0]
         nxt = PANES[(PANES.index(current) + delta) % len(PANES)]
         if self.maximized is not None:
-            self.maximize(self.query_one(f"#{nxt}", Widget), container=False)
+            self._zoom(self.query_one(f"#{nxt}", Widget))
         self.query_one(f"#{nxt}", Widget).focus()
 
     def action_step(self, delta: int) -> None:
@@ -344,11 +374,20 @@ class RunScreen(Screen[None]):
 
     def action_zoom(self) -> None:
         if self.maximized is not None:
-            self.minimize()
+            self._zoom(None)
             return
         focused = self.focused
         if focused is not None and focused.id in PANES:
-            self.maximize(focused, container=False)
+            self._zoom(focused)
+
+    def _zoom(self, pane: Widget | None) -> None:
+        """Give ``pane`` the whole screen (None: back to every pane)."""
+        graph = self.query_one(CoordinationGraph)
+        graph.zoomed = pane is graph
+        if pane is None:
+            self.minimize()
+        else:
+            self.maximize(pane, container=False)
 
 
 def _n(count: int, word: str) -> str:

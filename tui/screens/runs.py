@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from rich.style import Style
@@ -16,6 +17,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 from tracer import Run, Store
 
 from ..messages import OpenRun, RunsLoaded
+from ..widgets.header import Header
 from ..widgets.runs_table import COLUMNS, SORT_KEYS, RunsTable
 
 PATTERNS = ("all", "orchestration", "choreography", "hybrid", "imported")
@@ -69,6 +71,7 @@ class RunsScreen(Screen[None]):
         search.display = False
         yield search
         yield RunsTable(id="runs-table")
+        yield Header(id="runs-detail")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -131,7 +134,7 @@ class RunsScreen(Screen[None]):
         title = Text.assemble(
             (" agentrace ", "bold reverse"),
             f"  {len(shown)} of {len(self.runs)} runs in ",
-            (self.store.path, "bold"),
+            (Path(self.store.path).name, "bold"),
             f"  · sorted by {self.sort_key} {arrow}",
             ("  · " + ", ".join(filters)) if filters else "",
         )
@@ -196,6 +199,24 @@ class RunsScreen(Screen[None]):
             self.sort_reverse = not self.sort_reverse
         else:
             self.sort_key = key
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        run = self.query_one(RunsTable).current_run
+        detail = self.query_one("#runs-detail", Header)
+        if run is None:
+            detail.text = Text(" no runs" if not self.runs else " no run matches")
+            return
+        parts: list[str | tuple[str, str | Style]] = [
+            (" " + run.run_id, "bold"),
+            "  scenario ", (run.scenario or "-", "bold"),
+            "  agents ", (", ".join(run.agents) or "-", "bold"),
+        ]  # fmt: skip
+        if run.parent_run_id:
+            parts += ["  replay of ", (run.parent_run_id[:12], "bold")]
+        if run.error_count:
+            parts += ["  ", (f"{run.error_count} error span(s)", self._styles()["error"])]
+        detail.text = Text.assemble(*parts)
 
     @on(DataTable.RowSelected)
     def _open(self, event: DataTable.RowSelected) -> None:

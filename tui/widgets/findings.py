@@ -26,7 +26,7 @@ class FindingsList(LineView):
         self.findings = tuple(
             sorted(findings, key=lambda f: (_ORDER.get(f.severity, 5), f.finding_id))
         )
-        self.border_title = f"Findings ({len(self.findings)})"
+        self.border_title = f"4 Findings ({len(self.findings)})"
         self.set_builder(self._build)
 
     def mark_selected(self, finding_id: str | None) -> None:

@@ -43,17 +43,33 @@ class CoordinationGraph(RoleStyles, ScrollView, can_focus=True):
         self.edges: frozenset[int] = frozenset()
         self.note = "loading the coordination graph…"
         self.first_paint: float | None = None  # perf_counter() when the graph was first drawn
+        self._zoomed = False
 
     def set_data(self, data: GraphData) -> None:
         self.data = data
         self.note = data.note
         self._repaint()
-        # As tall as the picture (plus border and scrollbar), within reason: the rows it
-        # does not need go to the waterfall and the state.
-        rows = self.picture.height if self.picture is not None else 1
-        self.styles.height = max(5, min(self.max_rows, rows + 3))
+        self._fit()
 
     max_rows = 16
+
+    @property
+    def zoomed(self) -> bool:
+        return self._zoomed
+
+    @zoomed.setter
+    def zoomed(self, value: bool) -> None:
+        self._zoomed = value
+        self._fit()
+
+    def _fit(self) -> None:
+        # As tall as the picture (plus border and scrollbar), within reason: the rows it does
+        # not need go to the waterfall and the state. Zoomed, it takes the whole screen.
+        if self._zoomed:
+            self.styles.height = "1fr"
+            return
+        rows = self.picture.height if self.picture is not None else 1
+        self.styles.height = max(5, min(self.max_rows, rows + 3))
 
     def highlight(self, nodes: Iterable[str] = (), edges: Iterable[int] = ()) -> None:
         nodes, edges = frozenset(nodes), frozenset(edges)

@@ -99,9 +99,11 @@ class SpanDetail(LineView):
                     (f"  {short_id(v.parent.span_id)}", "dim"), key=("span", s.trace_id, v.parent.span_id),
                 )
             )  # fmt: skip
-        if v.versions:
+        # From the run's metadata as it is now: the span may have loaded before it did.
+        versions = self.meta.spans_by_version.get(s.span_id, ()) if self.meta else v.versions
+        if versions:
             out.append(
-                Line.of((" commits ", "dim"), (", ".join(f"v{k}" for k in v.versions), "version"))
+                Line.of((" commits ", "dim"), (", ".join(f"v{k}" for k in versions), "version"))
             )
         if v.links:
             out.append(Line.of((" links", "title")))

@@ -114,9 +114,9 @@ class StatePane(LineView):
                 (f"  {vm.kind}", "title"),
                 ("  by ", "dim"),
                 (clip(vm.agent or "-", 24), "agent"),
+                (f"  +{fmt_duration(vm.committed_ns - t0)}", "dim"),
                 ("  span ", "dim"),
                 (short_id(vm.span_id), "link"),
-                (f"  +{fmt_duration(vm.committed_ns - t0)}", "dim"),
             ]
         out.append(Line(tuple(head), key=("span", vm.span_id) if vm and vm.span_id else None))
         if (
@@ -145,19 +145,27 @@ class StatePane(LineView):
             if r.cache:
                 runs.append((f" {clip(r.cache, 20)}", "dim"))
             if r.stale:
-                runs.append(("  STALE ", "stale"))
+                runs += [("  ", "dim"), (" STALE ", "stale")]
                 out.append(Line(tuple(runs), key=("version", r.head)))
-                more: list[tuple[str, str]] = [
-                    ("     ", "dim"),
-                    (f"v{r.head}", "version"),
-                    (" was the head", "error"),
-                ]
+                for name, got, newest in r.values:
+                    out.append(
+                        Line(
+                            (
+                                ("     ", "dim"), (clip(name, 24), "key"), (": ", "dim"),
+                                (compact_json(got, 24), "removed"), (f" (v{r.version})", "dim"),
+                                (" → ", "dim"), (compact_json(newest, 24), "added"), (f" (v{r.head})", "dim"),
+                            ),
+                            key=("version", r.head),
+                        )
+                    )  # fmt: skip
+                # The version already committed: by whom, and how long before this read.
+                more: list[tuple[str, str]] = [("     newer: ", "error"), (f"v{r.head}", "version")]
                 hm = r.head_meta
                 if hm is not None:
-                    more += [(", committed by ", "error"), (clip(hm.agent or "-", 20), "agent")]
+                    more += [(" by ", "error"), (clip(hm.agent or "-", 20), "agent")]
                     ahead = r.time_ns - hm.committed_ns
                     if ahead >= 0:
-                        more.append((f" {fmt_duration(ahead)} before this read", "error"))
+                        more.append((f", {fmt_duration(ahead)} earlier", "error"))
                 out.append(Line(tuple(more), key=("version", r.head)))
                 continue
             if r.head is not None:
