@@ -24,7 +24,7 @@ __all__ = ["ROLES", "role_styles"]
 # role: (text colour variable, its opacity, background variable, its opacity, attributes)
 ROLES: dict[str, tuple[str | None, float, str | None, float, str]] = {
     "title": (None, 1, None, 0, "bold"),
-    "dim": ("foreground", 0.55, None, 0, ""),
+    "dim": ("foreground", 0.62, None, 0, ""),
     "key": ("text-primary", 1, None, 0, ""),
     "str": ("text-success", 1, None, 0, ""),
     "num": ("text-accent", 1, None, 0, ""),
@@ -42,17 +42,17 @@ ROLES: dict[str, tuple[str | None, float, str | None, float, str]] = {
     "hl": (None, 1, "primary", 0.2, ""),
     "cursor": (None, 1, "primary", 0.45, "bold"),
     "current": (None, 1, "accent", 0.25, ""),
-    "tree": ("foreground", 0.55, None, 0, ""),
+    "tree": ("foreground", 0.62, None, 0, ""),
     "name": ("foreground", 1, None, 0, ""),
     "name.error": ("text-error", 1, None, 0, "bold"),
     "mark": ("text-accent", 1, None, 0, "bold"),
-    "dur": ("foreground", 0.6, None, 0, ""),
+    "dur": ("foreground", 0.65, None, 0, ""),
     "bar": ("primary", 1, None, 0, ""),
     "bar.error": ("error", 1, None, 0, ""),
     "bar.producer": ("secondary", 1, None, 0, ""),
     "bar.consumer": ("success", 1, None, 0, ""),
-    "axis": ("foreground", 0.4, None, 0, ""),
-    "axis.label": ("foreground", 0.6, None, 0, "bold"),
+    "axis": ("foreground", 0.45, None, 0, ""),
+    "axis.label": ("foreground", 0.65, None, 0, "bold"),
     "node": ("foreground", 1, None, 0, ""),
     "node.error": ("text-error", 1, None, 0, ""),
     "topic": ("text-secondary", 1, None, 0, ""),
@@ -62,13 +62,13 @@ ROLES: dict[str, tuple[str | None, float, str | None, float, str]] = {
     "edge.rejected": ("text-secondary", 1, None, 0, "bold"),
     "edge.compensate": ("text-warning", 1, None, 0, ""),
     "edge.breaker": ("text-error", 1, None, 0, "italic"),
-    "edge.unused": ("foreground", 0.35, None, 0, ""),
+    "edge.unused": ("foreground", 0.4, None, 0, ""),
     "edge.hl": ("text-accent", 1, None, 0, "bold"),
     # Finding severities (tracer.analysis: info < warning < error < critical).
     "sev.critical": ("text-error", 1, None, 0, "bold reverse"),
     "sev.error": ("text-error", 1, None, 0, "bold"),
     "sev.warning": ("text-warning", 1, None, 0, "bold"),
-    "sev.info": ("foreground", 0.6, None, 0, ""),
+    "sev.info": ("foreground", 0.65, None, 0, ""),
 }
 
 
