@@ -52,10 +52,11 @@ OUTCOME_MARKS: dict[str, str] = {
     "compensated": "↺",
     "duplicate": "≡",
     "dropped": "↯",
+    "lost": "↯",
     "dead_lettered": "↯",
     "nacked": "↩",
 }
-_FAIL = {"failed", "timeout", "dead_lettered", "dropped", "nacked"}
+_FAIL = {"failed", "timeout", "dead_lettered", "dropped", "lost", "nacked"}
 # When edges share a cell, the highest wins.
 ROLE_PRIORITY = {
     "edge.unused": 0,
