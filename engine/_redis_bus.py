@@ -230,7 +230,8 @@ class RedisBus(Bus):
         self._owns_client = owns_client
         self._subs: dict[tuple[str, str], _Sub] = {}
         self._slots = asyncio.Semaphore(concurrency)
-        self._loops: list[asyncio.Task[None]] = []
+        self._loops: list[asyncio.Task[None]] = []  # one consumer loop per subscription
+        self._service: list[asyncio.Task[None]] = []  # heartbeat and unmarking, until close
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._unmarks: list[tuple[str, str, str, int]] = []
@@ -474,7 +475,9 @@ class RedisBus(Bus):
         waiter = asyncio.ensure_future(self._stop.wait())
         try:
             while not self._stop.is_set():
-                await asyncio.wait([waiter, *self._loops], return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    [waiter, *self._loops, *self._service], return_when=asyncio.FIRST_COMPLETED
+                )
                 self._raise_loop_errors()
         finally:
             waiter.cancel()
@@ -485,7 +488,7 @@ class RedisBus(Bus):
 
     async def drain(self, timeout: float | None = None) -> bool:
         """Stop taking new deliveries and wait (up to ``timeout``) for the running ones to end;
-        True when all ended."""
+        True when all ended. The process goes on marking itself alive meanwhile."""
         self._stop.set()
         for t in self._loops:
             t.cancel()
@@ -497,8 +500,11 @@ class RedisBus(Bus):
         return not self._tasks
 
     async def close(self) -> None:
-        """Stop delivering (deliveries under way are cancelled: Redis delivers them again), say
-        this process is gone, and close the client if the bus made it."""
+        """Stop delivering, say this process is gone, and close the client if the bus made it.
+
+        Deliveries still under way are cancelled: with an ack timeout another consumer
+        takes them over (and records them abandoned); without, they stay in flight. Call
+        :meth:`drain` first to let them finish."""
         if self._closed:
             return
         await self.drain(timeout=0)
@@ -507,6 +513,9 @@ class RedisBus(Bus):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(RedisBusError):  # Redis is away: the marks lapse with us
             await self._flush_unmarks()
+        for t in self._service:
+            t.cancel()
+        await asyncio.gather(*self._service, return_exceptions=True)
         self._closed = True
         with contextlib.suppress(*_RETRYABLE):  # Redis is away: the mark expires by itself
             await self.streams.gone(self.instance)
@@ -522,13 +531,13 @@ class RedisBus(Bus):
         # Alive before the first delivery is marked as this process's.
         await self._call("heartbeat", self._beat_once)
         loop = asyncio.get_running_loop()
-        self._loops.append(loop.create_task(self._beat()))
-        self._loops.append(loop.create_task(self._unmark_loop()))
+        self._service.append(loop.create_task(self._beat()))
+        self._service.append(loop.create_task(self._unmark_loop()))
         for sub in self._subs.values():
             self._loops.append(loop.create_task(self._consume(sub)))
 
     def _raise_loop_errors(self) -> None:
-        for t in self._loops:
+        for t in (*self._loops, *self._service):
             if t.done() and not t.cancelled() and t.exception() is not None:
                 raise t.exception()  # type: ignore[misc]  # checked just above
 

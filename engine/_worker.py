@@ -37,17 +37,19 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import orjson
 import redis
 
 from tracer import (
     ActiveSpan,
+    AgentraceError,
     Clock,
     IdGenerator,
     RandomIds,
@@ -78,7 +80,7 @@ from ._redis_ledger import LedgerError, RedisLedger, call
 from ._time import RealTime, TimeSource
 from ._worker_scenarios import DistributedScenario
 
-_NS: Final = 1_000_000_000
+_log = logging.getLogger("agentrace.worker")
 
 
 class ScaledTime:
@@ -277,6 +279,7 @@ class Worker:
         self._runs: OrderedDict[str, _WorkerRun] = OrderedDict()
         self._flush_lock = asyncio.Lock()
         self.handled = 0
+        self.flush_errors = 0
         bus.on_abandoned = self._on_abandoned
 
     @property
@@ -408,7 +411,12 @@ class Worker:
             return
         # The sink may be a network call: off the loop, one at a time.
         async with self._flush_lock:
-            await asyncio.to_thread(self.recorder.flush)
+            try:
+                await asyncio.to_thread(self.recorder.flush)
+            except AgentraceError as exc:
+                # The receiver is away: say so and go on delivering (those spans are lost).
+                self.flush_errors += 1
+                _log.warning("spans not sent: %s", exc)
 
 
 # -- the coordinator -----------------------------------------------------------------------------

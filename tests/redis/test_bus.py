@@ -274,3 +274,32 @@ async def test_a_dead_processs_delivery_is_claimed_and_reported(buses: Buses) ->
     assert (a.message.id, a.group, a.attempt, a.instance) == ("m1", "billing", 1, doomed.instance)
     assert a.delivered_ns > 0
     assert await heir.unsettled() == []
+
+
+async def test_a_bus_rides_out_a_redis_restart_and_gives_up_after_its_timeout() -> None:
+    from engine._redis_bus import RedisBusError
+    from engine._redis_server import RedisServer
+
+    from .conftest import require_redis_server
+
+    with RedisServer(binary=require_redis_server(), durable=True) as server:
+        bus = RedisBus.from_url(server.url, namespace="test", reconnect_timeout=30)
+        got: list[str] = []
+
+        async def handle(d: Delivery) -> None:
+            got.append(d.message.id)
+            await bus.ack(d)
+
+        await bus.subscribe("orders", "billing", handle)
+        await bus.publish(m(1))
+        server.kill()  # down, as a crash leaves it
+        # The publish meets no server, retries, and lands once the server is back.
+        await asyncio.gather(bus.publish(m(2)), asyncio.to_thread(server.start))
+        assert bus.stats.reconnects > 0
+        await bus.run_until_idle()
+        assert got == ["m1", "m2"]  # the first publish survived the crash (fsync always)
+        server.kill()
+        bus.reconnect_timeout = 0.2
+        with pytest.raises(RedisBusError, match="publish m3 on orders"):
+            await bus.publish(m(3))
+        await bus.close()

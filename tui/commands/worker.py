@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 from typing import Any
@@ -130,6 +131,11 @@ async def _main(
     from tracer import conventions as c
 
     instance = default_instance()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"agentrace worker {instance}: %(message)s"))
+    log = logging.getLogger("agentrace.worker")
+    log.addHandler(handler)
+    log.propagate = False
     time = ScaledTime(scale)
     recorder = None
     if otlp:
