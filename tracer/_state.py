@@ -6,9 +6,9 @@ RFC 6902 JSON Patch against its parent. ``hash`` of a version is
 version 1 being the empty string: change one byte of any version and every
 later hash stops verifying.
 
-Canonical JSON here is ``json.dumps`` with sorted keys, no whitespace and
-UTF-8 text; floats use Python's shortest repr. That is stable across Python
-versions, which is all the chain needs.
+Canonical JSON here is sorted keys, no whitespace and UTF-8 text, floats in
+Python's shortest repr: stable across Python versions, which is all the chain
+needs.
 """
 
 from __future__ import annotations
@@ -19,14 +19,42 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import orjson
+
 JSON = Any  # a JSON-compatible value: dict, list, str, int, float, bool or None
 
 
 def canonical_json(doc: JSON) -> str:
-    """The canonical text of a JSON document (sorted keys, no whitespace)."""
-    return json.dumps(
-        doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    """The canonical text of a JSON document: sorted keys, no whitespace, UTF-8 as is,
+    numbers as orjson writes them (shortest round-trip floats, ``1e-07`` as ``1e-7``).
+
+    orjson is on every step's hot path (inputs, outputs, snapshots, hashes) and about
+    ten times faster than ``json.dumps``; Python's encoder takes over only for what
+    orjson refuses (integers beyond 64 bits). NaN and infinities are not JSON and
+    raise ValueError.
+    """
+    try:
+        out = orjson.dumps(doc, option=_CANONICAL)
+    except TypeError:
+        return json.dumps(
+            doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
+    if b"null" in out and _has_non_finite(doc):
+        raise ValueError("NaN and infinities are not JSON")
+    return out.decode()
+
+
+_CANONICAL = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
+def _has_non_finite(doc: JSON) -> bool:
+    if isinstance(doc, float):
+        return doc != doc or doc in (float("inf"), float("-inf"))
+    if isinstance(doc, dict):
+        return any(_has_non_finite(v) for v in doc.values())
+    if isinstance(doc, (list, tuple)):
+        return any(_has_non_finite(v) for v in doc)
+    return False
 
 
 def chain_hash(parent_hash: str, doc: JSON) -> str:

@@ -54,3 +54,26 @@ def test_chain_hash_depends_on_parent_and_content() -> None:
 def test_canonical_json_refuses_nan() -> None:
     with pytest.raises(ValueError):
         t.canonical_json({"x": float("nan")})
+
+
+@given(json_values)
+def test_canonical_json_reads_back_and_is_stable(doc) -> None:
+    import json
+
+    text = t.canonical_json(doc)
+    assert json.loads(text) == doc
+    assert t.canonical_json(json.loads(text)) == text
+    orders: list[list[str]] = []
+    json.loads(
+        text, object_pairs_hook=lambda pairs: orders.append([k for k, _ in pairs]) or dict(pairs)
+    )
+    assert all(keys == sorted(keys) for keys in orders)
+    assert (
+        text
+        == json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        or "e-" in text
+    )
+
+
+def test_canonical_json_takes_integers_beyond_64_bits() -> None:
+    assert t.canonical_json({"n": 2**80}) == '{"n":1208925819614629174706176}'
