@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 from hypothesis import given
@@ -68,11 +69,9 @@ def test_canonical_json_reads_back_and_is_stable(doc) -> None:
         text, object_pairs_hook=lambda pairs: orders.append([k for k, _ in pairs]) or dict(pairs)
     )
     assert all(keys == sorted(keys) for keys in orders)
-    assert (
-        text
-        == json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        or "e-" in text
-    )
+    # The same text as Python's encoder, but for the exponent of small floats (1e-7, 1e-07).
+    python = json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert text == re.sub(r"e-0(\d)", r"e-\1", python)
 
 
 def test_canonical_json_takes_integers_beyond_64_bits() -> None:
