@@ -173,6 +173,36 @@ def test_a_changed_router_is_reported_as_steps_run_and_missed(own: Recorded) -> 
     assert result.status == "failed" and original.status == "completed"
 
 
+def test_a_branch_cancelled_in_the_recording_is_again(own: Recorded) -> None:
+    async def undo(state: e.StateView, out: Any) -> e.Update:
+        return e.Update({"undone": True})
+
+    @e.agent(compensate=undo)
+    def start(state: e.StateView, value: int) -> int:
+        return value
+
+    @e.agent
+    async def boom(state: e.StateView, value: int, ctx: e.AgentContext) -> None:
+        await ctx.sleep(1.0)
+        raise RuntimeError("boom")
+
+    @e.agent
+    async def slow(state: e.StateView, value: int, ctx: e.AgentContext) -> e.Update:
+        for _ in range(10):
+            await ctx.sleep(1.0)
+        return e.Update({"slow": True})
+
+    wf = e.WorkflowBuilder("parallel").fan_out(start, [boom, slow]).build()
+    original = own.orchestrate(wf, 1)
+    assert original.status == "compensated"
+    spans = {s.name: s for s in own.store.spans(original.run_id)}
+    assert spans["invoke_agent slow"].attributes[c.STEP_OUTCOME] == "cancelled"
+    result = own.replayer().replay(original.run_id, workflow=wf)
+    assert result.divergences == (), result.report()
+    assert result.status == "compensated" and result.state["undone"] is True
+    assert e.diff_runs(own.store, original.run_id, result.run_id).same
+
+
 class QuoteFeedDown(Exception):
     """Raised by the feed; the retry policy retries only this."""
 
