@@ -15,6 +15,9 @@ each), as ``agentrace demo`` or a production run would.
   into the same store;
 - **replay, not recorded**: the same with ``record=False`` (a CI check that keeps
   no new run);
+- **replay, recorded, recording read before**: the same, with the recording already
+  read (``Replayer.preload``, as for a batch of runs, or a run replayed again):
+  the engine's part alone, against the original's;
 - **read the recording**: the first of the replay's parts alone.
 
 The goal is a replay at least as fast as the original: ratio ≤ 1. Rounds alternate
@@ -84,12 +87,14 @@ def _original(store: Any, wf: Any) -> tuple[float, str]:
     return _quiet(lambda: asyncio.run(go())), box["run"]
 
 
-def _replay(store: Any, wf: Any, run_id: str, *, record: bool) -> float:
+def _replay(store: Any, wf: Any, run_id: str, *, record: bool, preload: bool = False) -> float:
     import engine as e
     from tracer import DuckDBSink
 
     def go() -> float:
         replayer = e.Replayer(store, record=record, sink=DuckDBSink(store))
+        if preload:
+            replayer.preload([run_id])
         t0 = time.perf_counter()
         result = replayer.replay(run_id, workflow=wf)
         elapsed = time.perf_counter() - t0
@@ -127,6 +132,7 @@ def run() -> list[Measure]:
             seconds, run_id = _original(store, wf)
             keep("original", seconds)
             keep("recorded", _replay(store, wf, run_id, record=True))
+            keep("recorded, read", _replay(store, wf, run_id, record=True, preload=True))
             keep("unrecorded", _replay(store, wf, run_id, record=False))
             keep("load", _load(store, run_id))
     us = 1e6 / STEPS
@@ -136,6 +142,10 @@ def run() -> list[Measure]:
         Measure(
             "replay", "replay, recorded into DuckDB (µs/step)", best["recorded"] * us, "µs",
             f"{best['recorded'] / original:.2f}x the original",
+        ),
+        Measure(
+            "replay", "replay, recorded, recording read before (µs/step)", best["recorded, read"] * us,
+            "µs", f"{best['recorded, read'] / original:.2f}x the original",
         ),
         Measure(
             "replay", "replay, not recorded (µs/step)", best["unrecorded"] * us, "µs",
