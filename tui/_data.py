@@ -9,7 +9,7 @@ immutable and safe to hand to the UI. Only the store's read API is used, plus
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -43,25 +43,36 @@ __all__ = [
     "StateData",
     "find_position",
     "load_graph",
+    "load_head",
     "load_meta",
     "load_span",
     "load_state",
+    "positions_of",
+    "versions_of",
     "writer_of",
 ]
 
 
 @dataclass(frozen=True, slots=True)
 class RunMeta:
-    """A run's header, its versions' metadata (no documents) and its findings."""
+    """A run's header, its versions' metadata (no documents) and its findings.
+
+    ``complete`` False is the quick first load (:func:`load_head`): ``versions`` then
+    holds only the last one, and readers fetch what else they need (see
+    :func:`load_state`); :func:`load_meta` gives every version.
+    """
 
     run: Run
     versions: tuple[StateVersion, ...]
     findings: tuple[Finding, ...]
     spans_by_version: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    complete: bool = True
 
     @property
     def last_version(self) -> int:
-        return self.versions[-1].version if self.versions else 0
+        if self.complete:
+            return self.versions[-1].version if self.versions else 0
+        return max(self.run.version_count, self.versions[-1].version if self.versions else 0)
 
     def version(self, k: int) -> StateVersion | None:
         i = bisect.bisect_left(self.versions, k, key=lambda v: v.version)
@@ -70,7 +81,21 @@ class RunMeta:
         return None
 
 
+def load_head(store: Store, run_id: str) -> RunMeta:
+    """What the first paint needs: the run, its findings and its last version (a few ms).
+
+    The full list of versions can be long (10,000 rows cost ~40 ms, more while the
+    waterfall's query runs beside it); it follows in :func:`load_meta`.
+    """
+    run = store.run(run_id)
+    last = store.state_versions(run_id, versions=[run.version_count]) if run.version_count else []
+    if run.version_count and not last:
+        return load_meta(store, run_id)  # versions not numbered 1..N: read them all
+    return RunMeta(run, tuple(last), tuple(store.findings(run_id)), {}, complete=False)
+
+
 def load_meta(store: Store, run_id: str) -> RunMeta:
+    """The run with every version's metadata and its findings."""
     run = store.run(run_id)
     versions = tuple(store.state_versions(run_id))
     by_span: dict[str, list[int]] = {}
@@ -79,6 +104,22 @@ def load_meta(store: Store, run_id: str) -> RunMeta:
     return RunMeta(
         run, versions, tuple(store.findings(run_id)), {k: tuple(v) for k, v in by_span.items()}
     )
+
+
+def versions_of(
+    store: Store, run_id: str, meta: RunMeta, wanted: Iterable[int]
+) -> dict[int, StateVersion]:
+    """The metadata of versions ``wanted``, from ``meta`` or, when it lacks them, the store."""
+    want = {k for k in wanted if k > 0}
+    found: dict[int, StateVersion] = {}
+    for k in want:
+        v = meta.version(k)
+        if v is not None:
+            found[k] = v
+    missing = want - found.keys()
+    if missing and not meta.complete:
+        found.update((v.version, v) for v in store.state_versions(run_id, versions=missing))
+    return found
 
 
 # -- state --------------------------------------------------------------------------------
@@ -137,14 +178,16 @@ class StateData:
     writer_span: Span | None
 
 
-def writer_of(path: str, base: int, version: int, meta: RunMeta) -> StateVersion | None:
+def writer_of(
+    path: str, base: int, version: int, versions: Mapping[int, StateVersion]
+) -> StateVersion | None:
     """The last version in ``(base, version]`` whose recorded keys include ``path``'s top key."""
     if version <= base:
         return None
     top = path.split("/")[1] if path.count("/") >= 1 and path != "" else ""
     top = top.replace("~1", "/").replace("~0", "~")
     for k in range(version, base, -1):
-        v = meta.version(k)
+        v = versions.get(k)
         if v is None:
             continue
         if not v.keys or top in v.keys:
@@ -159,11 +202,13 @@ def load_state(
     base = version - 1 if base is None else base
     doc = store.state_at(run_id, version) if version else {}
     raw: list[FieldChange] = store.diff(run_id, base, version) if version else []
+    span_range = range(base + 1, version + 1) if raw and version > base else ()
+    versions = versions_of(store, run_id, meta, [version, *span_range])
     changes = tuple(
-        Change(ch.path, ch.change, ch.old, ch.new, writer_of(ch.path, base, version, meta))
+        Change(ch.path, ch.change, ch.old, ch.new, writer_of(ch.path, base, version, versions))
         for ch in raw
     )
-    vmeta = meta.version(version)
+    vmeta = versions.get(version)
     reads: list[ReadView] = []
     contracts: list[ContractView] = []
     writer_span: Span | None = None
@@ -172,9 +217,16 @@ def load_state(
             writer_span = store.span(run_id, vmeta.span_id)
         except NotFoundError:
             writer_span = None
-        for ev in store.events(run_id, vmeta.span_id):
+        events = store.events(run_id, vmeta.span_id)
+        heads = [
+            int(e.attributes[c.STATE_HEAD_VERSION])
+            for e in events
+            if e.name == c.EV_STATE_READ and e.attributes.get(c.STATE_HEAD_VERSION)
+        ]
+        versions.update(versions_of(store, run_id, meta, heads))
+        for ev in events:
             if ev.name == c.EV_STATE_READ:
-                reads.append(_with_values(store, run_id, _read_view(ev, meta)))
+                reads.append(_with_values(store, run_id, _read_view(ev, versions)))
             elif ev.name == c.EV_CONTRACT_CHECK:
                 contracts.append(_contract_view(ev))
     span_id = vmeta.span_id if vmeta else None
@@ -186,12 +238,12 @@ def load_state(
     )
 
 
-def _read_view(ev: SpanEvent, meta: RunMeta) -> ReadView:
+def _read_view(ev: SpanEvent, versions: Mapping[int, StateVersion]) -> ReadView:
     a = ev.attributes
     head = a.get(c.STATE_HEAD_VERSION)
     version = int(a.get(c.STATE_VERSION, 0) or 0)
     head_i = int(head) if head is not None else None
-    head_meta = meta.version(head_i) if head_i is not None and head_i > version else None
+    head_meta = versions.get(head_i) if head_i is not None and head_i > version else None
     keys = a.get(c.STATE_KEYS) or ()
     return ReadView(
         version,
@@ -278,6 +330,14 @@ def load_span(store: Store, run_id: str, span_id: str, meta: RunMeta | None = No
             parent = None
     versions = meta.spans_by_version.get(span_id, ()) if meta else ()
     return SpanData(span, events, tuple(links), parent, tuple(versions))
+
+
+def positions_of(tree: pa.Table, span_ids: Sequence[str]) -> list[int]:
+    """The rows of ``span_ids`` in a ``span_tree`` table, ascending (one vectorised pass)."""
+    if not span_ids:
+        return []
+    found = pc.index_in(tree.column("span_id"), value_set=pa.array(list(span_ids), pa.string()))
+    return [int(i) for i in pc.indices_nonzero(pc.is_valid(found)).to_pylist()]
 
 
 def find_position(tree: pa.Table, span_id: str) -> int | None:

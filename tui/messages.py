@@ -47,9 +47,16 @@ class GraphLoaded(Message):
 
 
 class StateLoaded(Message):
-    def __init__(self, view: StateData) -> None:
+    """A state view, asked for (``base`` as asked: None is "the version before") or prefetched."""
+
+    def __init__(
+        self, view: StateData, base: int | None, identity: object, *, prefetched: bool = False
+    ) -> None:
         super().__init__()
         self.view = view
+        self.base = base
+        self.identity = identity  # of the run metadata it was loaded with (cache validity)
+        self.prefetched = prefetched
 
 
 class SpanLoaded(Message):

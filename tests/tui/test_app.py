@@ -150,6 +150,22 @@ async def test_stepping_moves_state_graph_and_waterfall_together(
         assert screen.version == 4
 
 
+async def test_the_neighbours_are_prefetched_so_a_step_shows_at_once(
+    small_store: tuple[Store, str],
+) -> None:
+    store, run_id = small_store
+    app = AgentraceApp(store, run_id=run_id)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        state = app.screen.query_one(StatePane)
+        assert (3, None) in state._cache  # v4 is shown; v3 was loaded beside it
+        await pilot.press("left_square_bracket")
+        # No waiting on workers: the view came from the cache in the key's own handler.
+        assert state.view is not None and state.view.version == 3
+        await settle(app, pilot)
+        assert (2, None) in state._cache and (4, None) in state._cache
+
+
 async def test_go_to_a_version_and_diff_any_two(small_store: tuple[Store, str]) -> None:
     store, run_id = small_store
     app = AgentraceApp(store, run_id=run_id)
@@ -240,6 +256,47 @@ async def test_the_waterfall_moves_folds_and_feeds_the_span_detail(
         await pilot.press("left")  # a leaf: go to its parent
         await settle(app, pilot)
         assert wf.cursor == 0
+
+
+async def test_errors_and_searches_reach_spans_anywhere_in_the_run(tmp_path: Path) -> None:
+    with Store(tmp_path / "errors.duckdb") as store:
+        with RunBuilder(store, seed=31, initial={"i": 0}) as run:
+            for i in range(30):
+                with run.step(f"agent{i % 3}") as s:
+                    for j in range(5):
+                        with run.step("tool", parent=s, operation="execute_tool", name=f"tool {i}.{j}") as t:
+                            if (i, j) in ((7, 2), (25, 4)):
+                                t.fail("boom")
+        app = AgentraceApp(store, run_id=run.run_id)
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(app, pilot)
+            wf = app.screen.query_one(Waterfall)
+            detail = app.screen.query_one(SpanDetail)
+            await pilot.press("minus")  # fold every step: the errors are hidden inside
+            assert wf.rows is not None and wf.rows.visible == 31
+            await pilot.press("e")
+            await settle(app, pilot)
+            assert detail.view is not None and detail.view.span.name == "tool 7.2"
+            await pilot.press("e")
+            await settle(app, pilot)
+            assert detail.view.span.name == "tool 25.4"
+            await pilot.press("e")  # wraps to the first
+            await settle(app, pilot)
+            assert detail.view.span.name == "tool 7.2"
+            assert "error 1 of 2" in str(wf.border_subtitle)
+
+            await pilot.press("slash", *"tool 1", "enter")
+            await settle(app, pilot)
+            assert len(wf.matches) == 5 + 10 * 5  # tool 1.x and tool 10.x .. 19.x
+            assert detail.view.span.name.startswith("tool 1")
+            first = detail.view.span.name
+            await pilot.press("n")
+            await settle(app, pilot)
+            assert detail.view.span.name != first
+            await pilot.press("N")
+            await settle(app, pilot)
+            assert detail.view.span.name == first
+            assert wf.has_focus
 
 
 async def test_following_a_link_goes_from_consumer_to_producer(scenario_store: Scenarios) -> None:

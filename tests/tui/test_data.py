@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tracer import Store
-from tui._data import find_position, load_meta, load_span, load_state, writer_of
+from tui._data import find_position, load_head, load_meta, load_span, load_state, writer_of
 
 
 def test_the_state_view_names_the_stale_read_and_the_version_already_committed(
@@ -44,9 +44,19 @@ def test_a_diff_over_several_versions_names_each_fields_last_writer(
         "/decision": "decider",
         "/applicant/checked": "decider",
     }
-    assert writer_of("/score", 2, 4, meta) is None  # nothing in (2, 4] wrote it
+    by_number = {v.version: v for v in meta.versions}
+    assert writer_of("/score", 2, 4, by_number) is None  # nothing in (2, 4] wrote it
     fresh = load_state(store, run_id, 4, None, meta)
     assert all(not r.stale for r in fresh.reads)
+
+
+def test_the_quick_head_load_gives_the_same_state_views(small_store: tuple[Store, str]) -> None:
+    store, run_id = small_store
+    full, head = load_meta(store, run_id), load_head(store, run_id)
+    assert not head.complete and [v.version for v in head.versions] == [4]
+    assert head.last_version == full.last_version == 4 and head.findings == full.findings
+    for version, base in ((3, None), (4, None), (4, 1), (2, 4)):
+        assert load_state(store, run_id, version, base, head) == load_state(store, run_id, version, base, full)
 
 
 def test_span_views_carry_events_parent_and_versions(small_store: tuple[Store, str]) -> None:

@@ -61,6 +61,16 @@ def test_span_tree_is_depth_first_with_children_by_start(tmp_path: Path) -> None
         assert not set(tree.column("span_id").to_pylist()) & {s.span_id for s in store.spans(other)}
 
 
+def test_the_string_keyed_tree_is_the_same_tree(tmp_path: Path) -> None:
+    # The store joins span ids as integers and falls back to strings when one is not hex.
+    from tracer._store._store import _span_tree_sql
+
+    with Store(tmp_path / "s.duckdb") as store:
+        run_id = _nested_run(store, seed=9)
+        by_string = store.arrow(_span_tree_sql(as_int=False), {"run": run_id})
+        assert store.span_tree(run_id).equals(by_string)
+
+
 def test_a_span_whose_parent_is_missing_is_a_root(tmp_path: Path) -> None:
     with Store(tmp_path / "s.duckdb") as store, Store(tmp_path / "half.duckdb") as half:
         run = RunBuilder(store, seed=5)
@@ -94,3 +104,21 @@ def test_span_index_returns_only_the_ids_asked_for(tmp_path: Path) -> None:
         assert set(page.column_names) >= {"name", "start_ns", "end_ns", "status_code", "kind"}
         assert store.span_index(run_id, []).num_rows == 0
         assert store.span_index(run_id).num_rows == store.span_count(run_id)
+
+
+def test_find_spans_by_text_and_by_errors(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.duckdb") as store:
+        with RunBuilder(store, seed=8) as run:
+            with (
+                run.step("Scorer") as s,
+                run.step("lookup", parent=s, operation="execute_tool") as t,
+            ):
+                t.fail("boom")
+            with run.step("rater"):
+                pass
+        names = {sp.span_id: sp.name for sp in store.spans(run.run_id)}
+        assert [names[i] for i in store.find_spans(run.run_id, text="scorer")] == ["invoke_agent Scorer"]
+        assert [names[i] for i in store.find_spans(run.run_id, text="TOOL")] == ["execute_tool lookup"]
+        assert [names[i] for i in store.find_spans(run.run_id, errors=True)] == ["execute_tool lookup"]
+        assert store.find_spans(run.run_id, text="rater", errors=True) == []
+        assert len(store.find_spans(run.run_id)) == store.span_count(run.run_id)

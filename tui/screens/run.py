@@ -20,12 +20,12 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Footer
+from textual.widgets import Footer, Input
 from textual.worker import get_current_worker
 
 from tracer import Finding, Store
 
-from .._data import GraphData, RunMeta, edges_for, load_graph, load_meta
+from .._data import GraphData, RunMeta, edges_for, load_graph, load_head, load_meta
 from .._text import clip, fmt_duration
 from ..messages import (
     FindingsDetected,
@@ -82,9 +82,18 @@ class RunScreen(Screen[None]):
         self.graph_data: GraphData | None = None
         self._first_span = span_id
         self._pending_version: int | None = None
+        self._pending_finding: Finding | None = None
+        self._detected: tuple[Finding, ...] = ()
+        self._shown: set[str] = set()
+        self._after_paint = False
 
     def compose(self) -> ComposeResult:
         yield Header(id="run-header")
+        search = Input(
+            placeholder="find spans: name, agent or operation (enter; then n / N)", id="span-search"
+        )
+        search.display = False
+        yield search
         yield CoordinationGraph(id="graph")
         with Horizontal(id="run-middle"):
             yield Waterfall(self.store, self.run_id, id="waterfall")
@@ -106,15 +115,17 @@ class RunScreen(Screen[None]):
             self.query_one(f"#{pane}").border_title = f"{i} {titles[pane]}"
         self.query_one(CoordinationGraph).border_subtitle = LEGEND
         self.query_one(Waterfall).focus()
-        self._load_meta()
-        # The graph waits for the first version to be on screen: building it walks every span
-        # in Python, and in a thread it would still hold the interpreter the first paint needs.
+        # First the run's head (the run, its findings, its last version): with the waterfall's
+        # tree, that is all the first paint needs. What is slower (every version's metadata,
+        # the coordination graph, findings for a run with none stored) waits for that paint:
+        # in a thread it would still hold the interpreter and the store's cores.
+        self._load_meta(full=False)
 
     # -- loading ---------------------------------------------------------------------------
 
     @work(thread=True, exclusive=True, group="meta", exit_on_error=False, description="meta")
-    def _load_meta(self) -> None:
-        meta = load_meta(self.store, self.run_id)
+    def _load_meta(self, full: bool = True) -> None:
+        meta = load_meta(self.store, self.run_id) if full else load_head(self.store, self.run_id)
         if not get_current_worker().is_cancelled:
             self.post_message(MetaLoaded(meta))
 
@@ -126,7 +137,10 @@ class RunScreen(Screen[None]):
 
     def on_meta_loaded(self, message: MetaLoaded) -> None:
         first = self.meta is None
-        self.meta = meta = message.meta
+        meta = message.meta
+        if not meta.findings and self._detected:
+            meta = replace(meta, findings=self._detected)
+        self.meta = meta
         self.query_one(FindingsList).set_findings(meta.findings)
         self.query_one(SpanDetail).set_meta(meta)
         wf = self.query_one(Waterfall)
@@ -135,8 +149,8 @@ class RunScreen(Screen[None]):
             findings=frozenset(s for f in meta.findings for s in f.span_ids),
             current=wf.current_span,
         )
-        if not meta.last_version and self.graph_data is None:
-            self._load_graph()  # no versions: no state pane to wait for
+        if not meta.last_version:
+            self._painted("state")  # no versions: no state to wait for
         target = self._pending_version or (meta.last_version if first else self.version)
         self._pending_version = None
         if self.version == target:
@@ -145,13 +159,28 @@ class RunScreen(Screen[None]):
             self.version = target
         if first and self._first_span:
             wf.select_span(self._first_span)
+        if meta.complete and self._pending_finding is not None:
+            finding, self._pending_finding = self._pending_finding, None
+            self.select_finding(finding)
         self._update_header()
 
     def on_state_pane_shown(self, message: StatePane.Shown) -> None:
-        if self.graph_data is None:
+        self._painted("state")
+
+    def on_waterfall_painted(self, message: Waterfall.Painted) -> None:
+        self._painted("waterfall")
+
+    def _painted(self, part: str) -> None:
+        """Once the state and the waterfall are on screen, start the slower loads."""
+        if self._after_paint:
+            return
+        self._shown.add(part)
+        if {"state", "waterfall"} <= self._shown:
+            self._after_paint = True
+            self._load_meta(full=True)
             self._load_graph()
-        if self.meta is not None and not self.meta.findings:
-            self._detect()
+            if self.meta is not None and not self.meta.findings:
+                self._detect()
 
     @work(thread=True, exclusive=True, group="detect", exit_on_error=False, description="detect")
     def _detect(self) -> None:
@@ -168,7 +197,8 @@ class RunScreen(Screen[None]):
         meta = self.meta
         if meta is None or meta.findings or message.run_id != self.run_id:
             return
-        self.meta = replace(meta, findings=tuple(message.findings))
+        self._detected = tuple(message.findings)
+        self.meta = replace(meta, findings=self._detected)
         findings = self.query_one(FindingsList)
         findings.set_findings(self.meta.findings)
         findings.border_title = f"4 Findings ({len(self.meta.findings)}, found now, not stored)"
@@ -187,7 +217,7 @@ class RunScreen(Screen[None]):
         """Live mode: new spans (or only new findings) of this run; reload what depends on them."""
         if self.run_id not in run_ids:
             return
-        self._load_meta()
+        self._load_meta(full=True)
         if spans:
             self._load_graph()
             self.query_one(Waterfall).load()
@@ -284,8 +314,12 @@ class RunScreen(Screen[None]):
     def select_finding(self, f: Finding) -> None:
         """Jump every pane to ``f``: the version its span committed (or its last version),
         its first span in the waterfall and the detail, its agents and edges in the graph."""
-        self.finding = f.finding_id
         meta = self.meta
+        if meta is not None and not meta.complete:
+            # Which version a finding's span committed is in the full metadata, coming.
+            self._pending_finding = f
+            return
+        self.finding = f.finding_id
         if meta is not None:
             target = None
             for sid in f.span_ids:
@@ -301,6 +335,19 @@ class RunScreen(Screen[None]):
             self.query_one(Waterfall).select_span(f.span_ids[0])
         self._highlight()
 
+    @on(Waterfall.SearchAsked)
+    def _ask_search(self) -> None:
+        box = self.query_one("#span-search", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Submitted, "#span-search")
+    def _search(self, event: Input.Submitted) -> None:
+        event.input.display = False
+        waterfall = self.query_one(Waterfall)
+        waterfall.focus()
+        waterfall.search(event.value)
+
     @on(FollowLink)
     def _follow(self, message: FollowLink) -> None:
         if message.trace_id == self.run_id:
@@ -312,6 +359,11 @@ class RunScreen(Screen[None]):
     # -- actions ---------------------------------------------------------------------------
 
     def action_back(self) -> None:
+        box = self.query_one("#span-search", Input)
+        if box.display:
+            box.display = False
+            self.query_one(Waterfall).focus()
+            return
         if self.maximized is not None:
             self._zoom(None)
             return

@@ -10,6 +10,7 @@ Folds of the JSON tree are kept by path, so they survive stepping.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from typing import Any, ClassVar
 
 from textual import work
@@ -27,6 +28,7 @@ from ..messages import FollowLink, StateLoaded, VersionRequested
 from ._lines import Line, LineView
 
 _FOLD_BIG = 400  # documents with more lines than this open with their second level folded
+_CACHE_VIEWS = 64  # loaded views kept (the last steps and the prefetched neighbours)
 
 
 class StatePane(LineView):
@@ -55,16 +57,28 @@ class StatePane(LineView):
         self.folded: set[str] = set()
         self._auto_folded = False
         self.painted: tuple[int, float] = (0, 0.0)
+        self._cache: OrderedDict[tuple[int, int | None], StateData] = OrderedDict()
 
     # -- loading ---------------------------------------------------------------------------
 
     def show(self, version: int, base: int | None, meta: RunMeta) -> None:
-        """Load and show ``version`` diffed against ``base`` (None: the version before it)."""
+        """Show ``version`` diffed against ``base`` (None: the version before it).
+
+        From the cache of prefetched views when the step is to a neighbour (no wait on
+        the store), else loaded by a thread worker.
+        """
+        if self.meta is None or _identity(meta) != _identity(self.meta):
+            self._cache.clear()  # new findings or versions (live mode): views may differ
         self.meta = meta
         self.requested = (version, base)
         if version <= 0:
             self.view = None
             self.set_lines([Line.of((" no state versions in this run", "dim"))])
+            return
+        cached = self._cache.get((version, base))
+        if cached is not None:
+            self._cache.move_to_end((version, base))
+            self._display(cached)
             return
         self._load(version, base, meta)
 
@@ -74,13 +88,29 @@ class StatePane(LineView):
     def _load(self, version: int, base: int | None, meta: RunMeta) -> None:
         view = load_state(self.store, self.run_id, version, base, meta)
         if not get_current_worker().is_cancelled:
-            self.post_message(StateLoaded(view))
+            self.post_message(StateLoaded(view, base, _identity(meta)))
+
+    @work(thread=True, exclusive=True, group="state-next", exit_on_error=False, description="next")
+    def _prefetch(self, keys: list[tuple[int, int | None]], meta: RunMeta) -> None:
+        """Load the views one step away, so that the next step shows at once."""
+        for version, base in keys:
+            if get_current_worker().is_cancelled:
+                return
+            view = load_state(self.store, self.run_id, version, base, meta)
+            self.post_message(StateLoaded(view, base, _identity(meta), prefetched=True))
 
     def on_state_loaded(self, message: StateLoaded) -> None:
         message.stop()
         view = message.view
-        if self.requested is None or self.requested[0] != view.version:
-            return  # the user has stepped on; a newer load is coming
+        if self.meta is not None and _identity(self.meta) == message.identity:
+            self._cache[(view.version, message.base)] = view
+            while len(self._cache) > _CACHE_VIEWS:
+                self._cache.popitem(last=False)
+        if message.prefetched or self.requested != (view.version, message.base):
+            return  # a neighbour for later, or the user has stepped on
+        self._display(view)
+
+    def _display(self, view: StateData) -> None:
         first = self.view is None
         self.view = view
         if first:
@@ -90,6 +120,13 @@ class StatePane(LineView):
             if len(json_lines(view.doc, limit=_FOLD_BIG + 1)) > _FOLD_BIG:
                 self.folded = _second_level(view.doc)
         self.set_builder(self._build)
+        meta = self.meta
+        if meta is not None and self.requested is not None:
+            version, base = self.requested
+            keys = [(k, base) for k in (version + 1, version - 1) if 1 <= k <= meta.last_version]
+            keys = [k for k in keys if k not in self._cache]
+            if keys:
+                self._prefetch(keys, meta)
 
     def render_line(self, y: int) -> Strip:
         strip = super().render_line(y)
@@ -289,3 +326,8 @@ def _second_level(doc: Any) -> set[str]:
             if isinstance(v, dict | list) and v:
                 out.add("/" + str(k).replace("~", "~0").replace("/", "~1"))
     return out
+
+
+def _identity(meta: RunMeta) -> tuple[int, tuple[str, ...]]:
+    """What a cached view depends on beyond its version: the versions and the findings."""
+    return (meta.last_version, tuple(f.finding_id for f in meta.findings))

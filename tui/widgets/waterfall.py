@@ -10,6 +10,7 @@ rows scroll under it.
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -28,7 +29,7 @@ from textual.worker import get_current_worker
 
 from tracer import Store
 
-from .._data import find_position
+from .._data import find_position, positions_of
 from .._text import clip, fmt_duration
 from .._waterfall_model import RowSpan, TreeRows, render_row
 from ..messages import SpanSelected
@@ -53,7 +54,16 @@ class Waterfall(RoleStyles, ScrollView, can_focus=True):
         Binding("minus", "fold_level", "Fold agents", show=False),
         Binding("plus,equals_sign", "unfold_all", "Unfold all", show=False),
         Binding("e", "next_error", "Next error"),
+        Binding("slash", "ask_search", "Find"),
+        Binding("n", "next_match(1)", "Next match", show=False),
+        Binding("N", "next_match(-1)", "Previous match", show=False),
     ]
+
+    class SearchAsked(Message):
+        """The user wants to search the spans (the screen shows the input)."""
+
+    def action_ask_search(self) -> None:
+        self.post_message(self.SearchAsked())
 
     cursor: reactive[int] = reactive(0, init=False)
 
@@ -63,6 +73,9 @@ class Waterfall(RoleStyles, ScrollView, can_focus=True):
             self.tree = tree
             self.t0 = t0
             self.t1 = t1
+
+    class Painted(Message):
+        """The first rows with their spans are on screen."""
 
     class PageLoaded(Message):
         def __init__(
@@ -91,6 +104,9 @@ class Waterfall(RoleStyles, ScrollView, can_focus=True):
         self.finding_spans: frozenset[str] = frozenset()
         self.current_span: str | None = None
         self.pages_fetched = 0
+        self._errors: list[int] | None = None  # tree positions of error spans, found on first use
+        self.matches: list[int] = []
+        self.query_text = ""
         self.first_paint: float | None = None  # perf_counter() of the first row drawn with its span
 
     # -- loading ---------------------------------------------------------------------------
@@ -121,6 +137,8 @@ class Waterfall(RoleStyles, ScrollView, can_focus=True):
         message.stop()
         self._tree = message.tree
         self.rows = TreeRows(message.tree)
+        self._errors = None
+        self.matches = []
         self._t0, self._t1 = message.t0, message.t1
         self._generation += 1
         self._spans.clear()
@@ -130,6 +148,9 @@ class Waterfall(RoleStyles, ScrollView, can_focus=True):
                 self.rows.fold(pos)
         self._keep_folded = []
         self._sync_size()
+        if not self.rows.total and self.first_paint is None:
+            self.first_paint = time.perf_counter()
+            self.post_message(self.Painted())  # nothing to show is shown
         target = self._pending_select
         self._pending_select = None
         if target is not None and self.select_span(target):
@@ -231,6 +252,7 @@ class Waterfall(RoleStyles, ScrollView, can_focus=True):
         strip = Strip([Segment(text, self.role_style(role)) for text, role in runs])
         if span is not None and self.first_paint is None:
             self.first_paint = time.perf_counter()
+            self.post_message(self.Painted())
         if sid == self.current_span:
             strip = overlay(strip, self.overlay_style("current"))
         if row == self.cursor:
@@ -364,19 +386,77 @@ class Waterfall(RoleStyles, ScrollView, can_focus=True):
         self.rows.unfold_all()
         self._refold(keep)
 
+    # -- finding spans: errors and searches, over the whole run ---------------------------
+
     def action_next_error(self) -> None:
-        """Move to the next span with an error status among the cached rows below the cursor."""
-        if self.rows is None:
+        """Go to the next span with an error status after the cursor (wrapping), wherever it is."""
+        if self._errors is None:
+            self._find(None, errors=True)
+        else:
+            self._jump(self._errors, 1)
+
+    def search(self, text: str) -> None:
+        """Find spans whose name, agent or operation contains ``text``; go to the first match."""
+        self.query_text = text.strip()
+        if not self.query_text:
+            self.matches = []
+            self.border_subtitle = ""
             return
-        for row in range(self.cursor + 1, self.rows.visible):
-            sid = self.rows.span_id(self.rows.pos_of_row(row))
-            span = self._spans.get(sid)
-            if span is None:
-                break
-            if span.status_code == "ERROR":
-                self.cursor = row
-                return
-        self.app.bell()
+        self._find(self.query_text, errors=False)
+
+    def action_next_match(self, step: int) -> None:
+        if self.matches:
+            self._jump(self.matches, step)
+        elif self.query_text:
+            self.app.bell()
+
+    @work(
+        thread=True, exclusive=True, group="waterfall-find", exit_on_error=False, description="find"
+    )
+    def _find(self, text: str | None, *, errors: bool) -> None:
+        ids = self.store.find_spans(self.run_id, text=text, errors=errors)
+        self.post_message(self.Found(text, errors, ids, self._generation))
+
+    class Found(Message):
+        def __init__(self, text: str | None, errors: bool, ids: list[str], generation: int) -> None:
+            super().__init__()
+            self.text = text
+            self.errors = errors
+            self.ids = ids
+            self.generation = generation
+
+    def on_waterfall_found(self, message: Found) -> None:
+        message.stop()
+        if self._tree is None or message.generation != self._generation:
+            return
+        positions = positions_of(self._tree, message.ids)
+        if message.errors:
+            self._errors = positions
+        elif message.text == self.query_text:
+            self.matches = positions
+        else:
+            return
+        if not positions:
+            self.border_subtitle = (
+                "no errors" if message.errors else f"nothing matches {message.text!r}"
+            )
+            self.app.bell()
+            return
+        self._jump(positions, 1)
+
+    def _jump(self, positions: list[int], step: int) -> None:
+        if self.rows is None or not positions:
+            return
+        here = self.rows.pos_of_row(self.cursor) if self.rows.visible else -1
+        if step > 0:
+            i = bisect.bisect_right(positions, here)
+            i = 0 if i >= len(positions) else i
+        else:
+            i = bisect.bisect_left(positions, here) - 1
+            i = len(positions) - 1 if i < 0 else i
+        self.select_span(self.rows.span_id(positions[i]))
+        what = "error" if positions is self._errors else f"match for {self.query_text!r}"
+        self.border_subtitle = f"{what} {i + 1} of {len(positions)}"
 
     def select_span(self, span_id: str) -> bool:
         """Put the cursor on ``span_id``, unfolding what hides it; False when it is not in the run."""
