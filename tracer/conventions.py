@@ -51,6 +51,7 @@ RUN_STATUS: Final = "agentrace.run.status"  # completed | failed | compensated |
 RUN_WORKFLOW_REF: Final = "agentrace.run.workflow_ref"  # "package.module:factory", for replay
 RUN_PARENT: Final = "agentrace.run.parent"  # run id this run replays or forks
 RUN_FORK_VERSION: Final = "agentrace.run.fork_version"
+RUN_SCHEDULE_SEED: Final = "agentrace.run.schedule_seed"  # a recorded explored schedule
 RUN_SCENARIO: Final = "agentrace.run.scenario"
 RUN_SEED: Final = "agentrace.run.seed"
 RUN_DECLARED_GRAPH: Final = "agentrace.run.declared_graph"  # JSON: {"edges": [[a, b], ...], ...}
