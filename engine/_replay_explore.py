@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracer import FakeClock, Recorder, SeededIds
+from tracer import FakeClock, Recorder, SeededIds, conventions
 
 from ._choreo import Choreographer, Choreography, ChoreographyResult
 from ._faults import AppliedFault, FaultKind, FaultRule, Faults
@@ -42,7 +42,7 @@ RecorderFactory = Callable[[FakeClock, int], Recorder]
 # each clock reading moves it.
 START_NS = 1_700_000_000_000_000_000
 TICK_NS = 1_000
-RUN_SCHEDULE_SEED = "agentrace.run.schedule_seed"  # on a recorded schedule's root span
+RUN_SCHEDULE_SEED = conventions.RUN_SCHEDULE_SEED  # on a recorded schedule's root span
 
 
 @dataclass(frozen=True, slots=True)
