@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import json
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -249,13 +250,14 @@ def _child(mode: str, db: str, run_id: str) -> None:
     """Run one memory case and print its peak resident size in bytes."""
     store = Store(db, read_only=True)
     if mode == "tui":
+        store.close()  # the debugger opens the store itself, as `agentrace tui` does
 
         async def drive() -> None:
             from tui.app import AgentraceApp
             from tui.widgets.state import StatePane
             from tui.widgets.waterfall import Waterfall
 
-            app = AgentraceApp(store, run_id=run_id, theme="agentrace-dark")
+            app = AgentraceApp(db, run_id=run_id, theme="agentrace-dark")
             async with app.run_test(size=SIZE) as pilot:
                 for _ in range(200):
                     await _idle(app, pilot)
@@ -273,9 +275,17 @@ def _child(mode: str, db: str, run_id: str) -> None:
                     await _idle(app, pilot)
 
         asyncio.run(drive())
+        store = Store(db, read_only=True)
     elif mode == "whole":
+        # Under the same cap on DuckDB's memory as the debugger.
+        spill = tempfile.mkdtemp(prefix="bench-tui-")
+        store.sql(f"SET temp_directory = '{spill}'")
+        store.sql("SET memory_limit = '160MB'")
         table = store.span_index(run_id)
         assert table.num_rows > 0
+        store.close()
+        shutil.rmtree(spill, ignore_errors=True)
+        store = Store(db, read_only=True)
     elif mode == "baseline":
         import textual.app  # noqa: F401  # the same imports as the debugger
 

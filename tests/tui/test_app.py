@@ -473,6 +473,22 @@ async def test_live_mode_shows_runs_and_spans_as_they_arrive(tmp_path: Path) -> 
         store.close()
 
 
+async def test_opened_from_a_path_the_store_has_a_memory_cap_and_a_private_spill_dir(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "capped.duckdb"
+    with Store(db) as store:
+        stale_read_run(store)
+    app = AgentraceApp(db, memory_mb=100)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        limit = app.store.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        assert limit.startswith(("95", "100"))  # DuckDB reports MiB
+        spill = app._spill_dir
+        assert spill is not None and Path(spill).is_dir()
+    assert not Path(spill).exists()
+
+
 # -- markup stays text -----------------------------------------------------------------------
 
 MARKUP = "[bold red]boom[/]"
