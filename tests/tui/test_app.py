@@ -264,7 +264,9 @@ async def test_errors_and_searches_reach_spans_anywhere_in_the_run(tmp_path: Pat
             for i in range(30):
                 with run.step(f"agent{i % 3}") as s:
                     for j in range(5):
-                        with run.step("tool", parent=s, operation="execute_tool", name=f"tool {i}.{j}") as t:
+                        with run.step(
+                            "tool", parent=s, operation="execute_tool", name=f"tool {i}.{j}"
+                        ) as t:
                             if (i, j) in ((7, 2), (25, 4)):
                                 t.fail("boom")
         app = AgentraceApp(store, run_id=run.run_id)

@@ -56,7 +56,9 @@ def test_the_quick_head_load_gives_the_same_state_views(small_store: tuple[Store
     assert not head.complete and [v.version for v in head.versions] == [4]
     assert head.last_version == full.last_version == 4 and head.findings == full.findings
     for version, base in ((3, None), (4, None), (4, 1), (2, 4)):
-        assert load_state(store, run_id, version, base, head) == load_state(store, run_id, version, base, full)
+        assert load_state(store, run_id, version, base, head) == load_state(
+            store, run_id, version, base, full
+        )
 
 
 def test_span_views_carry_events_parent_and_versions(small_store: tuple[Store, str]) -> None:

@@ -117,8 +117,14 @@ def test_find_spans_by_text_and_by_errors(tmp_path: Path) -> None:
             with run.step("rater"):
                 pass
         names = {sp.span_id: sp.name for sp in store.spans(run.run_id)}
-        assert [names[i] for i in store.find_spans(run.run_id, text="scorer")] == ["invoke_agent Scorer"]
-        assert [names[i] for i in store.find_spans(run.run_id, text="TOOL")] == ["execute_tool lookup"]
-        assert [names[i] for i in store.find_spans(run.run_id, errors=True)] == ["execute_tool lookup"]
+        assert [names[i] for i in store.find_spans(run.run_id, text="scorer")] == [
+            "invoke_agent Scorer"
+        ]
+        assert [names[i] for i in store.find_spans(run.run_id, text="TOOL")] == [
+            "execute_tool lookup"
+        ]
+        assert [names[i] for i in store.find_spans(run.run_id, errors=True)] == [
+            "execute_tool lookup"
+        ]
         assert store.find_spans(run.run_id, text="rater", errors=True) == []
         assert len(store.find_spans(run.run_id)) == store.span_count(run.run_id)

@@ -22,7 +22,9 @@ from .._data import GraphData
 from .._graph_draw import Picture, paint
 from ._lines import RoleStyles
 
-LEGEND = "✗ failed  ⊘ rejected  ↺ compensated  ϟ breaker open  ↯ lost  ≡ duplicate  ╌ declared, unused"
+LEGEND = (
+    "✗ failed  ⊘ rejected  ↺ compensated  ϟ breaker open  ↯ lost  ≡ duplicate  ╌ declared, unused"
+)
 
 
 class CoordinationGraph(RoleStyles, ScrollView, can_focus=True):
