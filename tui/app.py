@@ -146,6 +146,9 @@ class AgentraceApp(App[None]):
             )
             return
         self.listen = int(self.receiver.port)  # the port bound (when asked for port 0)
+        for screen in self.screen_stack:
+            if isinstance(screen, RunsScreen):
+                screen.reload()  # its title says where spans are received
         url = f"http://{self.host}:{self.listen}/v1/traces"
         self.sub_title = f"live on {url}"
         self.notify(f"receiving OTLP on {url}", markup=False)

@@ -435,6 +435,7 @@ async def test_live_mode_shows_runs_and_spans_as_they_arrive(tmp_path: Path) -> 
         async with app.run_test(size=SIZE) as pilot:
             await settle(app, pilot)
             assert app.receiver is not None and app.listen
+            assert f"live on 127.0.0.1:{app.listen}" in screen_text(app)
             table = app.screen.query_one(RunsTable)
             assert [r.run_id for r in table.shown] == [first]
 
@@ -515,6 +516,7 @@ async def test_markup_in_traces_is_shown_literally(tmp_path: Path) -> None:
             await settle(app, pilot)
             runs_text = screen_text(app)
             assert MARKUP in runs_text
+            assert "no findings stored" in runs_text  # nothing analysed these runs yet
             cell = app.screen.query_one(RunsTable).get_row_at(0)[1]
             assert cell.plain == MARKUP and not cell.spans
 

@@ -131,12 +131,18 @@ class RunsScreen(Screen[None]):
             filters.append("with findings")
         if self.search.strip():
             filters.append(f"matching {self.search.strip()!r}")
+        listen = getattr(self.app, "listen", None)
+        hint = ""
+        if self.runs and not any(r.finding_count for r in self.runs) and listen is None:
+            hint = "  · no findings stored: `agentrace findings` analyses the runs"
         title = Text.assemble(
             (" agentrace ", "bold reverse"),
             f"  {len(shown)} of {len(self.runs)} runs in ",
             (Path(self.store.path).name, "bold"),
+            (f"  · live on {getattr(self.app, 'host', '')}:{listen}", "bold") if listen else "",
             f"  · sorted by {self.sort_key} {arrow}",
             ("  · " + ", ".join(filters)) if filters else "",
+            hint,
         )
         self.query_one("#runs-title", Static).update(title)
 
