@@ -355,6 +355,26 @@ async def test_selecting_the_stale_read_jumps_every_pane_to_it(scenario_store: S
         assert "STALE" in text and "stale_read" in text
 
 
+async def test_the_mouse_selects_rows_findings_and_folds(scenario_store: Scenarios) -> None:
+    store, runs = scenario_store
+    run_id = _stale_credit_run(store, runs)
+    (finding,) = [f for f in store.findings(run_id) if f.kind == "stale_read"]
+    app = AgentraceApp(store, run_id=run_id)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        screen = _run_screen(app)
+        wf = app.screen.query_one(Waterfall)
+        await pilot.click(Waterfall, offset=(20, 3))  # the axis is line 0: row 2
+        await settle(app, pilot)
+        assert wf.cursor == 2
+        await pilot.click(FindingsList, offset=(10, 1))  # the finding's first line
+        await settle(app, pilot)
+        assert screen.finding == finding.finding_id
+        assert wf.cursor_span == finding.span_ids[0]
+        await pilot.click(Waterfall, offset=(1, 1))  # the root's fold marker
+        assert wf.rows is not None and wf.rows.visible == 1
+
+
 async def test_f_cycles_through_the_findings(scenario_store: Scenarios) -> None:
     store, runs = scenario_store
     (run_id,) = runs["double-consume"]

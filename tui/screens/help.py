@@ -32,7 +32,8 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("Waterfall", (
         ("↑ ↓ pgup pgdn home end", "move"), ("enter / space", "fold or unfold a span's children"),
         ("← →", "fold, go to parent / unfold, go to first child"),
-        ("-  +", "fold every agent step / unfold all"), ("e", "next span with an error"),
+        ("-  +", "fold every agent step / unfold all"), ("e", "next span with an error, anywhere in the run"),
+        ("/  n  N", "find spans by name, agent or operation; next / previous match"),
     )),
     ("State", (
         ("← →  home end", "step versions"), ("b  B", "diff later versions against this one / against the previous"),

@@ -39,9 +39,9 @@ from ..messages import (
 )
 from ..widgets.findings import FindingsList
 from ..widgets.graph import LEGEND, CoordinationGraph
-from ..widgets.header import Header
 from ..widgets.span_detail import SpanDetail
 from ..widgets.state import StatePane
+from ..widgets.title_bar import TitleBar
 from ..widgets.waterfall import Waterfall
 from .prompt import Prompt
 
@@ -88,7 +88,7 @@ class RunScreen(Screen[None]):
         self._after_paint = False
 
     def compose(self) -> ComposeResult:
-        yield Header(id="run-header")
+        yield TitleBar(id="run-header")
         search = Input(
             placeholder="find spans: name, agent or operation (enter; then n / N)", id="span-search"
         )
@@ -270,7 +270,7 @@ class RunScreen(Screen[None]):
 
     def _update_header(self) -> None:
         meta = self.meta
-        header = self.query_one("#run-header", Header)
+        header = self.query_one("#run-header", TitleBar)
         if meta is None:
             header.text = Text(f" run {self.run_id[:12]}  loading…")
             return

@@ -17,8 +17,8 @@ from textual.widgets import DataTable, Footer, Input, Static
 from tracer import Run, Store
 
 from ..messages import OpenRun, RunsLoaded
-from ..widgets.header import Header
 from ..widgets.runs_table import COLUMNS, SORT_KEYS, RunsTable
+from ..widgets.title_bar import TitleBar
 
 PATTERNS = ("all", "orchestration", "choreography", "hybrid", "imported")
 
@@ -71,7 +71,7 @@ class RunsScreen(Screen[None]):
         search.display = False
         yield search
         yield RunsTable(id="runs-table")
-        yield Header(id="runs-detail")
+        yield TitleBar(id="runs-detail")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -209,7 +209,7 @@ class RunsScreen(Screen[None]):
     @on(DataTable.RowHighlighted)
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
         run = self.query_one(RunsTable).current_run
-        detail = self.query_one("#runs-detail", Header)
+        detail = self.query_one("#runs-detail", TitleBar)
         if run is None:
             detail.text = Text(" no runs" if not self.runs else " no run matches")
             return

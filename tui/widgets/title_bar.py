@@ -11,11 +11,11 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 
-class Header(Widget):
+class TitleBar(Widget):
     """Shows ``text`` (a ``Text`` built by the screen from trace strings, never markup)."""
 
     DEFAULT_CSS = """
-    Header {
+    TitleBar {
         height: 1;
     }
     """
