@@ -350,7 +350,8 @@ async def test_selecting_the_stale_read_jumps_every_pane_to_it(scenario_store: S
         assert set(finding.agents) <= graph.nodes
         assert graph.edges  # the edge where it happened is lit
         lit = {(e.source, e.target) for e in graph.data.layout.edges if e.index in graph.edges}  # type: ignore[union-attr]
-        assert any(t in finding.agents for _, t in lit)
+        # The handoff into the stale reader, from the agent whose newer version it missed.
+        assert lit == {("credit_score", "risk_assessment")}
         text = screen_text(app)
         assert "STALE" in text and "stale_read" in text
 

@@ -259,7 +259,9 @@ class RunScreen(Screen[None]):
         finding = self.current_finding
         if finding is not None:
             nodes.update(finding.agents)
-            spans.extend(finding.span_ids)
+            # The finding's first span is where it happened (the stale reader, the duplicate
+            # delivery): light the edge that carried it, not every edge its agents touched.
+            spans.extend(finding.span_ids[:1])
         self.query_one(CoordinationGraph).highlight(nodes, edges_for(data, spans))
 
     @property
