@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import random
-import types
-from collections.abc import Coroutine, Generator, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -207,26 +207,70 @@ class Orchestrator:
         )
 
 
-@types.coroutine
-def _delegate(coro: Coroutine[Any, Any, None], waiting_on: Any) -> Generator[Any, Any, None]:
-    """Drive a coroutine that has already started: what ``await`` does, from its first wait on.
+class _Resumed(Coroutine[Any, None, None]):
+    """A branch that ran eagerly to its first wait, as the coroutine of the task that goes on with it.
 
-    The task running this sees the futures ``coro`` waits on, sends their results
-    back in and throws cancellation in, exactly as if it had run ``coro`` from the start.
+    It does what ``await`` does from that wait on: the task's first ``send`` gets what the
+    branch already waits on, every later ``send`` and ``throw`` goes to the branch. An
+    ``async def`` wrapper would not do: when a task is cancelled before its first turn, the
+    cancellation is thrown into a coroutine that has not started, so none of the wrapper's
+    code runs: the branch is never resumed (its step's span never ends) and whatever cleanup
+    the wrapper holds is skipped. Here the cancellation reaches the branch, which has started,
+    however early it comes, and ``on_end`` runs once when the branch ends, however it ends.
     """
-    while True:
+
+    __slots__ = ("_coro", "_fresh", "_waiting_on", "on_end")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
+        self._coro = coro
+        self._waiting_on: Any = waiting_on
+        self._fresh = True
+        self.on_end: Callable[[], None] | None = None
+
+    def send(self, value: None) -> Any:
+        if self._fresh:  # the task's first turn: the branch waits already
+            self._fresh = False
+            waiting_on, self._waiting_on = self._waiting_on, None
+            return waiting_on
+        return self._resume(self._coro.send, value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        exc = typ if val is None else val
+        if tb is not None:
+            exc = exc.with_traceback(tb)
+        if self._fresh:
+            # Cancelled before the task's first turn. Task.cancel() cancels the future a task
+            # waits on; this task never saw it, so that is done here, and the cancellation
+            # goes in where the branch waits.
+            self._fresh = False
+            waiting_on, self._waiting_on = self._waiting_on, None
+            cancelled = isinstance(exc, asyncio.CancelledError) or (
+                isinstance(exc, type) and issubclass(exc, asyncio.CancelledError)
+            )
+            if cancelled and asyncio.isfuture(waiting_on):
+                waiting_on.cancel()
+        return self._resume(self._coro.throw, exc)
+
+    def close(self) -> None:
         try:
-            sent = yield waiting_on
-        except BaseException as exc:
-            try:
-                waiting_on = coro.throw(exc)
-            except StopIteration:
-                return
-        else:
-            try:
-                waiting_on = coro.send(sent)
-            except StopIteration:
-                return
+            self._coro.close()
+        finally:
+            self._end()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        raise TypeError("a resumed branch is driven by its own task; it is not awaited")
+
+    def _resume(self, fn: Callable[[Any], Any], arg: Any) -> Any:
+        try:
+            return fn(arg)
+        except BaseException:  # StopIteration included: the branch has ended
+            self._end()
+            raise
+
+    def _end(self) -> None:
+        on_end, self.on_end = self.on_end, None
+        if on_end is not None:
+            on_end()
 
 
 class _Run:
@@ -293,35 +337,29 @@ class _Run:
             waiting_on = context.run(coro.send, None)
         except StopIteration:
             return
-        task = asyncio.get_running_loop().create_task(
-            self._adopt(coro, waiting_on), context=context
-        )
+        resumed = _Resumed(coro, waiting_on)
+        task = asyncio.get_running_loop().create_task(resumed, context=context)
         self.tasks.add(task)
+        # In the task's last turn, whether the branch ran to its end or was cancelled before
+        # the task first ran: a done callback would cost the host one more turn of the loop.
+        resumed.on_end = functools.partial(self._task_ended, task)
 
     async def _task_branch(self, node: str, value: Any, sources: tuple[str, ...]) -> None:
         try:
             await self._branch(node, value, sources)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, GeneratorExit):
             raise
         except BaseException as exc:  # a fault of the engine itself: stop the run, re-raise in it
             if self.fault is None:
                 self.fault = exc
                 self.cancel_all()
 
-    async def _adopt(self, coro: Coroutine[Any, Any, None], waiting_on: Any) -> None:
-        """The task of a branch that waited: drive it to its end, then leave the task set.
-
-        Only here, in the branch's own task, is the current task the branch's: in the eager
-        part of ``_spawn`` it is the spawner's. The bookkeeping is done in the task rather
-        than in a done callback, which would cost the host one more turn of the loop.
-        """
-        try:
-            await _delegate(coro, waiting_on)
-        finally:
-            self.tasks.discard(asyncio.current_task())
-            idle = self.idle
-            if not self.tasks and idle is not None and not idle.done():
-                idle.set_result(None)
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A branch task has ended: it leaves the task set, and the last one wakes the host."""
+        self.tasks.discard(task)
+        idle = self.idle
+        if not self.tasks and idle is not None and not idle.done():
+            idle.set_result(None)
 
     def cancel_all(self) -> None:
         current = asyncio.current_task()

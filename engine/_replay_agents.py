@@ -312,12 +312,6 @@ class ReplaySession:
             await self.time.sleep(agent.timeout if agent.timeout is not None else 0.0)
             raise TimeoutError()
         await self._pass(agent, rec)
-        if outcome != "ok":
-            # One turn of the loop before a failure, as the recorded agent surely took: a step
-            # that fails without ever waiting cancels branches spawned just before it before
-            # their tasks first run, and the orchestrator then waits for them forever (see
-            # tests/replay/test_replay.py::test_a_branch_cancelled_in_the_recording_is_again).
-            await asyncio.sleep(0)
         if outcome in ("ok", "rejected"):
             self._publish_extra(rec, ctx)
             return self._result(rec)

@@ -412,6 +412,59 @@ async def test_a_failing_branch_cancels_the_others(env: Env, failer_first: bool)
     assert {s.agent: s.outcome for s in result.steps} == {"split": "ok", "failer": "failed"}
 
 
+@pytest.mark.parametrize(
+    "failer_inline", [True, False], ids=["failer runs inline", "failer is spawned"]
+)
+async def test_a_step_failing_without_waiting_ends_the_run_with_a_sibling_just_spawned(
+    env: Env, failer_inline: bool
+) -> None:
+    # "slow" is spawned and waits, so it is handed to a task; "boom" then fails before it ever
+    # waits, which cancels that task before its first turn. The run must still end: with the
+    # failure, the completed step compensated, and every span (the cancelled one's too) ended.
+    cancelled: list[str] = []
+
+    async def begin(state: e.StateView, value: Any) -> int:
+        return 1
+
+    async def undo(state: e.StateView, output: Any) -> e.Update:
+        return e.Update({"undone": output})
+
+    async def boom(state: e.StateView, value: Any) -> None:
+        raise RuntimeError("boom")
+
+    async def slow(state: e.StateView, value: Any) -> e.Update:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            cancelled.append("slow")
+            raise
+        return e.Update({"slow": True})
+
+    failer, waiter = e.Agent("boom", boom), e.Agent("slow", slow)
+    # The first successor runs in the caller's task, the others are spawned in order.
+    bs = [failer, waiter] if failer_inline else [ag("quick", thread=False), waiter, failer]
+    wf = e.WorkflowBuilder("w").fan_out(e.Agent("start", begin, compensate=undo), bs).build()
+    result = await asyncio.wait_for(env.orch().run(wf, None), timeout=5)
+    assert result.status == "compensated"
+    assert isinstance(result.error, e.AgentError) and "RuntimeError: boom" in str(result.error)
+    assert [(c.agent, c.outcome) for c in result.compensations] == [("start", "ok")]
+    assert result.state == {"undone": 1}
+    assert cancelled == ["slow"]
+    assert {s.agent: s.outcome for s in result.steps} == {"start": "ok", "boom": "failed"}
+    spans = env.spans()
+    outcomes = {
+        s.name: attrs(s).get("agentrace.step.outcome")
+        for s in spans
+        if s.name.startswith("invoke_agent")
+    }
+    assert outcomes == {
+        "invoke_agent start": "ok", "invoke_agent boom": "failed", "invoke_agent slow": "cancelled",
+    }  # fmt: skip
+    assert sorted(s.name for s in spans if not s.name.startswith("invoke_agent")) == [
+        "compensate start", "invoke_workflow w",
+    ]  # fmt: skip
+
+
 async def test_cancelling_the_run_from_outside_cancels_it(env: Env) -> None:
     started = asyncio.Event()
 
