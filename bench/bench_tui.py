@@ -11,10 +11,11 @@ its peak resident size is its own):
 - stepping one version (``[``) until the state pane shows it: median and slowest
   of 50 steps. Goal <= 50 ms.
 - peak memory of the debugger on a run of 1,000,000 spans (first paint, a jump to
-  the middle and to the end of the waterfall, 10 steps), against the same
+  the middle and to the end of the waterfall, 10 steps), opened as ``agentrace tui``
+  opens it (DuckDB's working memory capped at 160 MB), against the same
   interpreter with the store open and nothing shown, and against reading the
-  run's light span columns whole (what a waterfall that loads the run would hold
-  at the least).
+  run's light span columns whole under the same cap (what a waterfall that loads
+  the run would hold at the least).
 
 Runs are generated straight as OTLP protobuf (the recorder's per-span cost would
 dominate the setup) and ingested through the store like any trace.
