@@ -237,6 +237,7 @@ class RedisBus(Bus):
         self._unmarks: list[tuple[str, str, str, int]] = []
         self._unmark_wake = asyncio.Event()
         self._started = False
+        self._closing = False
         self._closed = False
 
     @classmethod
@@ -259,22 +260,30 @@ class RedisBus(Bus):
         wait = 0.02
         while True:
             try:
-                return await fn()
+                result = await fn()
             except _RETRYABLE as exc:
-                if self._closed or _time.monotonic() + wait > deadline:
-                    raise RedisBusError(
-                        f"redis {self.namespace}: {what}: {type(exc).__name__}: {exc} "
-                        f"(gave up after {self.reconnect_timeout:g} s)"
-                    ) from exc
+                _raise_if_cancelled()
+                self._check_retry(what, exc, deadline, wait)
                 self.stats.reconnects += 1
                 await asyncio.sleep(wait)
                 wait = min(wait * 2, 0.5)
+                continue
             except ResponseError as exc:
+                _raise_if_cancelled()
                 if "NOGROUP" in str(exc) and self._subs:
                     # Redis came back without its data: make our groups again and go on.
                     await self._ensure_groups()
                     continue
                 raise RedisBusError(f"redis {self.namespace}: {what}: {exc}") from exc
+            _raise_if_cancelled()
+            return result
+
+    def _check_retry(self, what: str, exc: BaseException, deadline: float, wait: float) -> None:
+        if self._closed or _time.monotonic() + wait > deadline:
+            raise RedisBusError(
+                f"redis {self.namespace}: {what}: {type(exc).__name__}: {exc} "
+                f"(gave up after {self.reconnect_timeout:g} s)"
+            ) from exc
 
     async def _ensure_groups(self) -> None:
         for sub in self._subs.values():
@@ -513,6 +522,8 @@ class RedisBus(Bus):
         await asyncio.gather(*self._tasks, return_exceptions=True)
         with contextlib.suppress(RedisBusError):  # Redis is away: the marks lapse with us
             await self._flush_unmarks()
+        self._closing = True  # the service loops end on this even if a cancel gets lost
+        self._unmark_wake.set()
         for t in self._service:
             t.cancel()
         await asyncio.gather(*self._service, return_exceptions=True)
@@ -547,7 +558,7 @@ class RedisBus(Bus):
         task.add_done_callback(self._tasks.discard)
 
     async def _unmark_loop(self) -> None:
-        while True:
+        while not self._closing:
             await self._unmark_wake.wait()
             self._unmark_wake.clear()
             await self._flush_unmarks()
@@ -562,7 +573,7 @@ class RedisBus(Bus):
         await self.streams.heartbeat(self.instance, int(self.heartbeat * 3000))
 
     async def _beat(self) -> None:
-        while True:
+        while not self._closing:
             await asyncio.sleep(self.heartbeat)
             await self._call("heartbeat", self._beat_once)
 
@@ -627,6 +638,7 @@ class RedisBus(Bus):
             for t in (xread, woken, stopped):
                 t.cancel()
             done = await asyncio.gather(xread, return_exceptions=True)
+        _raise_if_cancelled()
         if isinstance(done[0], _RETRYABLE):
             self.stats.reconnects += 1
             await asyncio.sleep(min(seconds, 0.1))  # the next command's retries take over
@@ -800,6 +812,18 @@ class RedisBus(Bus):
                 f"group {delivery.group!r} on {delivery.message.topic!r} is not subscribed on this bus"
             )
         return sub
+
+
+def _raise_if_cancelled() -> None:
+    """Raise CancelledError if this task was asked to stop.
+
+    redis-py can swallow a cancellation that lands inside a command (the command then
+    returns, or fails with a TimeoutError): the bus's loops would run on for ever. So
+    after every Redis call the bus asks the task itself.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError()
 
 
 def _timeout_ms(policy: DeliveryPolicy) -> int | None:

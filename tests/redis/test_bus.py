@@ -249,9 +249,10 @@ async def test_a_dead_processs_delivery_is_claimed_and_reported(buses: Buses) ->
     await taken.wait()
     # "kill -9": its tasks stop where they are and its heartbeat lapses.
     runner.cancel()
-    for t in [*doomed._loops, *doomed._tasks]:
+    stopped = [*doomed._loops, *doomed._service, *doomed._tasks]
+    for t in stopped:
         t.cancel()
-    await asyncio.gather(runner, *doomed._loops, *doomed._tasks, return_exceptions=True)
+    await asyncio.gather(runner, *stopped, return_exceptions=True)
     await doomed.streams.gone(doomed.instance)
 
     heir = buses(policy=policy)
