@@ -89,12 +89,14 @@ class AgentraceApp(App[None]):
         super().__init__()
         self._own_store = not isinstance(store, Store)
         self._spill_dir: str | None = None
-        if isinstance(store, Store):
-            self.store = store
-        else:
-            self.store = Store(store, read_only=listen is None)
-            self._cap_memory(memory_mb)
-        self.start_run = self.store.resolve_run(run_id) if run_id else None
+        self._memory_mb = memory_mb
+        self.store = store if isinstance(store, Store) else Store(store, read_only=listen is None)
+        try:
+            self.start_run = self.store.resolve_run(run_id) if run_id else None
+        except BaseException:
+            if self._own_store:
+                self.store.close()
+            raise
         self.listen = listen
         self.host = host
         self.receiver: Any = None
@@ -124,6 +126,8 @@ class AgentraceApp(App[None]):
     # -- lifecycle -------------------------------------------------------------------------
 
     async def on_mount(self) -> None:
+        if self._own_store:
+            self._cap_memory(self._memory_mb)
         # Opened on a run, the runs screen is built only when the user goes back to it: the
         # run's first paint does not wait for it.
         if self.start_run is not None:
