@@ -19,8 +19,10 @@
   shipping cancels the courier, inventory releases the stock, checkout cancels the
   order, in reverse causal order. The run ends ``compensated``.
 
-The factories (``research_pipeline``, ``checkout_saga``) are what
-``agentrace.run.workflow_ref`` names, for replay.
+Each scenario records, as ``agentrace.run.workflow_ref``, a factory that rebuilds
+exactly the choreography it ran, for replay: ``research_pipeline`` (``research-pipeline``
+and ``lost-event``, whose crash is a fault of the bus, not of the choreography),
+``double_consume``, ``double_consume_fixed`` and ``checkout_saga``.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from ._retry import RetryPolicy
 from ._time import VirtualTime
 from ._view import AgentContext, StateView
 from ._workflow import SagaPolicy
-from .scenarios._registry import Scenario, register
+from .scenarios._registry import DEFAULT_SEED, Scenario, register
 
 REQUEST = {"request": "req-1042", "topic": "sea otters as a keystone species"}
 ORDER: dict[str, Any] = {
@@ -106,8 +108,13 @@ def research_pipeline(
     ack_timeout: float | None = None,
     idempotent_analysis: bool = False,
     name: str = "research-pipeline",
+    ref: str = "engine._choreo_scenarios:research_pipeline",
 ) -> Choreography:
-    """research → analysis → report over the bus (see the module docstring)."""
+    """research → analysis → report over the bus (see the module docstring).
+
+    ``ref`` is what the run records as its workflow_ref: this factory's path rebuilds the
+    defaults only, so a caller that changes an option passes the factory that makes its own.
+    """
     research, analysis, report = _pipeline_agents()
     policy = DeliveryPolicy(max_attempts=3, ack_timeout=ack_timeout, redelivery_delay=1.0)
     return (
@@ -115,7 +122,7 @@ def research_pipeline(
             name,
             entry="research.requested",
             source="user",
-            ref="engine._choreo_scenarios:research_pipeline",
+            ref=ref,
             policy=policy,
             done_when=lambda state: bool(state.get("reports")),
         )
@@ -126,6 +133,24 @@ def research_pipeline(
         .topic(
             "analysis.done", contract=Contract("analysis-result", Analysis, ["confidence >= 0.7"])
         )
+    )
+
+
+def double_consume(seed: int = DEFAULT_SEED) -> Choreography:
+    """``double-consume``: the pipeline with the ack timeout, analysis not idempotent.
+
+    ``seed`` is taken as every scenario factory takes it and changes nothing here: the
+    lost ack is a fault injected into the bus, not part of the choreography.
+    """
+    return research_pipeline(ack_timeout=ACK_TIMEOUT, ref="engine._choreo_scenarios:double_consume")
+
+
+def double_consume_fixed(seed: int = DEFAULT_SEED) -> Choreography:
+    """``double-consume-fixed``: the pipeline with the ack timeout and analysis idempotent."""
+    return research_pipeline(
+        ack_timeout=ACK_TIMEOUT,
+        idempotent_analysis=True,
+        ref="engine._choreo_scenarios:double_consume_fixed",
     )
 
 
@@ -238,7 +263,7 @@ async def _double_consume(
         [FaultRule.lose_ack(topic="research.done", group="analysis", attempt=1)], seed=seed
     )
     choreo = Choreographer(recorder, time=time, seed=seed, faults=faults)
-    flow = research_pipeline(ack_timeout=ACK_TIMEOUT, idempotent_analysis=fixed)
+    flow = double_consume_fixed(seed) if fixed else double_consume(seed)
     result = await choreo.run(flow, REQUEST, key=REQUEST["request"], scenario=name)
     recorder.flush()
     analyses = len(result.state.get("analyses", []))

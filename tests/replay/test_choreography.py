@@ -63,14 +63,15 @@ def deposits_are_applied(result: e.ChoreographyResult) -> None:
 # -- the recorded delivery order ----------------------------------------------------------------
 
 
-def test_double_consume_replays_its_redelivery_though_the_ref_has_no_ack_timeout(
+def test_double_consume_replays_its_redelivery_though_the_workflow_has_no_ack_timeout(
     samples: Samples, replayer: e.Replayer
 ) -> None:
     run = samples.first("double-consume")
-    # The recorded ref's factory builds the pipeline without the 30 s ack timeout that made
-    # the bus deliver research.done again: the script delivers it again anyway.
-    assert research_pipeline().policy.ack_timeout is None
-    result = replayer.replay(run)
+    # Replayed with the pipeline without the 30 s ack timeout that made the bus deliver
+    # research.done again (its recorded ref has it): the script delivers it again anyway.
+    flow = research_pipeline()
+    assert flow.policy.ack_timeout is None
+    result = replayer.replay(run, workflow=flow)
     assert result.divergences == (), result.report()
     assert len(result.state["analyses"]) == 2  # the bug, reproduced
     delivered = [

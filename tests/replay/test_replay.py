@@ -9,7 +9,9 @@ import pytest
 import engine as e
 import tracer as t
 from engine import scenarios
-from engine._choreo_scenarios import ACK_TIMEOUT, research_pipeline
+from engine._choreo_scenarios import research_pipeline
+from engine._replay import build_target
+from engine._replay_record import load_recording
 from engine.scenarios import credit
 from tracer import conventions as c
 from tracer.analysis import detect
@@ -17,25 +19,14 @@ from tracer.analysis import detect
 from .conftest import Recorded, Samples
 
 
-def double_consume_fixed() -> e.Choreography:
-    # The sample records the ref ``research_pipeline``, whose defaults build the pipeline
-    # without the idempotent consumer this scenario ran with; the ref cannot say so.
-    return research_pipeline(ack_timeout=ACK_TIMEOUT, idempotent_analysis=True)
-
-
-WORKFLOW_FOR: dict[str, Any] = {"double-consume-fixed": double_consume_fixed}
-
-
 @pytest.mark.parametrize("name", scenarios.names())
-def test_every_bundled_scenario_replays_without_divergence(
+def test_every_bundled_scenario_replays_from_its_recorded_ref_without_divergence(
     samples: Samples, replayer: e.Replayer, name: str
 ) -> None:
-    make = WORKFLOW_FOR.get(name)
+    # No workflow given: each run's agentrace.run.workflow_ref alone rebuilds what it ran.
     replayer.preload(samples.runs[name])
     with replayer.batch():
-        results = [
-            replayer.replay(run, workflow=make() if make else None) for run in samples.runs[name]
-        ]
+        results = [replayer.replay(run) for run in samples.runs[name]]
     for run, result in zip(samples.runs[name], results, strict=True):
         assert result.divergences == (), result.report()
         original = samples.store.run(run)
@@ -44,6 +35,80 @@ def test_every_bundled_scenario_replays_without_divergence(
         # The new run, as recorded, is the original again: every version, every span.
         same = e.diff_runs(samples.store, run, result.run_id)
         assert same.same, "\n".join(same.describe())
+
+
+def _qualname(fn: Any) -> str | None:
+    return None if fn is None else getattr(fn, "__qualname__", type(fn).__qualname__)
+
+
+def _contract_shape(contract: e.Contract | None) -> Any:
+    if contract is None:
+        return None
+    return (contract.name, _qualname(contract.model), [r.text for r in contract.rules])
+
+
+def _agent_shape(a: e.Agent) -> Any:
+    return (
+        a.name, _qualname(a.execute), _qualname(a.compensate), a.retry, a.timeout, a.breaker,
+        _contract_shape(a.contract), a.thread,
+    )  # fmt: skip
+
+
+def _shape(target: e.Workflow | e.Choreography) -> Any:
+    """Everything that decides how a workflow runs, comparable across two builds of it."""
+    if isinstance(target, e.Workflow):
+        return (
+            "workflow", target.name, target.ref, target.start, target.declared, target.saga,
+            target.max_steps, target.caches,
+            {n: _agent_shape(a) for n, a in target.agents.items()},
+            {s: (_qualname(r.fn), dict(r.labels)) for s, r in target.routes.items()},
+            {n: _qualname(m) for n, m in target.merges.items()},
+            {edge: _contract_shape(k) for edge, k in target.edge_contracts.items()},
+        )  # fmt: skip
+    start = target.start_step
+    return (
+        "choreography", target.name, target.ref, target.entry, target.source, target.policy,
+        target.saga, _qualname(target.done_when), dict(target.caches),
+        None if start is None else (_agent_shape(start.agent), start.emits, start.publishes),
+        [
+            (s.topic, _agent_shape(s.agent), s.group, s.emits, s.publishes, s.idempotent,
+             s.policy, s.compensation)
+            for s in target.subscriptions
+        ],
+        {topic: _contract_shape(k) for topic, k in target.contracts.items()},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", scenarios.names())
+def test_every_scenario_records_a_ref_that_rebuilds_what_it_ran(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    ran: dict[str, e.Workflow | e.Choreography] = {}
+
+    def capture(cls: Any) -> None:
+        run = cls.run
+
+        async def spy(self: Any, target: Any, *args: Any, **kw: Any) -> Any:
+            result = await run(self, target, *args, **kw)
+            ran[result.run_id] = target
+            return result
+
+        monkeypatch.setattr(cls, "run", spy)
+
+    capture(e.Orchestrator)
+    capture(e.Choreographer)
+    sink = t.InMemorySink()
+    run_ids = scenarios.record(name, sink)[name]
+    assert run_ids and set(run_ids) <= set(ran)
+    with t.Store(":memory:") as store:
+        store.ingest(sink.requests)
+        for run_id in run_ids:
+            recording = load_recording(store, run_id)
+            assert recording.run.workflow_ref == ran[run_id].ref
+            rebuilt = build_target(None, recording)  # as replay rebuilds it, seed and all
+            assert _shape(rebuilt) == _shape(ran[run_id]), (
+                f"{name}: {recording.run.workflow_ref} does not rebuild what run {run_id} ran"
+            )
 
 
 def test_a_replay_is_a_new_run_linked_to_its_original(
