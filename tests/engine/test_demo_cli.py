@@ -35,3 +35,19 @@ def test_demo_all_and_an_unknown_scenario(tmp_path: Path) -> None:
     with t.Store(db, read_only=True) as store:
         scenarios = {r.scenario for r in store.runs()}
     assert {"credit", "credit-fixed", "trading-saga", "flaky", "low-confidence"} <= scenarios
+
+
+def test_demo_stores_the_findings_and_without_a_terminal_lists_the_runs(tmp_path: Path) -> None:
+    db = str(tmp_path / "demo.duckdb")
+    result = CliRunner().invoke(cli, ["demo", "--scenario", "credit", "--db", db])
+    assert result.exit_code == 0, result.output
+    assert "no terminal here" in result.output and "credit-decisioning" in result.output
+    with t.Store(db, read_only=True) as store:
+        stale = [f for f in store.findings() if f.kind == "stale_read"]
+        wrong = [
+            r.run_id
+            for r in store.runs()
+            if not store.state_at(r.run_id, r.version_count)["decision"]["rating_ok"]
+        ]
+    # one stored stale read per wrongly rated application, and no other finding
+    assert sorted(f.run_id for f in stale) == sorted(wrong) and len(wrong) == 10

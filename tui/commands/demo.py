@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from tracer import IngestResult, InMemorySink, Store
 
-from .._cli_base import cli, db_option, errors_to_exit, short
+from .._cli_base import cli, db_option, errors_to_exit
 from .store import runs
 
 
@@ -38,14 +40,33 @@ def record_scenarios(db: str, which: str) -> dict[str, list[str]]:
     return recorded
 
 
-def open_debugger(ctx: click.Context, db: str, recorded: dict[str, list[str]]) -> None:
-    """Show what was recorded. The debugger is wired in here; until then, the run list."""
-    ctx.invoke(runs, db=db, as_json=False)
-    first = next((ids[0] for ids in recorded.values() if ids), None)
-    if first is not None:
-        click.echo(
-            f"step through a run with `agentrace tui --db {db} --run {short(first)}`", err=True
-        )
+def analyse(db: str, recorded: dict[str, list[str]]) -> str | None:
+    """Store the findings of every recorded run; the first run with a stale read, if any.
+
+    The debugger and ``agentrace runs`` show stored findings, so the demo analyses
+    what it recorded (a few hundred milliseconds for all the scenarios).
+    """
+    from tracer.analysis import analyze
+
+    first_stale = None
+    with Store(db) as store:
+        for ids in recorded.values():
+            for run_id in ids:
+                found = analyze(store, run_id)
+                if first_stale is None and any(f.kind == "stale_read" for f in found):
+                    first_stale = run_id
+    return first_stale
+
+
+def open_debugger(ctx: click.Context, db: str, run_id: str | None) -> None:
+    """Open the debugger on the store (on ``run_id``); without a terminal, list the runs."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        ctx.invoke(runs, db=db, as_json=False)
+        click.echo("no terminal here: open the debugger with `agentrace tui` in one", err=True)
+        return
+    from ..app import run_app  # Textual loads only now
+
+    run_app(db, run_id=run_id)
 
 
 @cli.command()
@@ -62,7 +83,9 @@ def open_debugger(ctx: click.Context, db: str, recorded: dict[str, list[str]]) -
 def demo(ctx: click.Context, scenario: str, db: str, no_tui: bool) -> None:
     """Record the bundled scenarios into the store and open the debugger on them."""
     recorded = record_scenarios(db, scenario)
+    stale = analyse(db, recorded)
     if no_tui:
         ctx.invoke(runs, db=db, as_json=False)
     else:
-        open_debugger(ctx, db, recorded)
+        # Straight onto the credit story when it was recorded: press `f` for the stale read.
+        open_debugger(ctx, db, stale)
