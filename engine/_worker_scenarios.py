@@ -44,21 +44,36 @@ class DistributedScenario:
         return [r for a in agents for r in self.faults.get(a, ())]
 
 
-def _double_consume(fixed: bool) -> Choreography:
-    return _pipeline(ack_timeout=ACK_TIMEOUT, idempotent_analysis=fixed)
+# Factories the runs record as their workflow_ref: each rebuilds exactly what it ran.
+def build_double_consume(seed: int | None = None) -> Choreography:
+    return _pipeline(ack_timeout=ACK_TIMEOUT, ref="engine._worker_scenarios:build_double_consume")
+
+
+def build_double_consume_fixed(seed: int | None = None) -> Choreography:
+    return _pipeline(
+        ack_timeout=ACK_TIMEOUT,
+        idempotent_analysis=True,
+        ref="engine._worker_scenarios:build_double_consume_fixed",
+    )
+
+
+def build_resilient_pipeline(seed: int | None = None) -> Choreography:
+    return _pipeline(
+        ack_timeout=ACK_TIMEOUT, ref="engine._worker_scenarios:build_resilient_pipeline"
+    )
 
 
 research_pipeline = DistributedScenario("research-pipeline", _pipeline, REQUEST, REQUEST["request"])
 double_consume = DistributedScenario(
     "double-consume",
-    lambda: _double_consume(False),
+    build_double_consume,
     REQUEST,
     REQUEST["request"],
     {"analysis": (FaultRule.lose_ack(topic="research.done", group="analysis", attempt=1),)},
 )
 double_consume_fixed = DistributedScenario(
     "double-consume-fixed",
-    lambda: _double_consume(True),
+    build_double_consume_fixed,
     REQUEST,
     REQUEST["request"],
     {"analysis": (FaultRule.lose_ack(topic="research.done", group="analysis", attempt=1),)},
@@ -78,7 +93,7 @@ lost_event = DistributedScenario(
 # A pipeline whose groups redeliver after the ack timeout: what a killed worker needs.
 resilient_pipeline = DistributedScenario(
     "research-pipeline",
-    lambda: _pipeline(ack_timeout=ACK_TIMEOUT),
+    build_resilient_pipeline,
     REQUEST,
     REQUEST["request"],
 )
