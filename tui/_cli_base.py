@@ -76,13 +76,3 @@ def print_json(value: Any) -> None:
 
 def short(run_id: str) -> str:
     return run_id[:12]
-
-
-def fmt_duration(ns: int) -> str:
-    if ns < 1_000:
-        return f"{ns} ns"
-    if ns < 1_000_000:
-        return f"{ns / 1_000:.1f} µs"
-    if ns < 1_000_000_000:
-        return f"{ns / 1_000_000:.1f} ms"
-    return f"{ns / 1_000_000_000:.2f} s"

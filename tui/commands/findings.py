@@ -21,12 +21,12 @@ from .._cli_base import (
     db_option,
     errors_to_exit,
     fail,
-    fmt_duration,
     json_option,
     open_store,
     print_json,
     short,
 )
+from .._text import fmt_duration
 
 # Exit status when a finding reaches --fail-on: apart from 1 (agentrace's own errors)
 # and 2 (usage), so a pipeline can tell "bugs found" from "the check did not run".

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -19,12 +18,12 @@ from .._cli_base import (
     db_option,
     errors_to_exit,
     fail,
-    fmt_duration,
     json_option,
     open_store,
     print_json,
     short,
 )
+from .._text import fmt_duration, fmt_when
 
 
 def _console() -> Console:
@@ -33,10 +32,6 @@ def _console() -> Console:
     if not console.is_terminal:
         console = Console(highlight=False, soft_wrap=True, width=200)
     return console
-
-
-def _when(ns: int) -> str:
-    return datetime.fromtimestamp(ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @cli.command()
@@ -78,7 +73,7 @@ def runs(db: str, as_json: bool) -> None:
             short(r.run_id), escape(r.workflow or ""),
             *([escape(r.scenario or "")] if with_scenario else []),
             r.pattern or "", f"[{style}]{escape(status)}[/]" if style else escape(status),
-            _when(r.start_ns), fmt_duration(r.duration_ns), str(len(r.agents)), str(r.span_count),
+            fmt_when(r.start_ns), fmt_duration(r.duration_ns), str(len(r.agents)), str(r.span_count),
             str(r.version_count), str(r.finding_count),
         )  # fmt: skip
     _console().print(table)
