@@ -92,11 +92,10 @@ from ._errors import (
     StepError,
     StepTimeoutError,
     WorkflowError,
-    WorkflowFailed,
 )
 from ._faults import AppliedFault, FaultInjector, Faults
 from ._ledger import JSON, StateLedger, Update, json_copy
-from ._orchestrator import StepRecord
+from ._orchestrator import RunOutcome, StepRecord
 from ._recording import NULL_SPAN, RunScope, Span
 from ._saga import Compensation
 from ._time import RealTime, TimeSource
@@ -380,7 +379,7 @@ class EventContext(AgentContext):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class ChoreographyResult:
+class ChoreographyResult(RunOutcome):
     """What a choreographed run did. ``ledger`` holds every state version.
 
     ``unsettled``: messages some group never acked nor dead-lettered; ``dead_letters``:
@@ -398,21 +397,6 @@ class ChoreographyResult:
     dead_letters: tuple[DeadLetter, ...] = ()
     faults: tuple[AppliedFault, ...] = ()
     error: EngineError | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "completed"
-
-    @property
-    def state(self) -> dict[str, JSON]:
-        """A copy of the final state."""
-        return self.ledger.document()
-
-    def raise_for_status(self) -> ChoreographyResult:
-        """This result, or :class:`~engine.WorkflowFailed` when the run did not complete."""
-        if self.status != "completed":
-            raise WorkflowFailed(self.run_id, self.workflow, self.status, self.error)
-        return self
 
 
 class Choreographer:

@@ -34,7 +34,7 @@ import functools
 import random
 from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 from tracer import IdGenerator, RandomIds, Recorder
 
@@ -74,18 +74,15 @@ class StepRecord(NamedTuple):
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class RunResult:
-    """What a run did. ``ledger`` holds every state version."""
+class RunOutcome:
+    """What every run result answers: did it complete, its final state, raise if not."""
 
+    __slots__ = ()
     run_id: str
     workflow: str
-    status: str  # completed | failed | compensated | compensation_failed
-    output: JSON
-    steps: tuple[StepRecord, ...]
-    compensations: tuple[Compensation, ...]
+    status: str
     ledger: StateLedger
-    error: StepError | None = None
+    error: EngineError | None
 
     @property
     def ok(self) -> bool:
@@ -96,11 +93,25 @@ class RunResult:
         """A copy of the final state."""
         return self.ledger.document()
 
-    def raise_for_status(self) -> RunResult:
-        """This result, or :class:`WorkflowFailed` when the run did not complete."""
+    def raise_for_status(self) -> Self:
+        """This result, or :class:`~engine.WorkflowFailed` when the run did not complete."""
         if self.status != "completed":
             raise WorkflowFailed(self.run_id, self.workflow, self.status, self.error)
         return self
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RunResult(RunOutcome):
+    """What a run did. ``ledger`` holds every state version."""
+
+    run_id: str
+    workflow: str
+    status: str  # completed | failed | compensated | compensation_failed
+    output: JSON
+    steps: tuple[StepRecord, ...]
+    compensations: tuple[Compensation, ...]
+    ledger: StateLedger
+    error: StepError | None = None
 
 
 class Orchestrator:
