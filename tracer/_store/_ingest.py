@@ -231,23 +231,26 @@ class Batch:
                 scope_version = ss.scope.version
                 for sp in ss.spans:
                     name = sp.name
-                    try:
-                        tid = check_bytes_id(sp.trace_id, 16, "trace id", allow_empty=False)
-                        sid = check_bytes_id(sp.span_id, 8, "span id", allow_empty=False)
-                        pid = check_bytes_id(
-                            sp.parent_span_id, 8, "parent span id", allow_empty=True
-                        )
-                    except DecodeError as exc:
-                        raise DecodeError(f"span {name!r}: {exc.detail}") from None
-                    events = [
-                        (
-                            e.time_unix_nano,
-                            e.name,
-                            attrs_from_proto(e.attributes),
-                            e.dropped_attributes_count,
-                        )
-                        for e in sp.events
-                    ]
+                    tid = sp.trace_id.hex()
+                    sid = sp.span_id.hex()
+                    pid = sp.parent_span_id.hex()
+                    if len(tid) != 32 or len(sid) != 16 or (pid and len(pid) != 16):
+                        # The slow path only to say precisely what is wrong.
+                        try:
+                            check_bytes_id(sp.trace_id, 16, "trace id", allow_empty=False)
+                            check_bytes_id(sp.span_id, 8, "span id", allow_empty=False)
+                            check_bytes_id(sp.parent_span_id, 8, "parent span id", allow_empty=True)
+                        except DecodeError as exc:
+                            raise DecodeError(f"span {name!r}: {exc.detail}") from None
+                    events = (
+                        [
+                            (e.time_unix_nano, e.name, attrs_from_proto(e.attributes),
+                             e.dropped_attributes_count)
+                            for e in sp.events
+                        ]
+                        if len(sp.events)
+                        else []
+                    )  # fmt: skip
                     links = []
                     for ln in sp.links:
                         try:
