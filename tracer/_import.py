@@ -19,9 +19,10 @@ nothing here prints. Blocking; call from one thread per file.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 
@@ -89,11 +90,8 @@ def import_file(
     return result
 
 
-def _with(r: IngestResult, **changes: object) -> IngestResult:
-    fields = {"runs": r.runs, "spans": r.spans, "skipped": r.skipped, "versions": r.versions,
-              "requests": r.requests, "errors": r.errors}  # fmt: skip
-    fields.update(changes)
-    return IngestResult(**fields)  # type: ignore[arg-type]
+def _with(r: IngestResult, **changes: Any) -> IngestResult:
+    return dataclasses.replace(r, **changes)
 
 
 def _good_records(records: Iterator[Record], errors: list[str]) -> Iterator[Record]:

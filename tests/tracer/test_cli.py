@@ -98,3 +98,12 @@ def test_verify_exit_codes(db) -> None:
         s.sql("UPDATE state_versions SET snapshot = '{}' WHERE version = 1")
     r = CliRunner().invoke(cli, ["verify", "--db", db])
     assert r.exit_code == 1 and "BAD" in r.output and "version 1" in r.output
+
+
+def test_import_counts_a_run_once_across_files(tmp_path, db) -> None:
+    run_id = json.loads(run("runs", "--db", db, "--json").output)[0]["run_id"]
+    jl, pb = tmp_path / "run.jsonl", tmp_path / "run.pb"
+    run("export", run_id, "--format", "otlp-json", "-o", str(jl), "--db", db)
+    run("export", run_id, "--format", "otlp-proto", "-o", str(pb), "--db", db)
+    r = run("import", str(jl), str(pb), "--db", str(tmp_path / "fresh.duckdb"))
+    assert "imported 2 of 2 file(s): 1 run(s), 3 span(s)" in r.output

@@ -161,11 +161,16 @@ class IngestResult:
     versions: int = 0
     requests: int = 0
     errors: tuple[str, ...] = ()  # bad records skipped under --skip-bad
+    run_ids: frozenset[str] = field(default=frozenset(), compare=False)  # the runs touched
 
     def __add__(self, other: IngestResult) -> IngestResult:
+        # A run touched by both counts once; counts without ids behind them are added.
+        ids = self.run_ids | other.run_ids
+        runs = len(ids) + (self.runs - len(self.run_ids)) + (other.runs - len(other.run_ids))
         return IngestResult(
-            self.runs + other.runs, self.spans + other.spans, self.skipped + other.skipped,
-            self.versions + other.versions, self.requests + other.requests, self.errors + other.errors,
+            runs, self.spans + other.spans, self.skipped + other.skipped,
+            self.versions + other.versions, self.requests + other.requests,
+            self.errors + other.errors, ids,
         )  # fmt: skip
 
 

@@ -159,7 +159,7 @@ class Store:
         runs |= batch.trace_ids
         return IngestResult(
             runs=len(runs), spans=total.spans, skipped=total.skipped, versions=total.versions,
-            requests=requests,
+            requests=requests, run_ids=frozenset(runs),
         ), frozenset(runs)  # fmt: skip
 
     def _write(self, con: duckdb.DuckDBPyConnection, batch: Batch) -> IngestResult:
