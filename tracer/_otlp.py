@@ -32,6 +32,7 @@ KIND_NAMES = ("UNSPECIFIED", "INTERNAL", "SERVER", "CLIENT", "PRODUCER", "CONSUM
 STATUS_NAMES = ("UNSET", "OK", "ERROR")
 KIND_BY_NAME = {n: i for i, n in enumerate(KIND_NAMES)}
 STATUS_BY_NAME = {n: i for i, n in enumerate(STATUS_NAMES)}
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 _HEX = re.compile(r"[0-9a-fA-F]*")
 
@@ -89,9 +90,12 @@ def any_from_json(v: Any, where: str = "attribute") -> Any:
         return v["stringValue"]
     if "intValue" in v:
         try:
-            return int(v["intValue"])
+            n = int(v["intValue"])
         except (TypeError, ValueError):
             raise DecodeError(f"{where}: intValue {v['intValue']!r} is not an integer") from None
+        if not INT64_MIN <= n <= INT64_MAX:
+            raise DecodeError(f"{where}: intValue {n} does not fit in 64-bit int")
+        return n
     if "boolValue" in v:
         return bool(v["boolValue"])
     if "doubleValue" in v:
@@ -141,10 +145,12 @@ def fill_any(target: PB2AnyValue, value: Any) -> None:
     elif isinstance(value, str):
         target.string_value = value
     elif isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise ValueError(f"integer attribute value {value} does not fit in OTLP's 64-bit int")
         target.int_value = value
     elif isinstance(value, float):
         target.double_value = value
-    elif isinstance(value, list):
+    elif isinstance(value, list | tuple):
         arr = target.array_value
         arr.SetInParent()
         for item in value:

@@ -19,6 +19,8 @@ from .. import conventions as c
 from .._errors import DecodeError, DuplicateSpanError
 from .._mapping import classify
 from .._otlp import (
+    INT64_MAX,
+    INT64_MIN,
     KIND_BY_NAME,
     KIND_NAMES,
     STATUS_BY_NAME,
@@ -47,6 +49,41 @@ _STRICT = (
     | orjson.OPT_PASSTHROUGH_SUBCLASS
 )
 _MAX_NS = (1 << 63) - 1
+_NON_FINITE = {float("inf"): "Infinity", float("-inf"): "-Infinity"}
+
+
+def _wire_value(v: Any) -> Any:
+    """``v`` as the OTLP wire form would bring it back (``v`` itself when unchanged):
+    non-finite doubles wrapped as ``{"doubleValue": ...}``, integers past 64 bits refused."""
+    if isinstance(v, float):
+        if v != v:
+            return {"doubleValue": "NaN"}
+        return {"doubleValue": _NON_FINITE[v]} if v in _NON_FINITE else v
+    if isinstance(v, int):
+        if not INT64_MIN <= v <= INT64_MAX:
+            raise ValueError(f"integer attribute value {v} does not fit in OTLP's 64-bit int")
+        return v
+    if isinstance(v, list | tuple):
+        items = [_wire_value(x) for x in v]
+        return items if any(a is not b for a, b in zip(items, v, strict=True)) else v
+    if isinstance(v, dict):
+        return _wire_attrs(v)
+    return v
+
+
+def _wire_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """Attributes built in process, as they would arrive through OTLP (see ``_wire_value``)."""
+    out: dict[str, Any] | None = None
+    for k, v in attrs.items():
+        if v is None or type(v) is str or type(v) is bool:
+            continue
+        w = _wire_value(v)
+        if w is not v:
+            if out is None:
+                out = dict(attrs)
+            out[k] = w
+    return out if out is not None else attrs if type(attrs) is dict else dict(attrs)
+
 
 SPAN_COLUMNS = (
     "trace_id", "span_id", "parent_span_id", "trace_state", "flags", "name", "kind",
@@ -288,7 +325,7 @@ class Batch:
         """Add spans as the recorder built them (no protobuf in between); the rows are the
         same as those of the OTLP request the recorder would have sent."""
         before = len(self.spans)
-        resource = _dumps(dict(resource_attrs)).decode()
+        resource = _dumps(_wire_attrs(resource_attrs)).decode()
         if self.redactor is not None:
             resource = self.redactor.json_text(resource)
         service = resource_attrs.get(c.SERVICE_NAME)
@@ -302,11 +339,12 @@ class Batch:
                 pid = check_bytes_id(sp.parent_span_id, 8, "parent span id", allow_empty=True)
             except DecodeError as exc:
                 raise DecodeError(f"span {sp.name!r}: {exc.detail}") from None
-            links = [(lt.hex(), ls.hex(), "", 0, la, 0) for lt, ls, la in sp.links]
+            links = [(lt.hex(), ls.hex(), "", 0, _wire_attrs(la), 0) for lt, ls, la in sp.links]
+            events = [(et, en, _wire_attrs(ea), ed) for et, en, ea, ed in sp.events]
             span_fn(
                 tid, sid, pid, "", 0, sp.name, sp.kind, sp.start_ns, sp.end_ns, sp.status_code,
-                sp.status_message, sp.attributes, resource, scope_name, scope_version, service,
-                0, 0, 0, sp.events, links,
+                sp.status_message, _wire_attrs(sp.attributes), resource, scope_name, scope_version,
+                service, 0, 0, 0, events, links,
             )  # fmt: skip
         return len(self.spans) - before
 

@@ -259,17 +259,20 @@ class Store:
         con.execute(
             """INSERT OR REPLACE INTO runs
             WITH s AS (SELECT * FROM $source WHERE trace_id IN (SELECT unnest($ids))),
+            -- Ties in start time go to a root, then to the lower span id: the row must not
+            -- depend on the order spans arrived in (an export imported again gives the same).
             roots AS (
-                SELECT trace_id, arg_min(span_id, start_ns) AS root_span_id,
-                       arg_min(name, start_ns) AS root_name,
-                       arg_min(attributes, start_ns) AS root_attrs
+                SELECT trace_id, arg_min(span_id, (start_ns, span_id)) AS root_span_id,
+                       arg_min(name, (start_ns, span_id)) AS root_name,
+                       arg_min(attributes, (start_ns, span_id)) AS root_attrs
                 FROM s WHERE parent_span_id = '' GROUP BY trace_id),
             agg AS (
                 SELECT trace_id, min(start_ns) AS start_ns, max(end_ns) AS end_ns, count(*) AS n,
                        count(*) FILTER (WHERE status_code = 'ERROR') AS errors,
                        list_sort(list(DISTINCT agent) FILTER (WHERE agent IS NOT NULL)) AS agents,
-                       arg_min(span_id, start_ns) AS first_span, arg_min(name, start_ns) AS first_name,
-                       arg_min(service_name, start_ns) AS service_name
+                       arg_min(span_id, (start_ns, parent_span_id <> '', span_id)) AS first_span,
+                       arg_min(name, (start_ns, parent_span_id <> '', span_id)) AS first_name,
+                       arg_min(service_name, (start_ns, parent_span_id <> '', span_id)) AS service_name
                 FROM s GROUP BY trace_id),
             v AS (SELECT run_id, count(*) AS nv FROM state_versions
                   WHERE run_id IN (SELECT unnest($ids)) GROUP BY run_id)
@@ -774,7 +777,11 @@ def _rebuild(run_id: str, rows: list[tuple[Any, ...]]) -> JSON:
     if snapshot is None:
         raise StoreError(f"run {run_id}: version {first_version} has no snapshot to start from")
     doc = orjson.loads(snapshot)
-    for _version, snap, patch in rows[1:]:
+    for expected, (version, snap, patch) in enumerate(rows[1:], first_version + 1):
+        if version != expected:
+            # A patch applies to its parent only: with a version missing (not arrived yet, or
+            # never sent) the document after it cannot be told.
+            raise StoreError(f"run {run_id}: version {expected} is missing")
         doc = (
             orjson.loads(snap)
             if snap is not None
