@@ -107,3 +107,20 @@ def test_import_counts_a_run_once_across_files(tmp_path, db) -> None:
     run("export", run_id, "--format", "otlp-proto", "-o", str(pb), "--db", db)
     r = run("import", str(jl), str(pb), "--db", str(tmp_path / "fresh.duckdb"))
     assert "imported 2 of 2 file(s): 1 run(s), 3 span(s)" in r.output
+
+
+def test_export_to_an_unwritable_path_is_one_line_and_leaves_nothing(tmp_path, db) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for fmt, out in (
+        ("otlp-json", blocker / "x.json"),  # a folder that is a file
+        ("otlp-proto", tmp_path),  # a folder where the file should be
+        ("parquet", blocker),  # a file where the folder should be
+    ):
+        run_id = json.loads(run("runs", "--db", db, "--json").output)[0]["run_id"]
+        r = CliRunner().invoke(cli, ["export", run_id, "--format", fmt, "-o", str(out), "--db", db])
+        assert r.exit_code == 1, (fmt, r.output)
+        assert r.exception is None or isinstance(r.exception, SystemExit), (fmt, r.exception)
+        (line,) = r.stderr.splitlines()
+        assert line.startswith(f"agentrace: {out}: cannot write:"), line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "a.duckdb"]

@@ -138,14 +138,25 @@ def export(run_id: str, fmt: str, output: str, db: str) -> None:
     with open_store(db) as store:
         run_id = store.resolve_run(run_id)
         if fmt == "parquet":
-            written = store.export_parquet(run_id, output)
+            try:
+                written = store.export_parquet(run_id, output)
+            except OSError as exc:
+                fail(_cannot_write(output, exc))
             click.echo(f"wrote {len(written)} Parquet file(s) to {output}")
             return
         req = store.export_request(run_id)
     data = encode_json(req) + b"\n" if fmt == "otlp-json" else req.SerializeToString()
-    out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _write_atomically(Path(output), data)
+    except OSError as exc:
+        fail(_cannot_write(output, exc))
+    n = sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
+    click.echo(f"wrote {n} span(s) of run {short(run_id)} to {output}")
+
+
+def _write_atomically(out: Path, data: bytes) -> None:
     # Written beside the target and renamed into place: a failed export leaves nothing half-written.
+    out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -154,8 +165,10 @@ def export(run_id: str, fmt: str, output: str, db: str) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
-    n = sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
-    click.echo(f"wrote {n} span(s) of run {short(run_id)} to {output}")
+
+
+def _cannot_write(output: str, exc: OSError) -> str:
+    return f"{output}: cannot write: {exc.strerror or exc}"
 
 
 @cli.command()
