@@ -33,7 +33,8 @@ class StoreLockedError(StoreError):
         self.command = command
         holder = f"process {pid}" if pid else "another process"
         if command:
-            holder += f" ({command})"
+            # A command line may hold newlines (``python -c`` with a script): the message is one line.
+            holder += f" ({' '.join(command.split())})"
         super().__init__(
             f"{path}: the store is locked by {holder}; stop it, or point this command at the "
             f"same data through that process (e.g. `agentrace tui --listen`), or use another --db"

@@ -124,3 +124,21 @@ def test_export_to_an_unwritable_path_is_one_line_and_leaves_nothing(tmp_path, d
         (line,) = r.stderr.splitlines()
         assert line.startswith(f"agentrace: {out}: cannot write:"), line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "a.duckdb"]
+
+
+def test_a_store_locked_by_a_multiline_command_is_one_line(tmp_path, db) -> None:
+    import subprocess
+    import sys
+
+    script = f"import duckdb, sys\nc = duckdb.connect({db!r})\nprint('ready', flush=True)\nsys.stdin.read()"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        r = CliRunner().invoke(cli, ["runs", "--db", db])
+    finally:
+        holder.communicate("")
+    assert r.exit_code == 1
+    (line,) = r.stderr.splitlines()
+    assert line.startswith(f"agentrace: {db}: the store is locked by process {holder.pid} (")
