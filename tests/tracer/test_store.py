@@ -332,3 +332,19 @@ def test_json_import_refuses_an_integer_past_64_bits(store) -> None:
         "attributes": [{"key": "n", "value": {"intValue": str(2**63)}}]}]}]}]}  # fmt: skip
     with pytest.raises(t.DecodeError, match="64-bit"):
         store.ingest([req])
+
+
+def test_same_span_with_another_status_is_refused(store) -> None:
+    sink = t.InMemorySink()
+    record_run(sink)
+    changed = ExportTraceServiceRequest()
+    changed.CopyFrom(sink.requests[0])
+    spans_of(changed)[2].status.code = 1  # ERROR before, OK now
+    store.ingest(sink.requests)
+    with pytest.raises(t.DuplicateSpanError, match="different content"):
+        store.ingest([changed])
+    with (
+        t.Store(":memory:") as other,
+        pytest.raises(t.DuplicateSpanError, match="different content"),
+    ):
+        other.ingest([sink.requests[0], changed])  # both in one batch

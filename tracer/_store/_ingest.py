@@ -466,7 +466,13 @@ class Batch:
         prior = self._seen.get(key)
         if prior is not None:
             old = self.spans[prior]
-            if old[5] == name and old[7] == start and old[8] == end and old[11] == attrs_json:
+            same = (old[5], old[7], old[8], old[11]) == (name, start, end, attrs_json)
+            if same and (old[2], old[6], old[9], old[10]) == (
+                pid,
+                KIND_NAMES[kind],
+                STATUS_NAMES[code],
+                message,
+            ):
                 self.duplicates += 1
                 return
             raise DuplicateSpanError(

@@ -187,7 +187,8 @@ class Store:
             if known:
                 con.execute(
                     """CREATE OR REPLACE TEMP TABLE _old_spans AS
-                       SELECT trace_id, span_id, name, start_ns, end_ns, attributes::VARCHAR AS attributes
+                       SELECT trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns,
+                              status_code, status_message, attributes::VARCHAR AS attributes
                        FROM spans WHERE trace_id IN (SELECT unnest($known))""",
                     {"known": known},
                 )
@@ -196,7 +197,9 @@ class Store:
                         """SELECT s.trace_id, s.span_id, s.name FROM _in_spans s
                            JOIN _old_spans t ON t.trace_id = s.trace_id AND t.span_id = s.span_id
                            WHERE s.name <> t.name OR s.start_ns <> t.start_ns OR s.end_ns <> t.end_ns
-                              OR s.attributes <> t.attributes
+                              OR s.attributes <> t.attributes OR s.parent_span_id <> t.parent_span_id
+                              OR s.kind <> t.kind OR s.status_code <> t.status_code
+                              OR s.status_message <> t.status_message
                            LIMIT 1"""
                     ).fetchall()
                 )
