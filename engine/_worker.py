@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -635,6 +636,16 @@ def resolve_target(target: str) -> Target:
     scenario = obj if isinstance(obj, DistributedScenario) else None
     made: Any = scenario.choreography() if scenario is not None else obj
     if not isinstance(made, Choreography) and callable(made) and not hasattr(made, "execute"):
+        try:
+            inspect.signature(made).bind()
+        except TypeError:
+            raise WorkflowError(
+                target,
+                f"names a {type(made).__name__} that takes arguments, not a choreography "
+                "(or a function of no arguments returning one)",
+            ) from None
+        except ValueError:
+            pass  # no signature to check (a builtin): call it and see
         made = made()
     if not isinstance(made, Choreography):
         raise WorkflowError(

@@ -157,6 +157,7 @@ def test_resolve_target() -> None:
         ("engine._worker_scenarios:nothing", "has no nothing"),
         ("engine._worker_scenarios:research_pipeline.nobody", "no agent 'nobody'"),
         ("engine._worker_scenarios:REQUEST", "not a choreography"),
+        ("json:dumps", "takes arguments, not a choreography"),
     ]:
         with pytest.raises(WorkflowError, match=why):
             resolve_target(bad)
