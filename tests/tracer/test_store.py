@@ -348,3 +348,12 @@ def test_same_span_with_another_status_is_refused(store) -> None:
         pytest.raises(t.DuplicateSpanError, match="different content"),
     ):
         other.ingest([sink.requests[0], changed])  # both in one batch
+
+
+@pytest.mark.parametrize("patch", ['[{"op": "bogus", "path": "/count"}]', '{"op": "replace"}'])
+def test_a_hand_edited_patch_is_a_store_error_naming_the_version(store, patch) -> None:
+    run_id = record_run(t.DuckDBSink(store), versions=4)
+    store.sql("UPDATE state_versions SET patch = ? WHERE version = 4", [patch])
+    with pytest.raises(t.StoreError, match="version 4 does not apply"):
+        store.state_at(run_id, 4)
+    assert store.state_at(run_id, 3)["count"] == 3

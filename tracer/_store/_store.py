@@ -598,7 +598,14 @@ class Store:
                     )
                 else:
                     doc = apply_patch(doc, orjson.loads(patch), in_place=True)
-            except (orjson.JSONDecodeError, ValueError, KeyError, IndexError, TypeError) as exc:
+            except (
+                orjson.JSONDecodeError,
+                ValueError,
+                KeyError,
+                IndexError,
+                TypeError,
+                AttributeError,
+            ) as exc:
                 return VerifyResult(
                     run_id, len(rows), False, version, f"content does not decode: {exc}"
                 )
@@ -785,11 +792,22 @@ def _rebuild(run_id: str, rows: list[tuple[Any, ...]]) -> JSON:
             # A patch applies to its parent only: with a version missing (not arrived yet, or
             # never sent) the document after it cannot be told.
             raise StoreError(f"run {run_id}: version {expected} is missing")
-        doc = (
-            orjson.loads(snap)
-            if snap is not None
-            else apply_patch(doc, orjson.loads(patch), in_place=True)
-        )
+        try:
+            doc = (
+                orjson.loads(snap)
+                if snap is not None
+                else apply_patch(doc, orjson.loads(patch), in_place=True)
+            )
+        except (
+            orjson.JSONDecodeError,
+            ValueError,
+            KeyError,
+            IndexError,
+            TypeError,
+            AttributeError,
+        ) as exc:
+            # A row edited by hand: say which version, as `verify` would.
+            raise StoreError(f"run {run_id}: version {version} does not apply: {exc!r}") from None
     return doc
 
 
