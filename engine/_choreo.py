@@ -90,12 +90,11 @@ from ._errors import (
     EngineError,
     OutputError,
     StepError,
-    StepTimeoutError,
     WorkflowError,
 )
 from ._faults import AppliedFault, FaultInjector, Faults
 from ._ledger import JSON, StateLedger, Update, json_copy
-from ._orchestrator import RunOutcome, StepRecord
+from ._orchestrator import RunOutcome, StepRecord, call_agent
 from ._recording import NULL_SPAN, RunScope, Span
 from ._saga import Compensation
 from ._time import RealTime, TimeSource
@@ -681,19 +680,7 @@ class _Run:
         handoff: Any = None
         try:
             try:
-                if agent.timeout is None:
-                    result = await agent.run(view, value, ctx)
-                else:
-                    async with self.time.timeout(agent.timeout):
-                        result = await agent.run(view, value, ctx)
-            except TimeoutError as exc:
-                if agent.timeout is None:
-                    raise AgentError(name, step, attempt, f"TimeoutError: {exc}") from exc
-                raise StepTimeoutError(
-                    name, step, attempt, f"timed out after {agent.timeout:g}s"
-                ) from exc
-            except Exception as exc:
-                raise AgentError(name, step, attempt, f"{type(exc).__name__}: {exc}") from exc
+                result = await call_agent(agent, view, value, ctx, self.time, name, step, attempt)
             finally:
                 scope.record_reads(span, view, name)
             if delivery is not None and delivery.fault == "crash_during":

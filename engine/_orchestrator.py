@@ -536,20 +536,9 @@ class _Run:
             )
             try:
                 # A copy: what one agent does to its input is not seen by its siblings.
-                mine = copy_out(value)
-                if agent.timeout is None:
-                    result = await agent.run(view, mine, ctx)
-                else:
-                    async with self.time.timeout(agent.timeout):
-                        result = await agent.run(view, mine, ctx)
-            except TimeoutError as exc:
-                if agent.timeout is None:
-                    raise AgentError(node, step, attempt, f"TimeoutError: {exc}") from exc
-                raise StepTimeoutError(
-                    node, step, attempt, f"timed out after {agent.timeout:g}s"
-                ) from exc
-            except Exception as exc:
-                raise AgentError(node, step, attempt, f"{type(exc).__name__}: {exc}") from exc
+                result = await call_agent(
+                    agent, view, copy_out(value), ctx, self.time, node, step, attempt
+                )
             finally:
                 scope.record_reads(span, view, node)
             if permit is not None:
@@ -673,3 +662,23 @@ class _Run:
             raise ContractViolation(
                 source, step, attempt, contract.name, target, list(result.errors), payload
             )
+
+
+async def call_agent(
+    agent: Any, view: Any, value: Any, ctx: Any, time: Any, name: str, step: int, attempt: int
+) -> Any:
+    """One call of ``agent`` under its timeout (on the run's time), its failure as a step error.
+
+    Shared by the orchestrator and the choreographer, so a step fails the same way in both.
+    """
+    try:
+        if agent.timeout is None:
+            return await agent.run(view, value, ctx)
+        async with time.timeout(agent.timeout):
+            return await agent.run(view, value, ctx)
+    except TimeoutError as exc:
+        if agent.timeout is None:
+            raise AgentError(name, step, attempt, f"TimeoutError: {exc}") from exc
+        raise StepTimeoutError(name, step, attempt, f"timed out after {agent.timeout:g}s") from exc
+    except Exception as exc:
+        raise AgentError(name, step, attempt, f"{type(exc).__name__}: {exc}") from exc

@@ -68,9 +68,9 @@ from ._orchestrator import Orchestrator, RunResult
 from ._replay_agents import ReplaySession
 from ._replay_bus import ScriptedBus
 from ._replay_explore import Exploration, Invariants, SchedulePlan, explore_schedules
-from ._replay_model import ReplayError, ReplayResult, load_ref, run_blocking
+from ._replay_model import ReplayError, ReplayResult, load_ref
 from ._replay_record import Recording, load_recording, load_recordings
-from ._time import VirtualTime
+from ._time import VirtualTime, run_blocking
 from ._workflow import Workflow
 
 Target = Workflow | Choreography

@@ -31,8 +31,8 @@ from tracer import FakeClock, Recorder, SeededIds, conventions
 from ._choreo import Choreographer, Choreography, ChoreographyResult
 from ._faults import AppliedFault, FaultKind, FaultRule, Faults
 from ._ledger import JSON
-from ._replay_model import ReplayError, load_ref, run_blocking
-from ._time import VirtualTime
+from ._replay_model import ReplayError, load_ref
+from ._time import VirtualTime, run_blocking
 
 Invariant = Callable[[ChoreographyResult], object]
 Invariants = Mapping[str, Invariant | str] | Sequence[Invariant | str]

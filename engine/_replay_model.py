@@ -18,10 +18,8 @@ recording did: ``kind`` says what differed, ``step`` and ``agent`` where
 
 from __future__ import annotations
 
-import asyncio
 import importlib
-import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -233,33 +231,6 @@ class ReplayResult:
             "overrides": list(self.overrides), "recorded": self.recorded,
             "divergences": [d.to_json() for d in self.divergences],
         }  # fmt: skip
-
-
-def run_blocking(make: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine to its end from synchronous code (in a worker thread if a loop runs)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(_await(make))
-    box: dict[str, Any] = {}
-
-    def worker() -> None:
-        try:
-            box["value"] = asyncio.run(_await(make))
-        except BaseException as exc:
-            box["error"] = exc
-
-    t = threading.Thread(target=worker, name="agentrace-replay")
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    value: T = box["value"]
-    return value
-
-
-async def _await(make: Callable[[], Awaitable[T]]) -> T:
-    return await make()
 
 
 def load_ref(ref: str, what: str = "workflow") -> Any:

@@ -20,11 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from tracer import Clock, FakeClock, SystemClock
+
+T = TypeVar("T")
 
 _NS = 1_000_000_000
 _deadline: contextvars.ContextVar[int | None] = contextvars.ContextVar(
@@ -104,3 +107,30 @@ class VirtualTime:
             yield
         finally:
             _deadline.reset(token)
+
+
+def run_blocking(make: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to its end from synchronous code (in a worker thread if a loop runs)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(_await(make))
+    box: dict[str, Any] = {}
+
+    def worker() -> None:
+        try:
+            box["value"] = asyncio.run(_await(make))
+        except BaseException as exc:
+            box["error"] = exc
+
+    t = threading.Thread(target=worker, name="agentrace-blocking")
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    value: T = box["value"]
+    return value
+
+
+async def _await(make: Callable[[], Awaitable[T]]) -> T:
+    return await make()

@@ -18,13 +18,11 @@ test compares them byte for byte).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tracer import (
     FakeClock,
@@ -37,7 +35,7 @@ from tracer import (
 )
 
 from .._errors import ScenarioError
-from .._time import VirtualTime
+from .._time import VirtualTime, run_blocking
 
 DEFAULT_SEED = 7
 START_NS = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z
@@ -132,13 +130,13 @@ def record(
     async def go() -> dict[str, list[str]]:
         return {n: await arecord(n, sink, seed=seed) for n in names(which)}
 
-    return _run_blocking(go)
+    return run_blocking(go)
 
 
 def render(name: str, *, seed: int = DEFAULT_SEED) -> bytes:
     """Scenario ``name`` as OTLP JSON lines (what ``sample_traces/<name>.jsonl`` holds)."""
     sink = InMemorySink()
-    _run_blocking(lambda: arecord(name, sink, seed=seed))
+    run_blocking(lambda: arecord(name, sink, seed=seed))
     return b"".join(encode_json(req) + b"\n" for req in sink.requests)
 
 
@@ -161,32 +159,7 @@ def regenerate(
         def write(name: str = n, target: Path = tmp) -> Awaitable[list[str]]:
             return arecord(name, OtlpJsonLinesSink(target), seed=seed, close=True)
 
-        _run_blocking(write)
+        run_blocking(write)
         tmp.replace(path)  # a failed run leaves the old file whole
         out.append(path)
     return out
-
-
-def _run_blocking(make: Callable[[], Awaitable[Any]]) -> Any:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(_await(make))
-    box: dict[str, Any] = {}
-
-    def worker() -> None:
-        try:
-            box["value"] = asyncio.run(_await(make))
-        except BaseException as exc:
-            box["error"] = exc
-
-    t = threading.Thread(target=worker, name="agentrace-scenario")
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
-async def _await(make: Callable[[], Awaitable[Any]]) -> Any:
-    return await make()
