@@ -142,3 +142,10 @@ def test_a_store_locked_by_a_multiline_command_is_one_line(tmp_path, db) -> None
     assert r.exit_code == 1
     (line,) = r.stderr.splitlines()
     assert line.startswith(f"agentrace: {db}: the store is locked by process {holder.pid} (")
+
+
+def test_import_of_only_missing_files_creates_no_store(tmp_path) -> None:
+    fresh = tmp_path / "fresh.duckdb"
+    r = CliRunner().invoke(cli, ["import", str(tmp_path / "nope.jsonl"), "--db", str(fresh)])
+    assert r.exit_code == 1 and "nope.jsonl: no such file" in r.output
+    assert not fresh.exists()

@@ -99,13 +99,20 @@ def import_(
     """
     redactor = make_redactor(redact_patterns, redact_keys, no_redact)
     paths = list(expand_paths(list(files)))
-    sizes = [_size(p) for p in paths]
-    total_bytes = sum(sizes)
+    total_bytes = sum(_size(p) for p in paths)
     console = Console(stderr=True)
     if show_progress is None:
         show_progress = console.is_terminal and total_bytes >= _PROGRESS_BYTES
     total = IngestResult()
-    bad_files = 0
+    missing = [p for p in paths if not p.is_file()]
+    for p in missing:
+        click.echo(f"agentrace: {p}: no such file", err=True)
+    if len(missing) == len(paths):
+        # Nothing to read: refuse before the store is created or touched.
+        raise SystemExit(1)
+    named, bad_files = len(paths), len(missing)
+    paths = [p for p in paths if p not in missing]
+    sizes = [_size(p) for p in paths]
     with Store(db) as store:
         store.redactor = redactor
         progress = Progress(
@@ -133,7 +140,7 @@ def import_(
                     total += result
                 done_before += size
     click.echo(
-        f"imported {len(paths) - bad_files} of {len(paths)} file(s): {total.runs} run(s), {total.spans} span(s), "
+        f"imported {named - bad_files} of {named} file(s): {total.runs} run(s), {total.spans} span(s), "
         f"{total.versions} state version(s); {total.skipped} already stored, {len(total.errors)} bad record(s) skipped"
     )
     if bad_files:
