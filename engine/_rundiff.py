@@ -144,12 +144,13 @@ class RunDiff:
             lines.append(f"status: {self.status_a} → {self.status_b}")
         shown: set[tuple[str, str, str]] = set()
         for v in self.changed_versions:
-            who = v.agent_a if v.agent_a == v.agent_b else f"{v.agent_a} / {v.agent_b}"
+            a, b = v.agent_a or "no agent", v.agent_b or "no agent"
+            who = a if a == b else f"{a} / {b}"
             if v.status == "only_a":
-                lines.append(f"version {v.version} ({v.agent_a}): only in A")
+                lines.append(f"version {v.version} ({a}): only in A")
                 continue
             if v.status == "only_b":
-                lines.append(f"version {v.version} ({v.agent_b}): only in B")
+                lines.append(f"version {v.version} ({b}): only in B")
                 continue
             lines.append(f"version {v.version} ({who}):")
             # Documents carry earlier differences along: show each one where it first appears.
