@@ -9,7 +9,7 @@ columns in one transpose per table, and DuckDB inserts them in bulk.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -269,8 +269,13 @@ class Batch:
     the text columns of :meth:`tables`, before anything reaches the store.
     """
 
-    def __init__(self, redactor: Redactor | None = None) -> None:
+    def __init__(self, redactor: Redactor | None = None, *, lenient: bool = False) -> None:
         self.redactor = redactor if redactor is not None and redactor.active else None
+        # Lenient: a span that does not validate is left out and reported in ``rejected``
+        # (placed in ``where``: the source and line being added), the rest kept.
+        self.lenient = lenient
+        self.rejected: list[str] = []
+        self.where: tuple[str, int | None] = ("<input>", None)
         self.spans: list[tuple[Any, ...]] = []
         self.events: list[tuple[Any, ...]] = []
         self.links: list[tuple[Any, ...]] = []
@@ -292,7 +297,8 @@ class Batch:
     def add_proto(self, req: PB2ExportTraceServiceRequest) -> int:
         """Add every span of a request; returns how many were added."""
         before = len(self.spans)
-        span_fn = self._span
+        proto_fn = self._proto_span
+        lenient = self.lenient
         for rs in req.resource_spans:
             res = rs.resource
             resource_attrs = attrs_from_proto(res.attributes)
@@ -321,54 +327,10 @@ class Batch:
                     rs.schema_url, refs,
                 )  # fmt: skip
                 for sp in ss.spans:
-                    name = sp.name
-                    tid = sp.trace_id.hex()
-                    sid = sp.span_id.hex()
-                    pid = sp.parent_span_id.hex()
-                    if len(tid) != 32 or len(sid) != 16 or (pid and len(pid) != 16):
-                        # The slow path only to say precisely what is wrong.
-                        try:
-                            check_bytes_id(sp.trace_id, 16, "trace id", allow_empty=False)
-                            check_bytes_id(sp.span_id, 8, "span id", allow_empty=False)
-                            check_bytes_id(sp.parent_span_id, 8, "parent span id", allow_empty=True)
-                        except DecodeError as exc:
-                            raise DecodeError(f"span {name!r}: {exc.detail}") from None
-                    events = (
-                        [
-                            (e.time_unix_nano, e.name, attrs_from_proto(e.attributes),
-                             e.dropped_attributes_count)
-                            for e in sp.events
-                        ]
-                        if len(sp.events)
-                        else []
-                    )  # fmt: skip
-                    links = []
-                    for ln in sp.links:
-                        try:
-                            ltid = check_bytes_id(
-                                ln.trace_id, 16, "link trace id", allow_empty=False
-                            )
-                            lsid = check_bytes_id(ln.span_id, 8, "link span id", allow_empty=False)
-                        except DecodeError as exc:
-                            raise DecodeError(f"span {name!r} ({sid}): {exc.detail}") from None
-                        links.append(
-                            (
-                                ltid,
-                                lsid,
-                                ln.trace_state,
-                                ln.flags,
-                                attrs_from_proto(ln.attributes),
-                                ln.dropped_attributes_count,
-                            )
-                        )
-                    status = sp.status
-                    span_fn(
-                        tid, sid, pid, sp.trace_state, sp.flags, name, sp.kind,
-                        sp.start_time_unix_nano, sp.end_time_unix_nano, status.code, status.message,
-                        attrs_from_proto(sp.attributes), origin,
-                        sp.dropped_attributes_count, sp.dropped_events_count, sp.dropped_links_count,
-                        events, links,
-                    )  # fmt: skip
+                    if lenient:
+                        self._lenient(proto_fn, sp, origin)
+                    else:
+                        proto_fn(sp, origin)
         return len(self.spans) - before
 
     # -- the recorder's own spans --------------------------------------------------------------
@@ -415,7 +377,8 @@ class Batch:
         if not isinstance(obj.get("resourceSpans") or [], list):
             raise DecodeError("resourceSpans is not a list")
         before = len(self.spans)
-        span_fn = self._span
+        json_fn = self._json_span
+        lenient = self.lenient
         for rs in obj.get("resourceSpans") or ():
             res = (rs.get("resource") or {}) if isinstance(rs, dict) else None
             if res is None:
@@ -443,68 +406,136 @@ class Batch:
                     ss.get("schemaUrl") or "", res_dropped, res_schema, refs,
                 )  # fmt: skip
                 for sp in ss.get("spans") or ():
-                    if not isinstance(sp, dict):
-                        raise DecodeError("a span is not an object")
-                    name = sp.get("name") or ""
-                    try:
-                        sid = check_hex_id(sp.get("spanId"), 8, "span id", allow_empty=False)
-                        tid = check_hex_id(sp.get("traceId"), 16, "trace id", allow_empty=False)
-                        pid = check_hex_id(
-                            sp.get("parentSpanId"), 8, "parent span id", allow_empty=True
-                        )
-                        events = [
-                            (
-                                _int(e.get("timeUnixNano") or 0, "event timeUnixNano"),
-                                e.get("name") or "",
-                                attrs_from_json(
-                                    e.get("attributes") or [], f"event {e.get('name')!r} attributes"
-                                ),
-                                _int(
-                                    e.get("droppedAttributesCount") or 0, "droppedAttributesCount"
-                                ),
-                            )
-                            for e in sp.get("events") or ()
-                        ]
-                        links = [
-                            (
-                                check_hex_id(
-                                    ln.get("traceId"), 16, "link trace id", allow_empty=False
-                                ),
-                                check_hex_id(
-                                    ln.get("spanId"), 8, "link span id", allow_empty=False
-                                ),
-                                ln.get("traceState") or "",
-                                _int(ln.get("flags") or 0, "link flags"),
-                                attrs_from_json(ln.get("attributes") or [], "link attributes"),
-                                _int(
-                                    ln.get("droppedAttributesCount") or 0, "droppedAttributesCount"
-                                ),
-                            )
-                            for ln in sp.get("links") or ()
-                        ]
-                        kind = sp.get("kind") or 0
-                        if isinstance(kind, str):
-                            kind = KIND_BY_NAME.get(kind.removeprefix("SPAN_KIND_"), -1)
-                        status = sp.get("status") or {}
-                        code = status.get("code") or 0
-                        if isinstance(code, str):
-                            code = STATUS_BY_NAME.get(code.removeprefix("STATUS_CODE_"), -1)
-                        attrs = attrs_from_json(sp.get("attributes") or [], "attributes")
-                        start = _int(sp.get("startTimeUnixNano") or 0, "startTimeUnixNano")
-                        end = _int(sp.get("endTimeUnixNano") or 0, "endTimeUnixNano")
-                        dropped = (
-                            _int(sp.get("droppedAttributesCount") or 0, "droppedAttributesCount"),
-                            _int(sp.get("droppedEventsCount") or 0, "droppedEventsCount"),
-                            _int(sp.get("droppedLinksCount") or 0, "droppedLinksCount"),
-                        )
-                    except DecodeError as exc:
-                        raise DecodeError(f"span {name!r}: {exc.detail}") from None
-                    span_fn(
-                        tid, sid, pid, sp.get("traceState") or "", _int(sp.get("flags") or 0, "flags"),
-                        name, kind, start, end, code, status.get("message") or "", attrs, origin,
-                        *dropped, events, links,
-                    )  # fmt: skip
+                    if lenient:
+                        self._lenient(json_fn, sp, origin)
+                    else:
+                        json_fn(sp, origin)
         return len(self.spans) - before
+
+    # -- one span of each wire form -------------------------------------------------------------
+
+    def _proto_span(self, sp: Any, origin: Origin) -> None:
+        span_fn = self._span
+        name = sp.name
+        tid = sp.trace_id.hex()
+        sid = sp.span_id.hex()
+        pid = sp.parent_span_id.hex()
+        if len(tid) != 32 or len(sid) != 16 or (pid and len(pid) != 16):
+            # The slow path only to say precisely what is wrong.
+            try:
+                check_bytes_id(sp.trace_id, 16, "trace id", allow_empty=False)
+                check_bytes_id(sp.span_id, 8, "span id", allow_empty=False)
+                check_bytes_id(sp.parent_span_id, 8, "parent span id", allow_empty=True)
+            except DecodeError as exc:
+                raise DecodeError(f"span {name!r}: {exc.detail}") from None
+        events = (
+            [
+                (e.time_unix_nano, e.name, attrs_from_proto(e.attributes),
+                 e.dropped_attributes_count)
+                for e in sp.events
+            ]
+            if len(sp.events)
+            else []
+        )  # fmt: skip
+        links = []
+        for ln in sp.links:
+            try:
+                ltid = check_bytes_id(ln.trace_id, 16, "link trace id", allow_empty=False)
+                lsid = check_bytes_id(ln.span_id, 8, "link span id", allow_empty=False)
+            except DecodeError as exc:
+                raise DecodeError(f"span {name!r} ({sid}): {exc.detail}") from None
+            links.append(
+                (
+                    ltid,
+                    lsid,
+                    ln.trace_state,
+                    ln.flags,
+                    attrs_from_proto(ln.attributes),
+                    ln.dropped_attributes_count,
+                )
+            )
+        status = sp.status
+        span_fn(
+            tid, sid, pid, sp.trace_state, sp.flags, name, sp.kind,
+            sp.start_time_unix_nano, sp.end_time_unix_nano, status.code, status.message,
+            attrs_from_proto(sp.attributes), origin,
+            sp.dropped_attributes_count, sp.dropped_events_count, sp.dropped_links_count,
+            events, links,
+        )  # fmt: skip
+
+    def _json_span(self, sp: Any, origin: Origin) -> None:
+        span_fn = self._span
+        if not isinstance(sp, dict):
+            raise DecodeError("a span is not an object")
+        name = sp.get("name") or ""
+        try:
+            sid = check_hex_id(sp.get("spanId"), 8, "span id", allow_empty=False)
+            tid = check_hex_id(sp.get("traceId"), 16, "trace id", allow_empty=False)
+            pid = check_hex_id(sp.get("parentSpanId"), 8, "parent span id", allow_empty=True)
+            events = [
+                (
+                    _int(e.get("timeUnixNano") or 0, "event timeUnixNano"),
+                    e.get("name") or "",
+                    attrs_from_json(
+                        e.get("attributes") or [], f"event {e.get('name')!r} attributes"
+                    ),
+                    _int(e.get("droppedAttributesCount") or 0, "droppedAttributesCount"),
+                )
+                for e in sp.get("events") or ()
+            ]
+            links = [
+                (
+                    check_hex_id(ln.get("traceId"), 16, "link trace id", allow_empty=False),
+                    check_hex_id(ln.get("spanId"), 8, "link span id", allow_empty=False),
+                    ln.get("traceState") or "",
+                    _int(ln.get("flags") or 0, "link flags"),
+                    attrs_from_json(ln.get("attributes") or [], "link attributes"),
+                    _int(ln.get("droppedAttributesCount") or 0, "droppedAttributesCount"),
+                )
+                for ln in sp.get("links") or ()
+            ]
+            kind = sp.get("kind") or 0
+            if isinstance(kind, str):
+                kind = KIND_BY_NAME.get(kind.removeprefix("SPAN_KIND_"), -1)
+            status = sp.get("status") or {}
+            code = status.get("code") or 0
+            if isinstance(code, str):
+                code = STATUS_BY_NAME.get(code.removeprefix("STATUS_CODE_"), -1)
+            attrs = attrs_from_json(sp.get("attributes") or [], "attributes")
+            start = _int(sp.get("startTimeUnixNano") or 0, "startTimeUnixNano")
+            end = _int(sp.get("endTimeUnixNano") or 0, "endTimeUnixNano")
+            dropped = (
+                _int(sp.get("droppedAttributesCount") or 0, "droppedAttributesCount"),
+                _int(sp.get("droppedEventsCount") or 0, "droppedEventsCount"),
+                _int(sp.get("droppedLinksCount") or 0, "droppedLinksCount"),
+            )
+        except DecodeError as exc:
+            raise DecodeError(f"span {name!r}: {exc.detail}") from None
+        span_fn(
+            tid, sid, pid, sp.get("traceState") or "", _int(sp.get("flags") or 0, "flags"),
+            name, kind, start, end, code, status.get("message") or "", attrs, origin,
+            *dropped, events, links,
+        )  # fmt: skip
+
+    def _lenient(self, fn: Callable[[Any, Origin], None], sp: Any, origin: Origin) -> None:
+        """``fn(sp, origin)``; a bad span is left out whole and reported, not raised."""
+        marks = (len(self.spans), len(self.events), len(self.links), len(self.versions),
+                 len(self.reads), len(self.messages))  # fmt: skip
+        try:
+            fn(sp, origin)
+        except DecodeError as exc:
+            n = marks[0]
+            for k in [k for k, i in self._seen.items() if i >= n]:
+                del self._seen[k]
+            del self.spans[n:]
+            del self.events[marks[1] :]
+            del self.links[marks[2] :]
+            del self.versions[marks[3] :]
+            del self.reads[marks[4] :]
+            del self.messages[marks[5] :]
+            self.message_spans = [i for i in self.message_spans if i < marks[5]]
+            source, line = self.where
+            self.rejected.append(str(exc.at(source, line)))
 
     # -- shared ------------------------------------------------------------------------------
 
