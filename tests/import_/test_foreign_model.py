@@ -274,3 +274,50 @@ def test_runs_json_shows_status_errors_handled_errors_and_tokens(tmp_path: Path)
     (pyd,) = (r for r in by_id.values() if r["run_id"] != "ab" * 16)
     assert pyd["agents"] == ["coordinator", "researcher"]
     assert pyd["tokens"]["input"] > 0 and pyd["tokens"]["output"] > 0
+
+
+# -- item 4: every span has its agent -------------------------------------------------------------
+
+FRAMEWORK_AGENTS = {
+    "langgraph_openinference": ({"supervisor", "researcher", "tools", "writer"}, set()),
+    "pydantic_ai": ({"coordinator", "researcher"}, {("coordinator", "researcher")}),
+    "openai_agents": ({"Triage agent", "Billing agent"}, set()),
+    "crewai": ({"Market Analyst", "Report Writer"}, set()),
+    "smolagents": ({"manager", "web_researcher"}, {("manager", "web_researcher")}),
+}
+MODEL_AND_TOOL_OPS = ("chat", "execute_tool", "handoff", "guardrail", "retrieve", "embeddings")
+
+
+@pytest.mark.parametrize("name", sorted(FRAMEWORK_AGENTS))
+def test_every_model_and_tool_span_belongs_to_the_nearest_enclosing_agent(name: str) -> None:
+    agents, delegations = FRAMEWORK_AGENTS[name]
+    store = fresh()
+    t.import_file(store, FOREIGN / f"{name}.pb")
+    for run in store.runs():
+        assert set(run.agents) == agents
+        spans = store.spans(run.run_id)
+        by_id = {s.span_id: s for s in spans}
+        for s in spans:
+            if s.operation in MODEL_AND_TOOL_OPS:
+                assert s.agent in agents, (s.name, s.operation, s.agent)
+            # The agent is the span's own or its nearest enclosing agent's.
+            p = by_id.get(s.parent_span_id)
+            if s.agent is not None and s.operation != "invoke_agent" and p is not None:
+                assert s.agent == p.agent or p.agent is None, (s.name, s.agent, p.agent)
+        g = coordination_graph(store, run.run_id)
+        found = {(u, v) for u, v, d in g.edges(data=True) if d.get("delegation")}
+        assert found == delegations
+
+
+def test_smolagents_names_are_clean_and_the_manager_is_an_agent() -> None:
+    store = fresh()
+    t.import_file(store, FOREIGN / "smolagents.jsonl")
+    (run,) = store.runs()
+    root = store.span(run.run_id, run.root_span_id or "")
+    assert (root.name, root.operation, root.agent) == ("manager.run", "invoke_agent", "manager")
+    tools = [s for s in store.spans(run.run_id) if s.operation == "execute_tool"]
+    # The manager's own final answer is the manager's; the researcher's tools are its own.
+    assert sorted((s.name, s.agent) for s in tools) == [
+        ("FinalAnswerTool", "manager"), ("FinalAnswerTool", "web_researcher"),
+        ("SimpleTool", "web_researcher"),
+    ]  # fmt: skip
