@@ -107,11 +107,19 @@ def resolve_batch(rows: list[tuple[Any, ...]], trace_ids: Iterable[str]) -> None
                 rows[i] = (*r[:17], a, *r[18:27], c)
 
 
-def rederive_stored(con: duckdb.DuckDBPyConnection, trace_ids: list[str]) -> None:
-    """Recompute agents and cycle flags of stored traces (after new spans joined them)."""
+def rederive_stored(
+    con: duckdb.DuckDBPyConnection, trace_ids: list[str], *, full: bool = False
+) -> None:
+    """Recompute agents and cycle flags of stored traces (after new spans joined them).
+
+    A new span changes only what lies below it: spans whose parent chain stopped at it
+    (it had not arrived), which had no agent then. So the stored ``agent`` column serves
+    as each span's own agent (a span that has one keeps it), and only the light columns
+    are read. A trace where a cycle appears, or ``full``, is classified again from its
+    attributes (a span in a cycle keeps only its own agent, which the column may not say).
+    """
     rows = con.execute(
-        """SELECT trace_id, span_id, parent_span_id, name, kind, attributes, agent, cycle,
-                  service_name
+        """SELECT trace_id, span_id, parent_span_id, agent, cycle, service_name
            FROM spans WHERE trace_id IN (SELECT unnest($ids))""",
         {"ids": trace_ids},
     ).fetchall()
@@ -121,15 +129,15 @@ def rederive_stored(con: duckdb.DuckDBPyConnection, trace_ids: list[str]) -> Non
     changed: list[tuple[str, str, str | None, bool, str | None]] = []
     for tid, spans in by_trace.items():
         parents = {r[1]: r[2] for r in spans}
-        own = {
-            r[1]: classify(r[3], KIND_BY_NAME.get(r[4], 0), orjson.loads(r[5]), not r[2])[1]
-            for r in spans
-        }
+        own: Mapping[str, str | None] = {r[1]: r[3] for r in spans}
         agents, cycle = resolve_tree(parents, own)
+        if full or cycle != {r[1] for r in spans if r[4]}:
+            own = _classified(con, tid)
+            agents, cycle = resolve_tree(parents, own)
         for r in spans:
             a, c = agents.get(r[1]), r[1] in cycle
-            if a != r[6] or c != bool(r[7]):
-                changed.append((tid, r[1], a, c, r[8]))
+            if a != r[3] or c != bool(r[4]):
+                changed.append((tid, r[1], a, c, r[5]))
     if not changed:
         return
     cols = list(zip(*changed, strict=True))
@@ -156,6 +164,18 @@ def rederive_stored(con: duckdb.DuckDBPyConnection, trace_ids: list[str]) -> Non
         )
     finally:
         con.unregister("_changed")
+
+
+def _classified(con: duckdb.DuckDBPyConnection, trace_id: str) -> dict[str, str | None]:
+    """Each span's own agent, from its name, kind and attributes."""
+    rows = con.execute(
+        "SELECT span_id, parent_span_id, name, kind, attributes FROM spans WHERE trace_id = ?",
+        [trace_id],
+    ).fetchall()
+    return {
+        sid: classify(name, KIND_BY_NAME.get(kind, 0), orjson.loads(attrs), not pid)[1]
+        for sid, pid, name, kind, attrs in rows
+    }
 
 
 # -- LangGraph state from OpenInference traces ------------------------------------------------

@@ -343,7 +343,7 @@ class Store:
                 ids = sorted(set(run_ids))
             if not ids:
                 return IngestResult()
-            rederive_stored(con, ids)
+            rederive_stored(con, ids, full=True)
             versions = 0
             if langgraph:
                 versions = derive_langgraph(con, ids)
