@@ -17,6 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 import tracer as t
+from tracer._receiver import _split
 from tracer.analysis import analyze, coordination_graph
 
 from .helpers import FOREIGN
@@ -37,22 +38,9 @@ def requests_of(path: Path) -> list[PB2Request]:
 
 
 def singles(reqs: Iterable[PB2Request]) -> list[PB2Request]:
-    """One request per span, each with its span's whole resource and scope (schema URLs too)."""
-    out = []
-    for req in reqs:
-        for rs in req.resource_spans:
-            for ss in rs.scope_spans:
-                for sp in ss.spans:
-                    one = PB2Request()
-                    r = one.resource_spans.add()
-                    r.resource.CopyFrom(rs.resource)
-                    r.schema_url = rs.schema_url
-                    s = r.scope_spans.add()
-                    s.scope.CopyFrom(ss.scope)
-                    s.schema_url = ss.schema_url
-                    s.spans.add().CopyFrom(sp)
-                    out.append(one)
-    return out
+    """One request per span, each with its span's whole resource and scope (schema URLs too),
+    split as the receiver splits a request it stores in part."""
+    return [one for req in reqs for _, one, _ in _split(req) if isinstance(one, PB2Request)]
 
 
 def combine(reqs: Iterable[PB2Request]) -> PB2Request:

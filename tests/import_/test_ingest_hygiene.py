@@ -140,3 +140,19 @@ def test_skip_bad_with_nothing_left_to_import_fails(tmp_path: Path) -> None:
     path = _proto_with_bad_span(tmp_path, all_bad=True)
     out = CliRunner().invoke(cli, ["import", str(path), "--db", str(db), "--skip-bad"])
     assert out.exit_code == 1 and "'backwards'" in out.output
+
+
+def test_a_request_stored_in_part_keeps_its_schema_urls(tmp_path: Path) -> None:
+    store = t.Store(tmp_path / "s.duckdb")
+    body = request(span("aa" * 8), span("00" * 8, name="nil"))
+    body["resourceSpans"][0]["schemaUrl"] = "https://opentelemetry.io/schemas/1.30.0"
+    body["resourceSpans"][0]["scopeSpans"][0]["schemaUrl"] = (
+        "https://opentelemetry.io/schemas/1.27.0"
+    )
+    with ThreadedReceiver(store) as rx:
+        status, _, raw = post(rx.url, orjson.dumps(body), JSON)
+    assert status == 200 and orjson.loads(raw)["partialSuccess"]["rejectedSpans"] == "1"
+    (sp,) = store.spans(TRACE)
+    assert (sp.resource_schema_url, sp.scope_schema_url) == (
+        "https://opentelemetry.io/schemas/1.30.0", "https://opentelemetry.io/schemas/1.27.0",
+    )  # fmt: skip
