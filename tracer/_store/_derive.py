@@ -87,24 +87,67 @@ def resolve_tree(
     return agents, cycle
 
 
+def _cycles(parents: Mapping[str, str]) -> set[str]:
+    """The spans of ``parents`` that are their own ancestor.
+
+    Peels the spans no remaining span names as parent until none is left to peel: what
+    stays is exactly the cycles. Set operations per level of the tree, so agent traces
+    (wide and shallow) cost little; a deep chain falls back to walking it.
+    """
+    remaining: set[str] = set(parents)
+    for _ in range(64):
+        referenced = {parents[x] for x in remaining}
+        kept = remaining & referenced
+        if len(kept) == len(remaining):
+            return kept
+        remaining = kept
+    return resolve_tree({x: parents[x] for x in remaining}, {})[1]
+
+
 def resolve_batch(rows: list[tuple[Any, ...]], trace_ids: Iterable[str]) -> None:
     """Fill the agent (index 17) and cycle (index 27) columns of the span rows of
-    ``trace_ids`` in place, from those rows alone (every span of those traces)."""
+    ``trace_ids`` in place, from those rows alone (every span of those traces).
+
+    The common case costs a pass over the rows and a few set operations per trace: every
+    span that could inherit an agent (one without its own, under a parent) and every
+    cycle is found first, and only traces that have some are walked span by span.
+    """
     wanted = set(trace_ids)
-    by_trace: dict[str, list[int]] = {}
-    for i, r in enumerate(rows):
-        if r[0] in wanted:
-            by_trace.setdefault(r[0], []).append(i)
-    for idx in by_trace.values():
-        parents = {rows[i][1]: rows[i][2] for i in idx}
-        own = {rows[i][1]: rows[i][17] for i in idx}
-        agents, cycle = resolve_tree(parents, own)
-        for i in idx:
-            r = rows[i]
-            a = agents.get(r[1])
-            c = r[1] in cycle
-            if a != r[17] or c:
-                rows[i] = (*r[:17], a, *r[18:27], c)
+    parents_of: dict[str, dict[str, str]] = {}
+    orphans: dict[str, list[str]] = {}  # spans without an agent of their own, per trace
+    for r in rows:
+        tid = r[0]
+        if tid not in wanted:
+            continue
+        p = parents_of.get(tid)
+        if p is None:
+            p = parents_of[tid] = {}
+        p[r[1]] = r[2]
+        if r[17] is None:
+            orphans.setdefault(tid, []).append(r[1])
+    slow: dict[str, set[str]] = {}  # trace -> its cycles, for traces walked span by span
+    changes: dict[tuple[str, str], tuple[str | None, bool]] = {}
+    for tid, parents in parents_of.items():
+        cycle = _cycles(parents)
+        if cycle or any(parents[x] in parents for x in orphans.get(tid, ())):
+            slow[tid] = cycle
+    if not slow:
+        return
+    own_of: dict[str, dict[str, str | None]] = {tid: {} for tid in slow}
+    for r in rows:
+        own = own_of.get(r[0])
+        if own is not None:
+            own[r[1]] = r[17]
+    for tid, own in own_of.items():
+        agents, cycle = resolve_tree(parents_of[tid], own)
+        for sid, a in agents.items():
+            if a != own[sid] or sid in cycle:
+                changes[(tid, sid)] = (a, sid in cycle)
+    if changes:
+        for i, r in enumerate(rows):
+            ch = changes.get((r[0], r[1]))
+            if ch is not None:
+                rows[i] = (*r[:17], ch[0], *r[18:27], ch[1])
 
 
 def rederive_stored(
