@@ -104,9 +104,10 @@ def _cycles(parents: Mapping[str, str]) -> set[str]:
     return resolve_tree({x: parents[x] for x in remaining}, {})[1]
 
 
-def resolve_batch(rows: list[tuple[Any, ...]], trace_ids: Iterable[str]) -> None:
-    """Fill the agent (index 17) and cycle (index 27) columns of the span rows of
-    ``trace_ids`` in place, from those rows alone (every span of those traces).
+def resolve_batch(rows: list[tuple[Any, ...]], trace_ids: Iterable[str]) -> set[tuple[str, str]]:
+    """Fill the agent column (index 17) of the span rows of ``trace_ids`` in place, from
+    those rows alone (every span of those traces); returns ``(trace, span)`` of the spans
+    in a parent cycle.
 
     The common case costs a pass over the rows and a few set operations per trace: every
     span that could inherit an agent (one without its own, under a parent) and every
@@ -132,7 +133,7 @@ def resolve_batch(rows: list[tuple[Any, ...]], trace_ids: Iterable[str]) -> None
         if cycle or any(parents[x] in parents for x in orphans.get(tid, ())):
             slow[tid] = cycle
     if not slow:
-        return
+        return set()
     own_of: dict[str, dict[str, str | None]] = {tid: {} for tid in slow}
     for r in rows:
         own = own_of.get(r[0])
@@ -146,8 +147,9 @@ def resolve_batch(rows: list[tuple[Any, ...]], trace_ids: Iterable[str]) -> None
     if changes:
         for i, r in enumerate(rows):
             ch = changes.get((r[0], r[1]))
-            if ch is not None:
-                rows[i] = (*r[:17], ch[0], *r[18:27], ch[1])
+            if ch is not None and ch[0] != r[17]:
+                rows[i] = (*r[:17], ch[0], *r[18:])
+    return {k for k, (_, c) in changes.items() if c}
 
 
 def rederive_stored(

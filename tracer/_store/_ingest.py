@@ -228,10 +228,10 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 
 Event = tuple[int, str, dict[str, Any], int]  # time_ns, name, attributes, dropped count
-# Where a span came from: resource JSON, service name, scope name, scope version, scope
-# attributes JSON, scope dropped count, scope schema URL, resource dropped count,
-# resource schema URL, resource entity refs JSON.
-Origin = tuple[str, str | None, str, str, str, int, str, int, str, str]
+# Where a span came from: resource JSON, service name, scope name, scope version, and the
+# index in ``Batch.origins`` of (scope attributes JSON, scope dropped count, scope schema
+# URL, resource dropped count, resource schema URL, resource entity refs JSON).
+Origin = tuple[str, str | None, str, str, int]
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 Link = tuple[
@@ -288,6 +288,9 @@ class Batch:
         # Positions in ``messages`` of the rows taken from a PRODUCER/CONSUMER span itself:
         # their agent is the span's, which ``resolve_agents`` may still change.
         self.message_spans: list[int] = []
+        self.origins: list[tuple[Any, ...]] = []
+        self.has_errors = False  # a span with status ERROR was added
+        self.cycles: set[tuple[str, str]] = set()  # (trace, span) of spans in a parent cycle
 
     def __len__(self) -> int:
         return len(self.spans)
@@ -320,7 +323,7 @@ class Batch:
             )  # fmt: skip
             for ss in rs.scope_spans:
                 scope = ss.scope
-                origin = (
+                origin = self._origin(
                     resource, service, scope.name, scope.version,
                     _dumps(attrs_from_proto(scope.attributes)).decode() if len(scope.attributes) else "{}",
                     scope.dropped_attributes_count, ss.schema_url, res.dropped_attributes_count,
@@ -346,7 +349,7 @@ class Batch:
             resource = self.redactor.json_text(resource)
         service = resource_attrs.get(c.SERVICE_NAME)
         service = service if isinstance(service, str) else None
-        origin = (resource, service, scope[0], scope[1], "{}", 0, "", 0, "", "[]")
+        origin = self._origin(resource, service, scope[0], scope[1], "{}", 0, "", 0, "", "[]")
         span_fn = self._span
         for sp in spans:
             try:
@@ -399,7 +402,7 @@ class Batch:
                     raise DecodeError("scopeSpans entry is not an object")
                 scope = ss.get("scope") or ss.get("instrumentationLibrary") or {}
                 scope_attrs = attrs_from_json(scope.get("attributes") or [], "scope attributes")
-                origin = (
+                origin = self._origin(
                     resource, service, scope.get("name") or "", scope.get("version") or "",
                     _dumps(scope_attrs).decode() if scope_attrs else "{}",
                     _int(scope.get("droppedAttributesCount") or 0, "scope droppedAttributesCount"),
@@ -411,6 +414,15 @@ class Batch:
                     else:
                         json_fn(sp, origin)
         return len(self.spans) - before
+
+    def _origin(
+        self, resource: str, service: str | None, scope_name: str, scope_version: str,
+        *rest: Any,
+    ) -> Origin:  # fmt: skip
+        """The per-span form of a resource and scope: the columns every span of a scope
+        repeats are kept once, in ``origins``, and each span row holds their index."""
+        self.origins.append(rest)
+        return (resource, service, scope_name, scope_version, len(self.origins) - 1)
 
     # -- one span of each wire form -------------------------------------------------------------
 
@@ -567,6 +579,8 @@ class Batch:
                 f"{where}: a time outside the years 1970-2262 (start {start}, end {end})"
             )
         attrs_json = _dumps(attrs).decode()
+        if code == 2:
+            self.has_errors = True
         key = tid + sid
         prior = self._seen.get(key)
         if prior is not None:
@@ -590,7 +604,7 @@ class Batch:
         self.spans.append(
             (tid, sid, pid, trace_state, flags, name, KIND_NAMES[kind], start, end, STATUS_NAMES[code],
              message, attrs_json, resource, scope_name, scope_version, service, op, agent,
-             dropped_attrs, dropped_events, dropped_links, *origin[4:], False)
+             dropped_attrs, dropped_events, dropped_links, origin[4])
         )  # fmt: skip
         has_message_event = False
         for seq, (t, ename, eattrs, edropped) in enumerate(events):
@@ -673,7 +687,7 @@ class Batch:
         ids = set(trace_ids)
         if not ids:
             return
-        resolve_batch(self.spans, ids)
+        self.cycles |= resolve_batch(self.spans, ids)
         if self.message_spans:
             agent_of = {(r[0], r[1]): r[17] or r[15] for r in self.spans if r[0] in ids}
             for i in self.message_spans:
@@ -700,10 +714,26 @@ class Batch:
             if rows:
                 schema = SCHEMAS[name]
                 cols = list(zip(*rows, strict=True))
-                out[name] = pa.Table.from_arrays(
-                    [pa.array(col, type=f.type) for col, f in zip(cols, schema, strict=True)],
-                    schema=schema,
-                )
+                if name == "spans":
+                    arrays = [
+                        pa.array(col, type=f.type)
+                        for col, f in zip(cols[:21], schema, strict=False)
+                    ]
+                    # The origin columns, repeated per span, taken from the few origins.
+                    which = pa.array(cols[21], pa.int32())
+                    for k, vals in enumerate(zip(*self.origins, strict=True)):
+                        arrays.append(pa.array(vals, type=schema[21 + k].type).take(which))
+                    arrays.append(
+                        pa.array(
+                            [(r[0], r[1]) in self.cycles for r in rows] if self.cycles else [False] * len(rows),
+                            pa.bool_(),
+                        )
+                    )  # fmt: skip
+                else:
+                    arrays = [
+                        pa.array(col, type=f.type) for col, f in zip(cols, schema, strict=True)
+                    ]
+                out[name] = pa.Table.from_arrays(arrays, schema=schema)
         return out if self.redactor is None else self.redactor.tables(out)
 
 

@@ -258,7 +258,10 @@ class Store:
             lg = batch.langgraph_traces()
             derived_versions = derive_langgraph(con, sorted(lg)) if lg else 0
             # New traces are summed from the batch alone; traces seen before, from the store.
-            self._refresh_runs(con, batch.trace_ids, "spans" if known else "_in_spans")
+            self._refresh_runs(
+                con, batch.trace_ids, "spans" if known else "_in_spans",
+                handled=bool(known) or batch.has_errors,
+            )  # fmt: skip
             derive_flows(con, batch.trace_ids, batch.cross_trace_links())
         finally:
             con.unregister("_in_spans")
@@ -276,10 +279,12 @@ class Store:
         )  # fmt: skip
 
     def _refresh_runs(
-        self, con: duckdb.DuckDBPyConnection, run_ids: Iterable[str], source: str = "spans"
-    ) -> None:
+        self, con: duckdb.DuckDBPyConnection, run_ids: Iterable[str], source: str = "spans",
+        *, handled: bool = True,
+    ) -> None:  # fmt: skip
         """Recompute the ``runs`` rows of ``run_ids`` from ``source`` (``spans``, or the
-        batch being written when it holds every span of those runs)."""
+        batch being written when it holds every span of those runs); ``handled=False``
+        when ``source`` has no error span (nothing to tell handled errors from)."""
         con.execute(
             """INSERT OR REPLACE INTO runs
             WITH s AS (SELECT * FROM $source WHERE trace_id IN (SELECT unnest($ids))),
@@ -294,11 +299,7 @@ class Store:
             -- An error is handled when its parent ended without one: something caught it
             -- (a retry, a fallback). Errors that reached the root, or whose parent has not
             -- arrived, are not.
-            handled AS (
-                SELECT e.trace_id, count(*) AS n FROM s e
-                JOIN s p ON p.trace_id = e.trace_id AND p.span_id = e.parent_span_id
-                WHERE e.status_code = 'ERROR' AND p.status_code <> 'ERROR' AND NOT e.cycle
-                GROUP BY e.trace_id),
+            handled AS ($handled),
             agg AS (
                 SELECT trace_id, min(start_ns) AS start_ns, max(end_ns) AS end_ns, count(*) AS n,
                        count(*) FILTER (WHERE status_code = 'ERROR') AS errors,
@@ -325,7 +326,9 @@ class Store:
                    r.root_attrs->>'agentrace.run.scenario',
                    coalesce(r.root_attrs, '{}'), coalesce(h.n, 0), agg.trace_id
             FROM agg LEFT JOIN roots r USING (trace_id) LEFT JOIN v ON v.run_id = agg.trace_id
-            LEFT JOIN handled h ON h.trace_id = agg.trace_id""".replace("$source", source),
+            LEFT JOIN handled h ON h.trace_id = agg.trace_id""".replace(
+                "$handled", _HANDLED if handled else _NO_HANDLED
+            ).replace("$source", source),
             {"ids": sorted(run_ids)},
         )
 
@@ -815,6 +818,13 @@ class Store:
             written.append(path)
         return written
 
+
+_HANDLED = """
+    SELECT e.trace_id, count(*) AS n FROM s e
+    JOIN s p ON p.trace_id = e.trace_id AND p.span_id = e.parent_span_id
+    WHERE e.status_code = 'ERROR' AND p.status_code <> 'ERROR' AND NOT e.cycle
+    GROUP BY e.trace_id"""
+_NO_HANDLED = "SELECT ''::VARCHAR AS trace_id, 0::BIGINT AS n WHERE false"
 
 _RUN_TABLES = (
     ("runs", "run_id"), ("spans", "trace_id"), ("span_events", "trace_id"), ("span_links", "trace_id"),
