@@ -138,8 +138,10 @@ def test_a_message_without_an_id_is_known_by_the_producer_span_it_carries() -> N
     assert f.kind == "duplicate_delivery" and f.evidence["times"] == 2
     assert f.evidence["message_id"] == f"{2:016x}"  # the producer span's id
     assert sorted(f.span_ids) == [f"{3:016x}", f"{4:016x}"]
-    # The flow's bus is analysed once, in its first run.
+    # The flow's bus is analysed once, in its first run; every run of it shows the flow.
     assert analyze(store, "05".rjust(32, "0")) == []
+    g = coordination_graph(store, "05".rjust(32, "0"))
+    assert g.has_edge("worker", "jobs") and g.has_edge("jobs", "worker")
 
 
 def test_a_failed_consumer_and_a_message_nobody_consumed_are_lost_events() -> None:

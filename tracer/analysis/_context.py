@@ -251,7 +251,7 @@ class RunContext:
                       (SELECT count(*) FROM messages WHERE run_id IN (SELECT unnest($flow))),
                       (SELECT list(DISTINCT name) FROM span_events
                        WHERE trace_id = $run AND starts_with(name, 'agentrace.'))""",
-            {"run": self.run_id, "flow": self.flow_runs if self.heads_flow else []},
+            {"run": self.run_id, "flow": self.flow_runs},
         ).fetchall()[0]
         return Present(row[0], row[1], row[2], frozenset(row[3] or ()))
 
