@@ -121,15 +121,17 @@ def agent_span(tracer: trace.Tracer, name: str) -> Any:
     )
 
 
+def workflow_span(tracer: trace.Tracer, name: str) -> Any:
+    """The root of a run (one trace), named as the GenAI conventions name a workflow."""
+    return tracer.start_as_current_span(
+        f"invoke_workflow {name}",
+        attributes={"gen_ai.operation.name": "invoke_workflow", "gen_ai.workflow.name": name},
+    )
+
+
 async def decide(tracer: trace.Tracer, *, fixed: bool) -> tuple[str, str]:
     """One application, end to end; its run id and the rating it got."""
-    with tracer.start_as_current_span(
-        "invoke_workflow credit-decisioning",
-        attributes={
-            "gen_ai.operation.name": "invoke_workflow",
-            "gen_ai.workflow.name": "credit-decisioning",
-        },
-    ) as root:
+    with workflow_span(tracer, "credit-decisioning") as root:
         store = Store({"application_id": "APP-0001", "credit_score": SCORE_ON_FILE})
         bureau = Cache("bureau", store)
         if fixed:
@@ -161,13 +163,7 @@ async def decide(tracer: trace.Tracer, *, fixed: bool) -> tuple[str, str]:
 
 async def adjust_limit(tracer: trace.Tracer, *, fixed: bool) -> tuple[str, int]:
     """Two agents change the credit limit at once; the run id and the limit that stayed."""
-    with tracer.start_as_current_span(
-        "invoke_workflow limit-adjustment",
-        attributes={
-            "gen_ai.operation.name": "invoke_workflow",
-            "gen_ai.workflow.name": "limit-adjustment",
-        },
-    ) as root:
+    with workflow_span(tracer, "limit-adjustment") as root:
         store = Store({"account_id": "ACC-0042", "credit_limit": 5000})
         both_read = asyncio.Barrier(2)
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import tracer as t
 
+from ..services import AGENTRACE, WAIT, agentrace_serve
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "docs" / "examples" / "credit_race.py"
-AGENTRACE = Path(sys.executable).parent / "agentrace"
-WAIT = 60  # a bound against hangs, not a timing
 
 
 def _run_example(endpoint: str, *args: str) -> tuple[str, str]:
@@ -31,27 +30,11 @@ def _run_example(endpoint: str, *args: str) -> tuple[str, str]:
 
 def test_the_credit_race_from_plain_asyncio_is_found_through_serve(tmp_path: Path) -> None:
     db = tmp_path / "credit.duckdb"
-    err = tmp_path / "serve.err"
-    with open(err, "w") as err_file:
-        serve = subprocess.Popen(
-            [str(AGENTRACE), "serve", "--db", str(db), "--port", "0"],
-            stdout=subprocess.PIPE, stderr=err_file, text=True,
-        )  # fmt: skip
-    try:
-        assert serve.stdout is not None
-        line = serve.stdout.readline()  # printed once listening, or EOF if serve exited
-        assert line.startswith("listening on "), err.read_text()
-        endpoint = line.split()[2]
+    with agentrace_serve(db, tmp_path / "serve.err") as endpoint:
         stale, stale_out = _run_example(endpoint)
         fresh, fresh_out = _run_example(endpoint, "--fixed")
         lost, lost_out = _run_example(endpoint, "--race", "lost-update")
         kept, kept_out = _run_example(endpoint, "--race", "lost-update", "--fixed")
-    finally:
-        serve.send_signal(signal.SIGTERM)
-        serve.wait(WAIT)
-        if serve.stdout is not None:
-            serve.stdout.close()
-    assert serve.returncode == 0, err.read_text()
     # What the code did: the stale score gave the wrong rating; the race lost a change.
     assert stale_out == "rating B (the fresh score gives C)"
     assert fresh_out == "rating C (the fresh score gives C)"
