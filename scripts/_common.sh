@@ -30,3 +30,14 @@ debian_install() {
   [[ $created -eq 1 ]] && rm -f "$policy"
   return $status
 }
+
+# stop_pid PID: SIGTERM, gone within 15 s, or SIGKILL.
+stop_pid() {
+  local pid=$1 i
+  kill "$pid" 2>/dev/null || return 0
+  for i in $(seq 150); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.1
+  done
+  kill -9 "$pid" 2>/dev/null || true
+}

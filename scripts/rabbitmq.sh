@@ -124,17 +124,6 @@ EOF
   return 1
 }
 
-stop_pid() {
-  # SIGTERM, gone within 15 s, or SIGKILL.
-  local pid=$1 i
-  kill "$pid" 2>/dev/null || return 0
-  for i in $(seq 150); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  kill -9 "$pid" 2>/dev/null || true
-}
-
 cmd_stop() {
   local dir=${1:?usage: scripts/rabbitmq.sh stop DIR}
   # The Erlang VM (beam.smp) writes its own pid; the launcher script's pid is the fallback.

@@ -69,16 +69,7 @@ EOF
 cmd_stop() {
   local dir=${1:?usage: scripts/redis.sh stop DIR}
   if [[ -f "$dir/redis.pid" ]]; then
-    local pid
-    pid=$(cat "$dir/redis.pid")
-    kill "$pid" 2>/dev/null || true
-    # Gone within 10 s, or killed.
-    local i
-    for i in $(seq 100); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null || true
+    stop_pid "$(cat "$dir/redis.pid")"
   fi
   if [[ -f "$dir/port" ]]; then
     rm -rf "$dir"
