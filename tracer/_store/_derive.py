@@ -21,6 +21,8 @@ back from the store. Cost follows the traces a batch touches, not the store.
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -32,6 +34,7 @@ from .._mapping import classify
 from .._otlp import KIND_BY_NAME
 
 DERIVED_LANGGRAPH_TRACE = "langgraph-trace"
+_trace_of = operator.itemgetter(0)
 LANGCHAIN_SCOPE_PREFIX = "openinference.instrumentation.lang"
 
 
@@ -116,16 +119,19 @@ def resolve_batch(rows: list[tuple[Any, ...]], trace_ids: Iterable[str]) -> set[
     wanted = set(trace_ids)
     parents_of: dict[str, dict[str, str]] = {}
     orphans: dict[str, list[str]] = {}  # spans without an agent of their own, per trace
-    for r in rows:
-        tid = r[0]
+    # A request holds a trace's spans together: a run of rows per trace, read in bulk.
+    for tid, run in itertools.groupby(rows, key=_trace_of):
         if tid not in wanted:
             continue
-        p = parents_of.get(tid)
-        if p is None:
-            p = parents_of[tid] = {}
-        p[r[1]] = r[2]
-        if r[17] is None:
-            orphans.setdefault(tid, []).append(r[1])
+        group = list(run)
+        p = {r[1]: r[2] for r in group}
+        if tid in parents_of:
+            parents_of[tid].update(p)
+        else:
+            parents_of[tid] = p
+        none = [r[1] for r in group if r[17] is None]
+        if none:
+            orphans.setdefault(tid, []).extend(none)
     slow: dict[str, set[str]] = {}  # trace -> its cycles, for traces walked span by span
     changes: dict[tuple[str, str], tuple[str | None, bool]] = {}
     for tid, parents in parents_of.items():
