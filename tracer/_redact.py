@@ -36,7 +36,6 @@ A :class:`Redactor` is immutable once built and safe to share between threads.
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -113,7 +112,9 @@ _DEFAULT_PATTERNS: Final = (
         r"(?i:\b(?:[A-Za-z0-9]+[-_])*(?:x-api-key|api[-_]?key|apikey|passw(?:or)?d|pwd|passphrase"
         r"|client[-_]secret|secret[-_](?:access[-_])?key|api[-_]secret|(?:access|refresh|auth)[-_]token"
         r"|token|secret)[\"']?\s*[:=]\s*[\"']?)(?P<secret>[^\"'\s,;&}]+)",
-        r"(?i:api[-_]?key|apikey|passw(?:or)?d|pwd|passphrase|secret|token)",
+        # "token" only before its separator: "input_tokens" (in every LLM span) is not flagged.
+        r"(?i:api[-_]?key|apikey|passw(?:or)?d|pwd|passphrase|secret"
+        r"|token(?:\\?[\"'])?(?:\s|\\[tnr])*[:=])",
     ),
     _Pattern(
         "url-password",
@@ -183,7 +184,8 @@ class Redactor:
         scans = [p.scan for p in pats]
         key_scans = [re.escape(k) for k in self.keys]
         if defaults:
-            key_scans.append(rf"(?i:{_KEY_WORDS})")
+            # A key named by these words ends where its quote does in the JSON text.
+            key_scans.append(rf"(?i:(?:{_KEY_WORDS})\\?\")")
         if pats:
             # Secrets inside base64 are only seen decoded: rows with bytes are walked.
             key_scans.append("bytesValue")
@@ -254,7 +256,7 @@ class Redactor:
     def _bytes(self, v: dict[str, Any]) -> dict[str, Any]:
         try:
             text = base64.b64decode(v["bytesValue"], validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError
             return v  # not text: nothing a pattern could match
         redacted = self.text(text)
         if redacted == text:
