@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import json
 import re
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -113,8 +117,23 @@ def any_from_json(v: Any, where: str = "attribute") -> Any:
     if "kvlistValue" in v:
         return attrs_from_json((v["kvlistValue"] or {}).get("values") or (), where)
     if "bytesValue" in v:
-        return {"bytesValue": v["bytesValue"]}
+        b = v["bytesValue"]
+        try:
+            # Stored as sent (base64), checked now: an export decodes it.
+            bytes_from_b64(b)
+        except (TypeError, ValueError):  # binascii.Error is a ValueError
+            raise DecodeError(f"{where}: bytesValue {str(b)[:40]!r} is not base64") from None
+        return {"bytesValue": b}
     return None
+
+
+def bytes_from_b64(text: str) -> bytes:
+    """OTLP/JSON bytes: base64, standard or URL-safe, padding optional (ValueError otherwise)."""
+    if not isinstance(text, str):
+        raise ValueError("not a string")
+    padded = text + "=" * (-len(text) % 4)
+    alphabet = b"-_" if "-" in text or "_" in text else None
+    return base64.b64decode(padded, altchars=alphabet, validate=True)
 
 
 def attrs_from_json(kvs: Any, where: str = "attributes") -> dict[str, Any]:
@@ -157,7 +176,7 @@ def fill_any(target: PB2AnyValue, value: Any) -> None:
             fill_any(arr.values.add(), item)
     elif isinstance(value, dict):
         if len(value) == 1 and isinstance(value.get("bytesValue"), str):
-            target.bytes_value = base64.b64decode(value["bytesValue"])
+            target.bytes_value = bytes_from_b64(value["bytesValue"])
         elif len(value) == 1 and value.get("doubleValue") in ("NaN", "Infinity", "-Infinity"):
             target.double_value = float(value["doubleValue"].replace("Infinity", "inf"))
         else:
@@ -274,11 +293,28 @@ def decode_json(
 
 def encode_json(req: PB2ExportTraceServiceRequest) -> bytes:
     """One line of OTLP/JSON (no trailing newline); the same message gives the same bytes."""
-    obj = json_format.MessageToDict(
-        req, use_integers_for_enums=True, preserving_proto_field_name=False
-    )
-    _ids_b64_to_hex(obj)
-    return orjson.dumps(obj)
+    # MessageToDict recurses a few frames per level of a key-value list: a 250-deep one
+    # passes Python's default limit. Its frames are Python frames, not C stack.
+    with _recursion_room():
+        obj = json_format.MessageToDict(
+            req, use_integers_for_enums=True, preserving_proto_field_name=False
+        )
+        _ids_b64_to_hex(obj)
+        try:
+            return orjson.dumps(obj)
+        except orjson.JSONEncodeError:
+            # orjson stops at 255 levels of JSON (each key-value list level is four).
+            return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@contextlib.contextmanager
+def _recursion_room(limit: int = 20_000) -> Iterator[None]:
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
 
 
 def decode_proto(

@@ -18,6 +18,8 @@ PUBLIC = {
     "StoreSpanExporter",
     # the convention's helper for code agentrace does not run (tracer.otel)
     "otel",
+    # trace text for a terminal
+    "printable", "json_printable",
     # state documents
     "canonical_json", "chain_hash", "diff", "apply_patch", "field_changes",
     # errors
