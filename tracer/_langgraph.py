@@ -163,24 +163,29 @@ def history_requests(doc: Any, *, source: str = "<input>") -> list[PB2ExportTrac
     Raises :class:`DecodeError` naming ``source`` and the snapshot when the dump is not one.
     """
     graph = None
-    thread_default = None
+    # (snapshot, the thread id it belongs to when its config does not say)
+    items: list[tuple[Any, str | None]]
     if isinstance(doc, dict) and isinstance(doc.get("snapshots"), list):
-        items = doc["snapshots"]
         graph = doc.get("graph") if isinstance(doc.get("graph"), str) else None
         thread_default = doc.get("thread_id") if isinstance(doc.get("thread_id"), str) else None
+        items = [(s, thread_default) for s in doc["snapshots"]]
     elif isinstance(doc, list):
-        items = doc
+        items = [(s, None) for s in doc]
     elif isinstance(doc, dict) and "values" in doc and "config" in doc:
-        items = [doc]
+        items = [(doc, None)]
+    elif isinstance(doc, dict) and doc and all(isinstance(v, list) for v in doc.values()):
+        # {thread_id: [snapshots]}: several threads in one dump.
+        items = [(s, str(t)) for t, snaps in doc.items() for s in snaps]
     else:
         raise DecodeError(
-            'not a LangGraph state history: expected {"snapshots": [...]}, a list of snapshots or one snapshot',
+            'not a LangGraph state history: expected {"snapshots": [...]}, a list of snapshots, '
+            "an object of thread id -> list of snapshots, or one snapshot",
             source=source,
         )
     if not items:
         raise DecodeError("the LangGraph state history holds no snapshot", source=source)
     groups: dict[tuple[str, str], list[tuple[int, str, int, dict[str, Any]]]] = {}
-    for i, item in enumerate(items):
+    for i, (item, thread_default) in enumerate(items):
         snap = _as_snapshot(item, i, source)
         conf = _configurable(snap.get("config"))
         cid = conf.get("checkpoint_id")
@@ -298,6 +303,9 @@ def _thread_request(
         ev.time_unix_nano = when
         ev.name = c.EV_STATE_COMMIT
         fill_attrs(ev.attributes, ev_attrs)
+        reads = _reads(snap, by_checkpoint)
+        if agent is not None and agent in reads:
+            _add_read(sp, start, agent, reads[agent])
         if len(writers) > 1 and parent is not None:
             for t in map(_task, parent[1].get("tasks") or ()):
                 if not isinstance(t.get("name"), str) or t["name"].startswith("__"):
@@ -312,6 +320,8 @@ def _thread_request(
                     child, trace_id, _id(8, "agentrace/langgraph/task", thread, ns, cid, str(t.get("id") or t["name"])),
                     sid, f"invoke_agent {t['name']}", start, when, cattrs,
                 )  # fmt: skip
+                if t["name"] in reads:
+                    _add_read(child, start, t["name"], reads[t["name"]])
         if version == 1:
             root_sid = sid
         prev_doc, prev_hash, prev_cid, prev_when = doc, h, cid, when
@@ -335,6 +345,28 @@ def _thread_request(
             sp.status.code = _STATUS_ERROR
             sp.status.message = str(t["error"])
     return req
+
+
+def _reads(snap: dict[str, Any], by_checkpoint: dict[str, tuple[int, Any]]) -> dict[str, int]:
+    """node → the version it read, from a checkpointer's ``versions_seen`` (dumps have none)."""
+    out: dict[str, int] = {}
+    for r in snap.get("reads") or ():
+        if isinstance(r, dict) and isinstance(r.get("node"), str):
+            got = by_checkpoint.get(r.get("checkpoint_id"))  # type: ignore[arg-type]
+            if got is not None:
+                out[r["node"]] = got[0]
+    return out
+
+
+def _add_read(sp: PB2Span, when: int, agent: str, version: int) -> None:
+    # The node read the whole state of the checkpoint it ran from (no keys: every key).
+    ev = sp.events.add()
+    ev.time_unix_nano = when
+    ev.name = c.EV_STATE_READ
+    fill_attrs(
+        ev.attributes,
+        {c.STATE_VERSION: version, c.STATE_AGENT: agent, c.STATE_KEYS: [], c.STATE_VIA: "store"},
+    )
 
 
 def _fill_span(
@@ -392,6 +424,27 @@ def _commit_attrs(
 def import_history(store: Store, doc: Any, *, source: str = "<input>") -> IngestResult:
     """Store a parsed ``get_state_history`` dump: one transaction for all its threads."""
     return store.ingest(history_requests(doc, source=source), source=source)
+
+
+def checkpointer_requests(
+    threads: list[list[dict[str, Any]]], *, source: str
+) -> list[PB2ExportTraceServiceRequest]:
+    """OTLP requests for the threads :mod:`tracer._checkpointer` read (snapshots oldest first)."""
+    return history_requests({"snapshots": [s for snaps in threads for s in snaps]}, source=source)
+
+
+def import_checkpointer(store: Store, target: str, *, thread: str | None = None) -> IngestResult:
+    """Store every thread (or ``thread``) of a SqliteSaver file or a PostgresSaver URL: one
+    transaction. Raises :class:`tracer.DecodeError` (one line, nothing written) when it cannot."""
+    from ._checkpointer import is_postgres_url, read_postgres, read_sqlite, safe_url
+
+    if is_postgres_url(target):
+        source = safe_url(target)
+        threads = read_postgres(target, thread)
+    else:
+        source = target
+        threads = read_sqlite(target, thread)
+    return store.ingest(checkpointer_requests(threads, source=source), source=source)
 
 
 # -- state rebuilt from OpenInference traces ---------------------------------------------------
