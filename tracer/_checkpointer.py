@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import orjson
 import ormsgpack
 
-from ._errors import DecodeError
+from ._errors import CheckpointerError
 
 SQLITE_MAGIC: Final = b"SQLite format 3\x00"
 # Checkpoint format versions ("v" in a checkpoint) this reader knows.
@@ -50,11 +50,6 @@ _EXT_PYDANTIC_V1: Final = 4
 _EXT_PYDANTIC_V2: Final = 5
 _EXT_NUMPY_ARRAY: Final = 6
 _EXT_DELTA_SNAPSHOT: Final = 7
-
-
-class CheckpointerError(DecodeError):
-    """A checkpointer that cannot be read: not one, an unknown schema or serializer, a refused
-    connection, a thread that is not there. ``str()`` is the one line to print."""
 
 
 # -- safe decoding ---------------------------------------------------------------------------
@@ -119,7 +114,7 @@ def decode_msgpack(data: bytes) -> Any:
         raise ValueError(f"not msgpack: {exc}") from None
 
 
-def decode_typed(type_: Any, data: Any, where: str) -> Any:
+def decode_typed(type_: Any, data: Any, where: str, source: str = "<input>") -> Any:
     """A ``(type, bytes)`` pair as a checkpointer stores it, decoded safely, or a
     :class:`CheckpointerError` naming ``where``."""
     if type_ in (None, "null", "empty"):
@@ -129,17 +124,20 @@ def decode_typed(type_: Any, data: Any, where: str) -> Any:
     if type_ in ("bytes", "bytearray"):
         return {"__bytes__": len(data or b"")}
     if not isinstance(data, bytes):
-        raise CheckpointerError(f"{where}: a {type_} value that is not bytes")
+        raise CheckpointerError(source=source, detail=f"{where}: a {type_} value that is not bytes")
     try:
         if type_ == "msgpack":
             return decode_msgpack(data)
         if type_ == "json":
             return _jsonable(orjson.loads(data))
     except (ValueError, orjson.JSONDecodeError) as exc:
-        raise CheckpointerError(f"{where}: {type_} value that does not decode: {exc}") from None
+        raise CheckpointerError(
+            source=source, detail=f"{where}: {type_} value that does not decode: {exc}"
+        ) from None
     raise CheckpointerError(
-        f"{where}: serializer type {str(type_)[:40]!r} is not read (only msgpack and json; "
-        "pickle and encrypted values are never decoded)"
+        source=source,
+        detail=f"{where}: serializer type {str(type_)[:40]!r} is not read (only msgpack and json; "
+        "pickle and encrypted values are never decoded)",
     )
 
 
@@ -188,13 +186,15 @@ def _snapshots(rows: list[_Row], source: str) -> list[dict[str, Any]]:
         fmt = r.checkpoint.get("v", 1)
         if fmt not in KNOWN_CHECKPOINT_FORMATS:
             raise CheckpointerError(
-                f"{source}: thread {r.thread!r} checkpoint {r.checkpoint_id}: checkpoint format "
-                f"v{fmt} is not known (known: {', '.join(map(str, sorted(KNOWN_CHECKPOINT_FORMATS)))})"
+                source=source,
+                detail=f"thread {r.thread!r} checkpoint {r.checkpoint_id}: checkpoint format "
+                f"v{fmt} is not known (known: {', '.join(map(str, sorted(KNOWN_CHECKPOINT_FORMATS)))})",
             )
         values = r.checkpoint.get("channel_values") or {}
         if not isinstance(values, dict):
             raise CheckpointerError(
-                f"{source}: thread {r.thread!r} checkpoint {r.checkpoint_id}: channel_values is not a map"
+                source=source,
+                detail=f"thread {r.thread!r} checkpoint {r.checkpoint_id}: channel_values is not a map",
             )
         tasks: dict[str, dict[str, Any]] = {}
         for task_id, task_path, _idx, channel, value in sorted(
@@ -282,23 +282,27 @@ def _open_sqlite(path: Path, source: str) -> sqlite3.Connection:
             for name in _SQLITE_TABLES
         }
     except sqlite3.DatabaseError as exc:
-        raise CheckpointerError(f"{source}: not a readable SQLite database: {exc}") from None
+        raise CheckpointerError(
+            source=source, detail=f"not a readable SQLite database: {exc}"
+        ) from None
     if not tables["checkpoints"] and not tables["writes"]:
         con.close()
         raise CheckpointerError(
-            f"{source}: a SQLite database but not a LangGraph checkpointer (no checkpoints/writes tables)"
+            source=source,
+            detail="a SQLite database but not a LangGraph checkpointer (no checkpoints/writes tables)",
         )
     for name, need in _SQLITE_TABLES.items():
         missing = need - tables[name]
         if missing:
             con.close()
             raise CheckpointerError(
-                f"{source}: unknown LangGraph checkpointer schema: table {name} lacks {', '.join(sorted(missing))}"
+                source=source,
+                detail=f"unknown LangGraph checkpointer schema: table {name} lacks {', '.join(sorted(missing))}",
             )
     return con
 
 
-def _metadata(type_: Any, raw: Any, where: str) -> dict[str, Any]:
+def _metadata(type_: Any, raw: Any, where: str, source: str) -> dict[str, Any]:
     if raw is None:
         return {}
     if isinstance(raw, dict):
@@ -308,11 +312,13 @@ def _metadata(type_: Any, raw: Any, where: str) -> dict[str, Any]:
         try:
             meta = orjson.loads(data)
         except orjson.JSONDecodeError:
-            meta = decode_typed(type_, data if isinstance(data, bytes) else data.encode(), where)
+            meta = decode_typed(
+                type_, data if isinstance(data, bytes) else data.encode(), where, source
+            )
     else:
         meta = None
     if not isinstance(meta, dict):
-        raise CheckpointerError(f"{where}: metadata is not a map")
+        raise CheckpointerError(source=source, detail=f"{where}: metadata is not a map")
     return _jsonable(meta)
 
 
@@ -336,7 +342,9 @@ def read_sqlite(path: str | Path, thread: str | None = None) -> list[list[dict[s
             ckpts = con.execute(q, args).fetchall()
             writes = con.execute(wq, args).fetchall()
         except sqlite3.DatabaseError as exc:
-            raise CheckpointerError(f"{source}: cannot read the checkpoints: {exc}") from None
+            raise CheckpointerError(
+                source=source, detail=f"cannot read the checkpoints: {exc}"
+            ) from None
     finally:
         con.close()
     return _threads(ckpts, writes, {}, source, thread)
@@ -351,39 +359,39 @@ def _threads(
 ) -> list[list[dict[str, Any]]]:
     by_ckpt: dict[tuple[str, str, str], list[tuple[str, str, int, str, Any]]] = {}
     for t_id, ns, cid, task_id, task_path, idx, channel, type_, value in writes:
-        where = f"{source}: thread {t_id!r} checkpoint {cid} write {task_id}/{idx} ({channel})"
+        where = f"thread {t_id!r} checkpoint {cid} write {task_id}/{idx} ({channel})"
         by_ckpt.setdefault((t_id, ns, cid), []).append(
             (
                 str(task_id),
                 str(task_path or ""),
                 int(idx),
                 str(channel),
-                decode_typed(type_, value, where),
+                decode_typed(type_, value, where, source),
             )
         )
     groups: dict[tuple[str, str], list[_Row]] = {}
     for t_id, ns, cid, parent, type_, blob, meta in ckpts:
-        where = f"{source}: thread {t_id!r} checkpoint {cid}"
+        where = f"thread {t_id!r} checkpoint {cid}"
         if isinstance(blob, dict):  # Postgres: JSONB, channel values of other types in blobs
             doc = _jsonable(blob)
             values = dict(doc.get("channel_values") or {})
             for ch, ver in (doc.get("channel_versions") or {}).items():
                 stored = blobs.get((t_id, ns, str(ch), str(ver)))
                 if stored is not None:
-                    values[ch] = decode_typed(stored[0], stored[1], f"{where} channel {ch}")
+                    values[ch] = decode_typed(stored[0], stored[1], f"{where} channel {ch}", source)
             doc["channel_values"] = values
         else:
-            doc = decode_typed(type_, blob, where)
+            doc = decode_typed(type_, blob, where, source)
         if not isinstance(doc, dict):
-            raise CheckpointerError(f"{where}: the checkpoint is not a map")
+            raise CheckpointerError(source=source, detail=f"{where}: the checkpoint is not a map")
         groups.setdefault((t_id, ns), []).append(
-            _Row(str(t_id), str(ns or ""), str(cid), parent, doc, _metadata(type_, meta, where),
+            _Row(str(t_id), str(ns or ""), str(cid), parent, doc, _metadata(type_, meta, where, source),
                  tuple(by_ckpt.get((t_id, ns, cid), ())))
         )  # fmt: skip
     if thread is not None and not groups:
-        raise CheckpointerError(f"{source}: no thread {thread!r} in this checkpointer")
+        raise CheckpointerError(source=source, detail=f"no thread {thread!r} in this checkpointer")
     if not groups:
-        raise CheckpointerError(f"{source}: the checkpointer holds no checkpoint")
+        raise CheckpointerError(source=source, detail="the checkpointer holds no checkpoint")
     return [_snapshots(rows, source) for _, rows in sorted(groups.items())]
 
 
@@ -441,7 +449,8 @@ def read_postgres(url: str, thread: str | None = None) -> list[list[dict[str, An
         import psycopg
     except ImportError:
         raise CheckpointerError(
-            f"{source}: reading a Postgres checkpointer needs psycopg: pip install 'agentrace[postgres]'"
+            source=source,
+            detail="reading a Postgres checkpointer needs psycopg: pip install 'agentrace[postgres]'",
         ) from None
     try:
         with psycopg.connect(url, connect_timeout=10, autocommit=False) as con:
@@ -449,7 +458,7 @@ def read_postgres(url: str, thread: str | None = None) -> list[list[dict[str, An
             return _read_pg(con, source, thread)
     except psycopg.Error as exc:
         raise CheckpointerError(
-            f"{source}: {_scrub(str(exc), url) or type(exc).__name__}"
+            source=source, detail=f"{_scrub(str(exc), url) or type(exc).__name__}"
         ) from None
 
 
@@ -462,15 +471,19 @@ def _read_pg(con: Any, source: str, thread: str | None) -> list[list[dict[str, A
     }
     need = {"checkpoints", "checkpoint_blobs", "checkpoint_writes", "checkpoint_migrations"}
     if not need & tables:
-        raise CheckpointerError(f"{source}: not a LangGraph checkpointer (no checkpoints tables)")
+        raise CheckpointerError(
+            source=source, detail="not a LangGraph checkpointer (no checkpoints tables)"
+        )
     if need - tables:
         raise CheckpointerError(
-            f"{source}: unknown LangGraph checkpointer schema: no table {', '.join(sorted(need - tables))}"
+            source=source,
+            detail=f"unknown LangGraph checkpointer schema: no table {', '.join(sorted(need - tables))}",
         )
     (mig,) = con.execute("SELECT max(v) FROM checkpoint_migrations").fetchone()
     if mig is None or mig > KNOWN_PG_MIGRATION:
         raise CheckpointerError(
-            f"{source}: unknown LangGraph checkpointer schema version {mig} (known: up to {KNOWN_PG_MIGRATION})"
+            source=source,
+            detail=f"unknown LangGraph checkpointer schema version {mig} (known: up to {KNOWN_PG_MIGRATION})",
         )
     where, args = ("WHERE thread_id = %s", (thread,)) if thread is not None else ("", ())
     ckpts = con.execute(

@@ -157,8 +157,11 @@ def _task(t: Any) -> dict[str, Any]:
     return t if isinstance(t, dict) else {}
 
 
-def history_requests(doc: Any, *, source: str = "<input>") -> list[PB2ExportTraceServiceRequest]:
-    """OTLP requests (one per thread and namespace) for a parsed ``get_state_history`` dump.
+def history_requests(
+    doc: Any, *, source: str = "<input>", thread: str | None = None
+) -> list[PB2ExportTraceServiceRequest]:
+    """OTLP requests (one per thread and namespace) for a parsed ``get_state_history`` dump
+    (only ``thread``'s when given).
 
     Raises :class:`DecodeError` naming ``source`` and the snapshot when the dump is not one.
     """
@@ -193,8 +196,10 @@ def history_requests(doc: Any, *, source: str = "<input>") -> list[PB2ExportTrac
             raise DecodeError(
                 f"snapshot {i + 1} has no config.configurable.checkpoint_id", source=source
             )
-        thread = conf.get("thread_id") if isinstance(conf.get("thread_id"), str) else thread_default
-        if not isinstance(thread, str) or not thread:
+        thread_id = (
+            conf.get("thread_id") if isinstance(conf.get("thread_id"), str) else thread_default
+        )
+        if not isinstance(thread_id, str) or not thread_id:
             raise DecodeError(
                 f"snapshot {i + 1} has no config.configurable.thread_id", source=source
             )
@@ -205,11 +210,17 @@ def history_requests(doc: Any, *, source: str = "<input>") -> list[PB2ExportTrac
         step = step if isinstance(step, int) else i
         # Newest first is LangGraph's order; sort by time, then checkpoint id (time-ordered UUIDs).
         when = _ns(snap.get("created_at"), i)
-        groups.setdefault((thread, ns), []).append((when, cid, step, snap))
+        groups.setdefault((thread_id, ns), []).append((when, cid, step, snap))
+    if thread is not None:
+        groups = {k: v for k, v in groups.items() if k[0] == thread}
+        if not groups:
+            raise DecodeError(
+                f"no thread {thread!r} in this LangGraph state history", source=source
+            )
     out = []
-    for (thread, ns), snaps in groups.items():
+    for (t_id, ns), snaps in groups.items():
         snaps.sort(key=lambda s: (s[0], s[1]))
-        out.append(_thread_request(thread, ns, graph, snaps, source))
+        out.append(_thread_request(t_id, ns, graph, snaps, source))
     return out
 
 
@@ -421,9 +432,12 @@ def _commit_attrs(
     return attrs
 
 
-def import_history(store: Store, doc: Any, *, source: str = "<input>") -> IngestResult:
-    """Store a parsed ``get_state_history`` dump: one transaction for all its threads."""
-    return store.ingest(history_requests(doc, source=source), source=source)
+def import_history(
+    store: Store, doc: Any, *, source: str = "<input>", thread: str | None = None
+) -> IngestResult:
+    """Store a parsed ``get_state_history`` dump: one transaction for all its threads (or
+    only ``thread``)."""
+    return store.ingest(history_requests(doc, source=source, thread=thread), source=source)
 
 
 def checkpointer_requests(
