@@ -85,6 +85,8 @@ cmd_start() {
   (umask 077 && echo "$password" >"$dir/password")
   if [[ $(id -u) -eq 0 ]]; then
     chown postgres "$dir" "$dir/password"
+    runuser -u postgres -- test -r "$dir/password" \
+      || { echo "postgres.sh: user postgres cannot enter $dir (a private parent dir?); leave DIR out" >&2; return 1; }
   fi
   # Local (socket) connections are trusted, TCP ones need the password.
   as_owner "$bin/initdb" -D "$dir/data" -U postgres --pwfile="$dir/password" \
