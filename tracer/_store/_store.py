@@ -267,11 +267,21 @@ class Store:
             roots AS (
                 SELECT trace_id, arg_min(span_id, (start_ns, span_id)) AS root_span_id,
                        arg_min(name, (start_ns, span_id)) AS root_name,
-                       arg_min(attributes, (start_ns, span_id)) AS root_attrs
-                FROM s WHERE parent_span_id = '' GROUP BY trace_id),
+                       arg_min(attributes, (start_ns, span_id)) AS root_attrs,
+                       arg_min(status_code, (start_ns, span_id)) AS root_status
+                FROM s WHERE parent_span_id = '' OR cycle GROUP BY trace_id),
+            -- An error is handled when its parent ended without one: something caught it
+            -- (a retry, a fallback). Errors that reached the root, or whose parent has not
+            -- arrived, are not.
+            handled AS (
+                SELECT e.trace_id, count(*) AS n FROM s e
+                JOIN s p ON p.trace_id = e.trace_id AND p.span_id = e.parent_span_id
+                WHERE e.status_code = 'ERROR' AND p.status_code <> 'ERROR' AND NOT e.cycle
+                GROUP BY e.trace_id),
             agg AS (
                 SELECT trace_id, min(start_ns) AS start_ns, max(end_ns) AS end_ns, count(*) AS n,
                        count(*) FILTER (WHERE status_code = 'ERROR') AS errors,
+                       arg_min(status_code, (start_ns, parent_span_id <> '', span_id)) AS first_status,
                        list_sort(list(DISTINCT agent) FILTER (WHERE agent IS NOT NULL)) AS agents,
                        arg_min(span_id, (start_ns, parent_span_id <> '', span_id)) AS first_span,
                        arg_min(name, (start_ns, parent_span_id <> '', span_id)) AS first_name,
@@ -283,19 +293,18 @@ class Store:
                    coalesce(r.root_attrs->>'gen_ai.workflow.name', r.root_name, agg.first_name),
                    coalesce(r.root_attrs->>'agentrace.run.pattern', 'imported'),
                    coalesce(r.root_attrs->>'agentrace.run.status',
-                            CASE WHEN agg.errors > 0 THEN 'error' ELSE 'ok' END),
+                            lower(coalesce(r.root_status, agg.first_status))),
                    agg.service_name,
                    coalesce(r.root_span_id, agg.first_span),
                    coalesce(r.root_name, agg.first_name),
-                   agg.start_ns, agg.end_ns, agg.n, agg.errors, coalesce(agg.agents, []),
-                   coalesce(v.nv, 0),
+                   agg.start_ns, agg.end_ns, agg.n, agg.errors - coalesce(h.n, 0),
+                   coalesce(agg.agents, []), coalesce(v.nv, 0),
                    r.root_attrs->>'agentrace.run.parent',
                    r.root_attrs->>'agentrace.run.workflow_ref',
                    r.root_attrs->>'agentrace.run.scenario',
-                   coalesce(r.root_attrs, '{}')
-            FROM agg LEFT JOIN roots r USING (trace_id) LEFT JOIN v ON v.run_id = agg.trace_id""".replace(
-                "$source", source
-            ),
+                   coalesce(r.root_attrs, '{}'), coalesce(h.n, 0), agg.trace_id
+            FROM agg LEFT JOIN roots r USING (trace_id) LEFT JOIN v ON v.run_id = agg.trace_id
+            LEFT JOIN handled h ON h.trace_id = agg.trace_id""".replace("$source", source),
             {"ids": sorted(run_ids)},
         )
 
@@ -493,32 +502,35 @@ class Store:
     ) -> list[StateVersion]:
         """The run's versions (without documents), by number; only ``versions`` when given."""
         q = """SELECT run_id, version, parent_version, base_version, kind, agent, span_id, committed_ns,
-                      hash, keys, source FROM state_versions WHERE run_id = ?"""
+                      hash, keys, source, derived, step FROM state_versions WHERE run_id = ?"""
         params: list[Any] = [run_id]
         if versions is not None:
             q += " AND list_contains(?::BIGINT[], version)"
             params.append(sorted(set(versions)))
         rows = self.sql(q + " ORDER BY version", params).fetchall()
         return [
-            StateVersion(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tuple(r[9]), r[10])
+            StateVersion(
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tuple(r[9]), r[10], r[11], r[12]
+            )
             for r in rows
-        ]
+        ]  # fmt: skip
 
     def state_reads(self, run_id: str) -> list[StateRead]:
         rows = self.sql(
-            """SELECT run_id, span_id, seq, agent, version, head_version, keys, via, cache, read_ns
+            """SELECT run_id, span_id, seq, agent, version, head_version, keys, via, cache, read_ns,
+                      derived
                FROM state_reads WHERE run_id = ? ORDER BY read_ns, span_id, seq""",
             [run_id],
         ).fetchall()
         return [
-            StateRead(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6]), r[7], r[8], r[9])
+            StateRead(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6]), r[7], r[8], r[9], r[10])
             for r in rows
         ]
 
     def messages(self, run_id: str) -> list[Message]:
         rows = self.sql(
             """SELECT run_id, span_id, seq, event, message_id, topic, msg_key, consumer_group, consumer,
-                      agent, attempt, outcome, fault, time_ns
+                      agent, attempt, outcome, fault, time_ns, derived
                FROM messages WHERE run_id = ? ORDER BY time_ns, span_id, seq""",
             [run_id],
         ).fetchall()
@@ -661,21 +673,38 @@ class Store:
         for ln in self.links(run_id):
             links[ln.span_id].append(ln)
         req = PB2ExportTraceServiceRequest()
-        groups: dict[tuple[str, str, str], Any] = {}
+        groups: dict[tuple[str, str, str, str, int, str], Any] = {}
         resources: dict[str, Any] = {}
         for sp in self.spans(run_id):
-            res_key = orjson.dumps(sp.resource).decode()
-            key = (res_key, sp.scope_name, sp.scope_version)
+            res_key = orjson.dumps(
+                (sp.resource, sp.resource_dropped_attributes_count, sp.resource_schema_url,
+                 sp.resource_entity_refs)
+            ).decode()  # fmt: skip
+            key = (
+                res_key, sp.scope_name, sp.scope_version, orjson.dumps(sp.scope_attributes).decode(),
+                sp.scope_dropped_attributes_count, sp.scope_schema_url,
+            )  # fmt: skip
             ss = groups.get(key)
             if ss is None:
                 rs = resources.get(res_key)
                 if rs is None:
                     rs = req.resource_spans.add()
                     fill_attrs(rs.resource.attributes, sp.resource)
+                    rs.resource.dropped_attributes_count = sp.resource_dropped_attributes_count
+                    for ref in sp.resource_entity_refs:
+                        e = rs.resource.entity_refs.add()
+                        e.schema_url = ref.get("schema_url") or ""
+                        e.type = ref.get("type") or ""
+                        e.id_keys.extend(ref.get("id_keys") or ())
+                        e.description_keys.extend(ref.get("description_keys") or ())
+                    rs.schema_url = sp.resource_schema_url
                     resources[res_key] = rs
                 ss = rs.scope_spans.add()
                 ss.scope.name = sp.scope_name
                 ss.scope.version = sp.scope_version
+                fill_attrs(ss.scope.attributes, sp.scope_attributes)
+                ss.scope.dropped_attributes_count = sp.scope_dropped_attributes_count
+                ss.schema_url = sp.scope_schema_url
                 groups[key] = ss
             out = ss.spans.add()
             out.trace_id = bytes.fromhex(sp.trace_id)
@@ -753,11 +782,14 @@ def _span_tree_sql(*, as_int: bool) -> str:
 
 
 _RUN_COLS = """run_id, workflow, pattern, status, service_name, root_span_id, start_ns, end_ns,
-    span_count, error_count, agents, version_count, parent_run_id, workflow_ref, scenario, attributes"""
+    span_count, error_count, agents, version_count, parent_run_id, workflow_ref, scenario, attributes,
+    handled_error_count, flow_id"""
 
 _SPAN_COLS = """trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status_code,
     status_message, attributes, service_name, operation, agent, resource, scope_name, scope_version,
-    trace_state, flags, dropped_attributes_count, dropped_events_count, dropped_links_count"""
+    trace_state, flags, dropped_attributes_count, dropped_events_count, dropped_links_count,
+    scope_attributes, scope_dropped_attributes_count, scope_schema_url,
+    resource_dropped_attributes_count, resource_schema_url, resource_entity_refs, cycle"""
 
 
 def _first(rows: list[tuple[Any, ...]]) -> tuple[Any, ...] | None:
@@ -771,7 +803,8 @@ def _sql_str(s: str) -> str:
 def _run(r: tuple[Any, ...]) -> Run:
     return Run(
         r[0], r[1], r[2], r[3], r[4], r[5], r[6] or 0, r[7] or 0, r[8] or 0, r[9] or 0, tuple(r[10] or ()),
-        r[11] or 0, r[16], r[12], r[13], r[14], orjson.loads(r[15]) if r[15] else {},
+        r[11] or 0, r[18], r[12], r[13], r[14], orjson.loads(r[15]) if r[15] else {}, r[16] or 0,
+        r[17],
     )  # fmt: skip
 
 
@@ -779,6 +812,8 @@ def _span(r: tuple[Any, ...]) -> Span:
     return Span(
         r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], orjson.loads(r[9]), r[10], r[11], r[12],
         orjson.loads(r[13]), r[14], r[15], r[16], r[17], r[18], r[19], r[20],
+        orjson.loads(r[21]) if r[21] else {}, r[22] or 0, r[23] or "", r[24] or 0, r[25] or "",
+        tuple(orjson.loads(r[26])) if r[26] else (), bool(r[27]),
     )  # fmt: skip
 
 
