@@ -320,3 +320,38 @@ def test_postgres_credentials_never_shown_nor_stored(
     with t.Store(db) as store:
         assert _counts(store)["state_versions"] == 10
     assert password.encode() not in db.read_bytes()
+
+
+# -- the committed fixtures: one instrumented run, checkpointer and trace ------------------------
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "foreign"
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".pb"])
+def test_the_trace_gives_the_parallel_lost_update_too(suffix: str, tmp_path: Path) -> None:
+    with t.Store(tmp_path / "a.duckdb") as store:
+        t.import_file(store, FIXTURES / f"langgraph_claims_openinference{suffix}")
+        by_thread = {r.attributes.get("session.id"): r.run_id for r in store.runs()}
+        assert set(by_thread) == {"claim-1", "claim-2"}
+        lost = [f for f in detect(store, by_thread["claim-1"]) if f.kind == "lost_update"]
+        assert len(lost) == 1
+        ev = lost[0].evidence
+        assert ev["key"] == "reserve" and ev["step"] == 2
+        assert {w["node"]: w["value"] for w in ev["values"]["writes"]} == {
+            "fraud_check": 1500,
+            "damage_assessor": 3500,
+        }
+        assert (
+            ev["values"]["base"] == 1000
+            and ev["values"]["survivor"] == ev["values"]["writes"][-1]["value"]
+        )
+        assert not [f for f in detect(store, by_thread["claim-2"]) if f.kind == "lost_update"]
+
+
+def test_the_fixture_checkpointer_matches_its_trace(tmp_path: Path) -> None:
+    with t.Store(tmp_path / "a.duckdb") as store:
+        t.import_file(store, FIXTURES / "langgraph_claims.sqlite")
+        run_id = t.run_id_for_thread("claim-1")
+        assert len(store.state_versions(run_id)) == 5
+        lost = [f for f in detect(store, run_id) if f.kind == "lost_update"]
+        assert [f.evidence["lost_by"] for f in lost] == [["damage_assessor"]]
