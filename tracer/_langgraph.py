@@ -51,7 +51,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as PB2Span
 
 from . import conventions as c
 from ._errors import DecodeError
-from ._mapping import langgraph_metadata
+from ._mapping import OI_METADATA, OI_SESSION, langgraph_metadata
 from ._otlp import fill_attrs
 from ._state import JSON, canonical_json, chain_hash, changed_keys, diff
 from ._store._models import IngestResult
@@ -437,7 +437,9 @@ def import_history(
 ) -> IngestResult:
     """Store a parsed ``get_state_history`` dump: one transaction for all its threads (or
     only ``thread``)."""
-    return store.ingest(history_requests(doc, source=source, thread=thread), source=source)
+    result = store.ingest(history_requests(doc, source=source, thread=thread), source=source)
+    join_threads(store)
+    return result
 
 
 def checkpointer_requests(
@@ -458,7 +460,129 @@ def import_checkpointer(store: Store, target: str, *, thread: str | None = None)
     else:
         source = target
         threads = read_sqlite(target, thread)
-    return store.ingest(checkpointer_requests(threads, source=source), source=source)
+    result = store.ingest(checkpointer_requests(threads, source=source), source=source)
+    join_threads(store)
+    return result
+
+
+# -- one run from two sources: a thread's trace and its checkpoints ----------------------------
+
+DERIVED_CHECKPOINTER: Final = "langgraph-checkpointer"
+
+
+def _thread_of_trace(attrs: dict[str, Any]) -> str | None:
+    session = attrs.get(OI_SESSION)
+    if isinstance(session, str) and session:
+        return session
+    meta = _json_obj(attrs.get(OI_METADATA)) if isinstance(attrs.get(OI_METADATA), str) else None
+    thread = meta.get("thread_id") if isinstance(meta, dict) else None
+    return thread if isinstance(thread, str) and thread else None
+
+
+def join_threads(store: Store) -> frozenset[str]:
+    """Join each LangGraph thread imported from a checkpointer (or a dump) with the one trace
+    of that thread (root ``session.id`` or ``metadata.thread_id`` = the thread id), whichever
+    arrived first: the trace's run keeps its spans and takes the checkpoints' versions and
+    reads (``derived`` = ``langgraph-checkpointer``, pointing at the node span that wrote or
+    read them, or '' for a step of several nodes); the versions rebuilt from the trace and the
+    spans made for the checkpoints go. A thread with several traces (one per ``invoke``)
+    is left as it is. One transaction; returns the runs that took checkpoints.
+    """
+    ckpt_rows = store.sql(
+        """SELECT trace_id, attributes->>'$."langgraph.thread_id"' FROM spans
+           WHERE scope_name = $scope AND parent_span_id = ''
+             AND coalesce(attributes->>'$."langgraph.checkpoint.ns"', '') = ''""",
+        {"scope": SCOPE},
+    ).fetchall()
+    by_thread = {thread: run for run, thread in ckpt_rows if thread}
+    if not by_thread:
+        return frozenset()
+    traces: dict[str, list[str]] = {}
+    for trace_id, attrs_text in store.sql(
+        """SELECT trace_id, attributes FROM spans
+           WHERE parent_span_id = '' AND starts_with(scope_name, $scope)""",
+        {"scope": LANGCHAIN_SCOPE_PREFIX},
+    ).fetchall():
+        thread = _thread_of_trace(orjson.loads(attrs_text))
+        if thread is not None and thread in by_thread:
+            traces.setdefault(thread, []).append(trace_id)
+    pairs = [(by_thread[th], runs[0]) for th, runs in traces.items() if len(runs) == 1]
+    if not pairs:
+        return frozenset()
+    with store._transaction() as con:
+        for ckpt_run, trace_run in pairs:
+            _join(con, ckpt_run, trace_run)
+        store._refresh_runs(con, [r for _, r in pairs])
+    store._invalidate([r for pair in pairs for r in pair])
+    return frozenset(r for _, r in pairs)
+
+
+def _join(con: Any, ckpt_run: str, trace_run: str) -> None:
+    # The node spans of the trace by (node, step): the last attempt that did not fail.
+    nodes: dict[tuple[str, int], tuple[int, str]] = {}
+    root = ""
+    for sid, parent, attrs_text, status, end in con.execute(
+        "SELECT span_id, parent_span_id, attributes, status_code, end_ns FROM spans WHERE trace_id = ?",
+        [trace_run],
+    ).fetchall():
+        if not parent:
+            root = sid
+            continue
+        meta = langgraph_metadata(orjson.loads(attrs_text))
+        step = meta.get("langgraph_step") if meta is not None else None
+        if meta is None or not isinstance(step, int) or status == "ERROR":
+            continue
+        key = (meta["langgraph_node"], step)
+        if key not in nodes or nodes[key][0] < end:
+            nodes[key] = (end, sid)
+    spans = {
+        sid: (agent, step if isinstance(step, int) else None)
+        for sid, agent, step in con.execute(
+            f"""SELECT span_id, agent, TRY_CAST(attributes->>'$."{c.AGENT_STEP}"' AS BIGINT)
+                FROM spans WHERE trace_id = ?""",
+            [ckpt_run],
+        ).fetchall()
+    }
+
+    def real(span_id: str, version: int | None = None) -> str:
+        if version == 1:
+            return root  # the input: the graph's root span carried it
+        agent, step = spans.get(span_id, (None, None))
+        return nodes.get((agent, step), (0, ""))[1] if agent and step is not None else ""
+
+    versions = con.execute(
+        "SELECT version, span_id FROM state_versions WHERE run_id = ?", [ckpt_run]
+    ).fetchall()
+    reads = con.execute(
+        "SELECT span_id, seq FROM state_reads WHERE run_id = ?", [ckpt_run]
+    ).fetchall()
+    # What the trace alone had given: versions rebuilt from node outputs (and, before the
+    # store stopped inventing them, their commit_state spans), and an earlier join.
+    con.execute("DELETE FROM state_versions WHERE run_id = ?", [trace_run])
+    con.execute("DELETE FROM state_reads WHERE run_id = ? AND derived IS NOT NULL", [trace_run])
+    con.execute(
+        """DELETE FROM span_events WHERE trace_id = $run AND span_id IN (
+               SELECT span_id FROM spans WHERE trace_id = $run AND scope_name = $scope)""",
+        {"run": trace_run, "scope": SCOPE},
+    )
+    con.execute("DELETE FROM spans WHERE trace_id = ? AND scope_name = ?", [trace_run, SCOPE])
+    for version, sid in versions:
+        con.execute(
+            """UPDATE state_versions SET run_id = ?, span_id = ?, derived = ?
+               WHERE run_id = ? AND version = ?""",
+            [trace_run, real(sid, version), DERIVED_CHECKPOINTER, ckpt_run, version],
+        )
+    for sid, seq in reads:
+        con.execute(
+            """UPDATE state_reads SET run_id = ?, span_id = ?, derived = ?
+               WHERE run_id = ? AND span_id = ? AND seq = ?""",
+            [trace_run, real(sid), DERIVED_CHECKPOINTER, ckpt_run, sid, seq],
+        )
+    # The spans made for the checkpoints have served: the trace's are the real ones.
+    for table in ("span_events", "span_links", "spans"):
+        con.execute(f"DELETE FROM {table} WHERE trace_id = ?", [ckpt_run])
+    for table in ("runs", "findings"):
+        con.execute(f"DELETE FROM {table} WHERE run_id = ?", [ckpt_run])
 
 
 # -- state rebuilt from OpenInference traces ---------------------------------------------------
@@ -506,9 +630,10 @@ def derive_trace_state(store: Store, run_ids: Iterable[str] | None = None) -> In
             ss.scope.name = SCOPE
         for sp in spans:
             ss.spans.add().CopyFrom(sp)
-    if ss is None:
-        return IngestResult()
-    return store.ingest([req], source="langgraph-trace")
+    result = IngestResult() if ss is None else store.ingest([req], source="langgraph-trace")
+    # A thread whose checkpoints arrived first joins its trace now.
+    join_threads(store)
+    return result
 
 
 def _json_obj(text: Any) -> Any:

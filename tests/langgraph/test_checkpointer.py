@@ -355,3 +355,46 @@ def test_the_fixture_checkpointer_matches_its_trace(tmp_path: Path) -> None:
         assert len(store.state_versions(run_id)) == 5
         lost = [f for f in detect(store, run_id) if f.kind == "lost_update"]
         assert [f.evidence["lost_by"] for f in lost] == [["damage_assessor"]]
+
+
+def _joined(store: t.Store) -> dict[str, Any]:
+    out = {}
+    for run in store.runs():
+        out[run.attributes.get("session.id")] = (
+            run.run_id,
+            run.span_count,
+            [(v.version, v.kind, v.agent, v.base_version, v.step, v.derived, v.span_id, v.hash)
+             for v in store.state_versions(run.run_id)],
+            sorted((r.agent, r.version, r.span_id) for r in store.state_reads(run.run_id)),
+            [(f.kind, f.evidence.get("lost_by")) for f in detect(store, run.run_id)],
+        )  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize(
+    "trace", ["langgraph_claims_openinference.jsonl", "langgraph_claims_openinference.pb"]
+)
+def test_one_run_from_two_sources_in_either_order(trace: str, tmp_path: Path) -> None:
+    sources = [FIXTURES / "langgraph_claims.sqlite", FIXTURES / trace]
+    results = []
+    for name, order in (("ckpt_first", sources), ("trace_first", sources[::-1])):
+        with t.Store(tmp_path / f"{name}.duckdb") as store:
+            for path in order:
+                t.import_file(store, path)
+            got = _joined(store)
+            for run_id, *_ in got.values():
+                assert store.verify(run_id)[0].ok
+            results.append(got)
+    assert results[0] == results[1]
+    got = results[0]
+    assert set(got) == {"claim-1", "claim-2"}  # one run per thread, the trace's
+    for thread, (run_id, span_count, versions, reads, findings) in got.items():
+        assert run_id != t.run_id_for_thread(thread)
+        assert span_count == 7  # the trace's spans, nothing added
+        assert len(versions) == 5
+        assert {v[5] for v in versions} == {"langgraph-checkpointer"}
+        assert [v[4] for v in versions] == [-1, 0, 1, 2, 3]  # super-steps
+        # Versions and reads point at the trace's real node spans (or '' for the parallel step).
+        assert [bool(v[6]) for v in versions] == [True, False, True, False, True]
+        assert all(span for _, _, span in reads) and len(reads) == 4
+        assert findings == ([("lost_update", ["damage_assessor"])] if thread == "claim-1" else [])

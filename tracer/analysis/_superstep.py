@@ -15,8 +15,9 @@ What a step is, from what was recorded:
   base, the survivor that version;
 * an OpenInference trace: node spans under one parent with one ``langgraph_step`` in
   their ``metadata``, each with its update (``output.value``, a plain map or a
-  ``Command``'s ``update``); the base and survivor are the state versions derived on
-  those spans (the oldest base, the newest version).
+  ``Command``'s ``update``); the base and survivor are the state versions of that
+  step (``state_versions.step``, from the checkpoints when they joined the trace) or
+  derived on those spans (the oldest base, the newest version).
 
 The values are compared as stored (canonical JSON).
 """
@@ -100,12 +101,12 @@ def _step_versions(ctx: RunContext, group: list[_Write]) -> tuple[int, int] | No
                WHERE run_id = $run AND span_id = $parent"""
         params: dict[str, Any] = {"run": ctx.run_id, "parent": group[0].parent_span_id}
     else:
-        # Versions derived on the node spans, or on spans under them.
+        # Versions of that super-step, or derived on the node spans (or on spans under them).
         q = """SELECT min(coalesce(base_version, version - 1)), max(version) FROM state_versions
-               WHERE run_id = $run AND (span_id IN (SELECT unnest($ids)) OR span_id IN (
+               WHERE run_id = $run AND (step = $step OR span_id IN (SELECT unnest($ids)) OR span_id IN (
                    SELECT span_id FROM spans WHERE trace_id = $run
                    AND parent_span_id IN (SELECT unnest($ids))))"""
-        params = {"run": ctx.run_id, "ids": [w.span_id for w in group]}
+        params = {"run": ctx.run_id, "ids": [w.span_id for w in group], "step": group[0].step}
     row = ctx.store.sql(q, params).fetchone()
     if row is None or row[0] is None or row[1] is None:
         return None

@@ -149,8 +149,13 @@ def import_(
 
                 try:
                     result = import_file(
-                        store, path, fmt=fmt, skip_bad=skip_bad, progress=advance, thread=thread
-                    )  # type: ignore[arg-type]
+                        store,
+                        path,
+                        fmt=fmt,  # type: ignore[arg-type]  # click.Choice checked it
+                        skip_bad=skip_bad,
+                        progress=advance,
+                        thread=thread,
+                    )
                 except DecodeError as exc:
                     bad_files += 1
                     _say(progress, f"agentrace: {exc}")
