@@ -24,7 +24,9 @@ from ._errors import (
 )
 from ._import import detect_format, expand_paths, import_file
 from ._langgraph import (
+    NodeWrite,
     derive_trace_state,
+    langgraph_writes,
     history_requests,
     import_checkpointer,
     import_history,
@@ -151,6 +153,8 @@ __all__ = [
     "field_changes",
     "history_requests",
     "import_checkpointer",
+    "langgraph_writes",
+    "NodeWrite",
     "import_file",
     "import_history",
     "read_records",

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -463,6 +464,67 @@ def import_checkpointer(store: Store, target: str, *, thread: str | None = None)
     result = store.ingest(checkpointer_requests(threads, source=source), source=source)
     join_threads(store)
     return result
+
+
+# -- what each node wrote, from whichever source the run has ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NodeWrite:
+    """The update one LangGraph node returned in one super-step, as recorded.
+
+    From a checkpointer or a dump (``from_checkpoint``): the writes of a task between two
+    checkpoints, on the span made for it. From an OpenInference trace: the node span's
+    ``output.value`` (a plain map, or the ``update`` of a ``Command``), its super-step from
+    ``metadata.langgraph_step``. A failed attempt wrote nothing and is not listed.
+    """
+
+    node: str
+    step: int
+    update: dict[str, Any]
+    span_id: str
+    parent_span_id: str
+    start_ns: int
+    end_ns: int
+    from_checkpoint: bool
+
+
+def node_update(text: Any) -> dict[str, Any] | None:
+    """A node's update from its recorded output JSON: a map, or a ``Command``'s ``update``."""
+    value = _json_obj(text)
+    if not isinstance(value, dict):
+        return None
+    update = value.get("update")
+    if isinstance(update, dict) and ("goto" in value or "graph" in value or "resume" in value):
+        return update
+    return value
+
+
+def langgraph_writes(store: Store, run_id: str) -> list[NodeWrite]:
+    """Every node's update in a LangGraph run, by super-step then start (see :class:`NodeWrite`)."""
+    rows = store.sql(
+        """SELECT span_id, parent_span_id, agent, attributes, scope_name, start_ns, end_ns
+           FROM spans WHERE trace_id = $run AND agent IS NOT NULL AND parent_span_id <> ''
+             AND status_code <> 'ERROR'""",
+        {"run": run_id},
+    ).fetchall()
+    out = []
+    for span_id, parent, agent, attrs_text, scope, start, end in rows:
+        attrs = orjson.loads(attrs_text)
+        step: Any = None
+        update = None
+        if scope == SCOPE:
+            step = attrs.get(c.AGENT_STEP)
+            update = node_update(attrs.get(c.AGENT_OUTPUT))
+        else:
+            meta = langgraph_metadata(attrs)
+            if meta is not None and meta["langgraph_node"] == agent:
+                step = meta.get("langgraph_step")
+                update = node_update(attrs.get("output.value"))
+        if isinstance(step, int) and not isinstance(step, bool) and update is not None:
+            out.append(NodeWrite(agent, step, update, span_id, parent, start, end, scope == SCOPE))
+    out.sort(key=lambda w: (w.step, w.start_ns, w.node, w.span_id))
+    return out
 
 
 # -- one run from two sources: a thread's trace and its checkpoints ----------------------------

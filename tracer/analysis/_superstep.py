@@ -25,76 +25,18 @@ The values are compared as stored (canonical JSON).
 from __future__ import annotations
 
 import collections
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import orjson
 
-from .. import conventions as c
-from .._mapping import langgraph_metadata
+from .._langgraph import NodeWrite, langgraph_writes
 from .._store._models import Finding
 from ._context import RunContext
 from ._model import Severity, clip, fmt_list, make_finding
 from ._state_bugs import detect_lost_updates, values_at
 
-_CHECKPOINT_SCOPE: Final = "agentrace.langgraph"
 
-
-@dataclass(frozen=True)
-class _Write:
-    node: str
-    span_id: str
-    parent_span_id: str
-    step: int
-    update: dict[str, Any]
-    start_ns: int
-    end_ns: int
-    from_checkpoint: bool
-
-
-def _update_of(text: Any) -> dict[str, Any] | None:
-    """A node's update: a plain map, or the ``update`` of a ``Command`` it returned."""
-    if not isinstance(text, str):
-        return None
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(value, dict):
-        return None
-    update = value.get("update")
-    if isinstance(update, dict) and ("goto" in value or "graph" in value or "resume" in value):
-        return update
-    return value
-
-
-def _writes(ctx: RunContext) -> list[_Write]:
-    rows = ctx.store.sql(
-        """SELECT span_id, parent_span_id, agent, attributes, scope_name, start_ns, end_ns
-           FROM spans WHERE trace_id = $run AND agent IS NOT NULL AND parent_span_id <> ''""",
-        {"run": ctx.run_id},
-    ).fetchall()
-    out = []
-    for span_id, parent, agent, attrs_text, scope, start, end in rows:
-        attrs = orjson.loads(attrs_text)
-        step: Any = None
-        update = None
-        if scope == _CHECKPOINT_SCOPE:
-            step = attrs.get(c.AGENT_STEP)
-            update = _update_of(attrs.get(c.AGENT_OUTPUT))
-        else:
-            meta = langgraph_metadata(attrs)
-            if meta is not None and meta["langgraph_node"] == agent:
-                step = meta.get("langgraph_step")
-                update = _update_of(attrs.get("output.value"))
-        if isinstance(step, int) and not isinstance(step, bool) and update:
-            out.append(
-                _Write(agent, span_id, parent, step, update, start, end, scope == _CHECKPOINT_SCOPE)
-            )
-    return out
-
-
-def _step_versions(ctx: RunContext, group: list[_Write]) -> tuple[int, int] | None:
+def _step_versions(ctx: RunContext, group: list[NodeWrite]) -> tuple[int, int] | None:
     """(base, survivor) versions of a step, or None when the run has no versions for it."""
     if group[0].from_checkpoint:
         q = """SELECT min(coalesce(base_version, version - 1)), max(version) FROM state_versions
@@ -117,15 +59,17 @@ def detect_parallel_lost_updates(ctx: RunContext) -> list[Finding]:
     """``lost_update`` among the parallel nodes of a LangGraph super-step (see the module)."""
     if ctx.present.versions < 2:
         return []
-    groups: dict[tuple[str, int], list[_Write]] = collections.defaultdict(list)
-    for w in _writes(ctx):
+    groups: dict[tuple[str, int], list[NodeWrite]] = collections.defaultdict(list)
+    for w in langgraph_writes(ctx.store, ctx.run_id):
+        if not w.update:
+            continue
         groups[(w.parent_span_id, w.step)].append(w)
     # (base, survivor, step, key, writes of that key)
-    cases: list[tuple[int, int, int, str, list[tuple[_Write, Any]]]] = []
+    cases: list[tuple[int, int, int, str, list[tuple[NodeWrite, Any]]]] = []
     for (_, step), group in sorted(groups.items(), key=lambda g: (g[0][1], g[0][0])):
         if len({w.node for w in group}) < 2:
             continue
-        by_key: dict[str, list[tuple[_Write, Any]]] = collections.defaultdict(list)
+        by_key: dict[str, list[tuple[NodeWrite, Any]]] = collections.defaultdict(list)
         for w in sorted(group, key=lambda w: (w.start_ns, w.node)):
             for k, v in w.update.items():
                 by_key[k].append((w, v))
