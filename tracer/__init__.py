@@ -26,10 +26,10 @@ from ._import import detect_format, expand_paths, import_file
 from ._langgraph import (
     NodeWrite,
     derive_trace_state,
-    langgraph_writes,
     history_requests,
     import_checkpointer,
     import_history,
+    langgraph_writes,
     run_id_for_thread,
 )
 from ._mapping import SpanFacts, classify, span_facts
@@ -108,6 +108,7 @@ __all__ = [
     "InMemorySink",
     "IngestResult",
     "Message",
+    "NodeWrite",
     "NotFoundError",
     "OtlpHttpSink",
     "OtlpJsonLinesSink",
@@ -153,10 +154,9 @@ __all__ = [
     "field_changes",
     "history_requests",
     "import_checkpointer",
-    "langgraph_writes",
-    "NodeWrite",
     "import_file",
     "import_history",
+    "langgraph_writes",
     "read_records",
     "run_id_for_thread",
     "safe_url",

@@ -542,41 +542,68 @@ def _thread_of_trace(attrs: dict[str, Any]) -> str | None:
 
 
 def join_threads(store: Store) -> frozenset[str]:
-    """Join each LangGraph thread imported from a checkpointer (or a dump) with the one trace
-    of that thread (root ``session.id`` or ``metadata.thread_id`` = the thread id), whichever
-    arrived first: the trace's run keeps its spans and takes the checkpoints' versions and
-    reads (``derived`` = ``langgraph-checkpointer``, pointing at the node span that wrote or
-    read them, or '' for a step of several nodes); the versions rebuilt from the trace and the
-    spans made for the checkpoints go. A thread with several traces (one per ``invoke``)
-    is left as it is. One transaction; returns the runs that took checkpoints.
+    """Join every LangGraph thread imported from a checkpointer (or a dump) with its trace,
+    in one transaction (see :func:`join_checkpoints`); returns the runs that took checkpoints."""
+    with store._transaction() as con:
+        joined = join_checkpoints(con)
+        if joined:
+            store._refresh_runs(con, sorted(joined))
+    store._invalidate(joined)
+    return joined
+
+
+def join_checkpoints(con: Any, trace_ids: Iterable[str] | None = None) -> frozenset[str]:
+    """Join LangGraph threads imported from a checkpointer (or a dump) with the one trace of
+    that thread (root ``session.id`` or ``metadata.thread_id`` = the thread id), whichever
+    arrived first. Runs inside the caller's transaction (the store's derive phase calls it
+    for the traces a batch touched, ``trace_ids``; None looks at every trace).
+
+    The trace's run keeps its spans and takes the checkpoints' versions and reads
+    (``derived`` = ``langgraph-checkpointer``, pointing at the node span that wrote or read
+    them, or '' for a step of several nodes); the versions rebuilt from the trace and the
+    spans and run made for the checkpoints go. A trace that took checkpoints before keeps
+    them (versions rebuilt from a late batch of it are dropped again). A thread with
+    several traces (one per ``invoke``) is left as it is. Returns the runs that changed.
     """
-    ckpt_rows = store.sql(
+    ckpt_rows = con.execute(
         """SELECT trace_id, attributes->>'$."langgraph.thread_id"' FROM spans
            WHERE scope_name = $scope AND parent_span_id = ''
              AND coalesce(attributes->>'$."langgraph.checkpoint.ns"', '') = ''""",
         {"scope": SCOPE},
     ).fetchall()
     by_thread = {thread: run for run, thread in ckpt_rows if thread}
-    if not by_thread:
-        return frozenset()
+    q = """SELECT trace_id, attributes FROM spans
+           WHERE parent_span_id = '' AND starts_with(scope_name, $scope)"""
+    params: dict[str, Any] = {"scope": LANGCHAIN_SCOPE_PREFIX}
+    if trace_ids is not None:
+        q += " AND trace_id IN (SELECT unnest($ids))"
+        params["ids"] = sorted(set(trace_ids))
     traces: dict[str, list[str]] = {}
-    for trace_id, attrs_text in store.sql(
-        """SELECT trace_id, attributes FROM spans
-           WHERE parent_span_id = '' AND starts_with(scope_name, $scope)""",
-        {"scope": LANGCHAIN_SCOPE_PREFIX},
-    ).fetchall():
+    for trace_id, attrs_text in con.execute(q, params).fetchall():
         thread = _thread_of_trace(orjson.loads(attrs_text))
-        if thread is not None and thread in by_thread:
+        if thread is not None:
             traces.setdefault(thread, []).append(trace_id)
-    pairs = [(by_thread[th], runs[0]) for th, runs in traces.items() if len(runs) == 1]
-    if not pairs:
-        return frozenset()
-    with store._transaction() as con:
-        for ckpt_run, trace_run in pairs:
-            _join(con, ckpt_run, trace_run)
-        store._refresh_runs(con, [r for _, r in pairs])
-    store._invalidate([r for pair in pairs for r in pair])
-    return frozenset(r for _, r in pairs)
+    changed: set[str] = set()
+    for thread, runs in traces.items():
+        if len(runs) != 1:
+            continue
+        (trace_run,) = runs
+        if thread in by_thread:
+            _join(con, by_thread[thread], trace_run)
+            changed.add(trace_run)
+        elif trace_ids is not None:
+            # Joined before: what the derive phase just rebuilt from the trace goes again.
+            (n,) = con.execute(
+                "SELECT count(*) FROM state_versions WHERE run_id = ? AND derived = ?",
+                [trace_run, DERIVED_CHECKPOINTER],
+            ).fetchone()
+            if n:
+                con.execute(
+                    "DELETE FROM state_versions WHERE run_id = ? AND derived = ?",
+                    [trace_run, SOURCE_TRACE],
+                )
+                changed.add(trace_run)
+    return frozenset(changed)
 
 
 def _join(con: Any, ckpt_run: str, trace_run: str) -> None:
@@ -618,16 +645,15 @@ def _join(con: Any, ckpt_run: str, trace_run: str) -> None:
     reads = con.execute(
         "SELECT span_id, seq FROM state_reads WHERE run_id = ?", [ckpt_run]
     ).fetchall()
-    # What the trace alone had given: versions rebuilt from node outputs (and, before the
-    # store stopped inventing them, their commit_state spans), and an earlier join.
-    con.execute("DELETE FROM state_versions WHERE run_id = ?", [trace_run])
-    con.execute("DELETE FROM state_reads WHERE run_id = ? AND derived IS NOT NULL", [trace_run])
+    # What the trace alone had given (versions rebuilt from node outputs) and an earlier join.
     con.execute(
-        """DELETE FROM span_events WHERE trace_id = $run AND span_id IN (
-               SELECT span_id FROM spans WHERE trace_id = $run AND scope_name = $scope)""",
-        {"run": trace_run, "scope": SCOPE},
+        "DELETE FROM state_versions WHERE run_id = ? AND derived IN (?, ?)",
+        [trace_run, SOURCE_TRACE, DERIVED_CHECKPOINTER],
     )
-    con.execute("DELETE FROM spans WHERE trace_id = ? AND scope_name = ?", [trace_run, SCOPE])
+    con.execute(
+        "DELETE FROM state_reads WHERE run_id = ? AND derived = ?",
+        [trace_run, DERIVED_CHECKPOINTER],
+    )
     for version, sid in versions:
         con.execute(
             """UPDATE state_versions SET run_id = ?, span_id = ?, derived = ?
@@ -652,50 +678,14 @@ def _join(con: Any, ckpt_run: str, trace_run: str) -> None:
 LANGCHAIN_SCOPE_PREFIX: Final = "openinference.instrumentation.lang"
 
 
-def langgraph_roots(request: PB2ExportTraceServiceRequest) -> set[str]:
-    """Trace ids of the LangChain-instrumented root spans in a request (cheap: scopes first)."""
-    out: set[str] = set()
-    for rs in request.resource_spans:
-        for ss in rs.scope_spans:
-            if ss.scope.name.startswith(LANGCHAIN_SCOPE_PREFIX):
-                out.update(sp.trace_id.hex() for sp in ss.spans if not sp.parent_span_id)
-    return out
-
-
 def derive_trace_state(store: Store, run_ids: Iterable[str] | None = None) -> IngestResult:
-    """Rebuild the state of stored LangGraph (OpenInference) runs that have no state versions.
+    """Rebuild the state of stored LangGraph (OpenInference) runs from their spans.
 
-    Looks at ``run_ids`` (or every such run when None); a run whose root span has not
-    arrived yet, or whose spans carry no input/output values, is left alone. Ingests
-    one request for all the runs it can rebuild; safe to call again (nothing twice).
+    Every write already does this for the traces it touches (see docs/store.md); this
+    recomputes ``run_ids`` (or every run with LangChain-instrumented spans) on demand,
+    for a store written by an older agentrace. Returns how many versions they have.
     """
-    q = """SELECT trace_id, span_id, start_ns, attributes FROM spans
-           WHERE parent_span_id = '' AND starts_with(scope_name, $scope)
-             AND trace_id NOT IN (SELECT DISTINCT run_id FROM state_versions)"""
-    params: dict[str, Any] = {"scope": LANGCHAIN_SCOPE_PREFIX}
-    if run_ids is not None:
-        ids = sorted(set(run_ids))
-        if not ids:
-            return IngestResult()
-        q += " AND trace_id IN (SELECT unnest($ids))"
-        params["ids"] = ids
-    req = PB2ExportTraceServiceRequest()
-    ss = None
-    for trace_id, root_sid, root_start, root_attrs_text in store.sql(q, params).fetchall():
-        spans = _rebuild(store, trace_id, root_sid, root_start, orjson.loads(root_attrs_text))
-        if not spans:
-            continue
-        if ss is None:
-            rs = req.resource_spans.add()
-            fill_attrs(rs.resource.attributes, {c.SERVICE_NAME: "langgraph"})
-            ss = rs.scope_spans.add()
-            ss.scope.name = SCOPE
-        for sp in spans:
-            ss.spans.add().CopyFrom(sp)
-    result = IngestResult() if ss is None else store.ingest([req], source="langgraph-trace")
-    # A thread whose checkpoints arrived first joins its trace now.
-    join_threads(store)
-    return result
+    return store.rederive(run_ids, langgraph=True)
 
 
 def _json_obj(text: Any) -> Any:
@@ -707,20 +697,28 @@ def _json_obj(text: Any) -> Any:
         return None
 
 
-def _rebuild(
-    store: Store, trace_id: str, root_sid: str, root_start: int, root_attrs: dict[str, Any]
-) -> list[PB2Span]:
+def trace_versions(trace_id: str, spans: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The ``state_versions`` rows of a LangGraph run rebuilt from its stored spans.
+
+    ``spans``: ``(span_id, parent_span_id, name, start_ns, end_ns, attributes JSON)`` of
+    the run's root and node spans. Version 1 (the input) points at the root span, each
+    later version at the node span whose returned update made it. No root, or a root
+    without an input value: no versions.
+    """
+    roots = sorted((r for r in spans if not r[1]), key=lambda r: (r[3], r[0]))
+    if not roots:
+        return []
+    root_sid, _, _, root_start, _, root_text = roots[0]
+    root_attrs = orjson.loads(root_text)
     initial = _json_obj(root_attrs.get("input.value"))
     if not isinstance(initial, dict):
         return []
     final = _json_obj(root_attrs.get("output.value"))
+    final = final if isinstance(final, dict) else None
     nodes: list[tuple[int, int, str, str, int, dict[str, Any]]] = []
-    rows = store.sql(
-        """SELECT span_id, name, start_ns, end_ns, attributes FROM spans
-           WHERE trace_id = ? AND parent_span_id = ?""",
-        [trace_id, root_sid],
-    ).fetchall()
-    for sid, name, start, end, attrs_text in rows:
+    for sid, pid, name, start, end, attrs_text in spans:
+        if pid != root_sid:
+            continue
         attrs = orjson.loads(attrs_text)
         meta = langgraph_metadata(attrs)
         if meta is None or meta["langgraph_node"] != name:
@@ -733,51 +731,31 @@ def _rebuild(
     if not nodes:
         return []
     nodes.sort(key=lambda n: (n[0], n[1], n[2]))
-    modes = _infer_modes(initial, [n[5] for n in nodes], final if isinstance(final, dict) else None)
-    tid = bytes.fromhex(trace_id)
-    out: list[PB2Span] = []
+    modes = _infer_modes(initial, [n[5] for n in nodes], final)
     doc: JSON = initial
     h = chain_hash("", doc)
-    sp = PB2Span()
-    _fill_span(
-        sp, tid, _id(8, "agentrace/langgraph/state", trace_id, root_sid), bytes.fromhex(root_sid),
-        "commit_state input", root_start, root_start, {},
-    )  # fmt: skip
-    _add_commit(
-        sp,
-        root_start,
-        _commit_attrs(1, doc, None, h, kind="initial", base=None, agent=None, source=SOURCE_TRACE),
-    )
-    out.append(sp)
+    out = [_version_row(trace_id, 1, None, root_sid, root_start, doc, None, h, None)]
     for version, (step, _start, sid, node, end, update) in enumerate(nodes, start=2):
-        new = _merge(doc, update, modes, final if isinstance(final, dict) else None)
+        new = _merge(doc, update, modes, final)
         h_new = chain_hash(h, new)
-        sp = PB2Span()
-        _fill_span(
-            sp, tid, _id(8, "agentrace/langgraph/state", trace_id, sid), bytes.fromhex(sid),
-            f"commit_state {node}", end, end, {c.GEN_AI_AGENT_NAME: node, c.AGENT_STEP: step},
-        )  # fmt: skip
-        attrs = _commit_attrs(
-            version,
-            new,
-            doc,
-            h_new,
-            kind="commit",
-            base=version - 1,
-            agent=node,
-            source=SOURCE_TRACE,
-        )
-        _add_commit(sp, end, attrs)
-        out.append(sp)
+        out.append(_version_row(trace_id, version, node, sid, end, new, doc, h_new, step))
         doc, h = new, h_new
     return out
 
 
-def _add_commit(sp: PB2Span, when: int, attrs: dict[str, Any]) -> None:
-    ev = sp.events.add()
-    ev.time_unix_nano = when
-    ev.name = c.EV_STATE_COMMIT
-    fill_attrs(ev.attributes, attrs)
+def _version_row(
+    run_id: str, version: int, agent: str | None, span_id: str, when: int, doc: JSON,
+    prev: JSON, h: str, step: int | None,
+) -> tuple[Any, ...]:  # fmt: skip
+    a = _commit_attrs(
+        version, doc, prev, h, kind="initial" if version == 1 else "commit",
+        base=None if version == 1 else version - 1, agent=agent, source=SOURCE_TRACE,
+    )  # fmt: skip
+    return (
+        run_id, version, version - 1 or None, None if version == 1 else version - 1, a[c.STATE_KIND],
+        agent, span_id, when, a.get(c.STATE_SNAPSHOT), a.get(c.STATE_PATCH), h, a[c.STATE_KEYS],
+        SOURCE_TRACE, SOURCE_TRACE, step,
+    )  # fmt: skip
 
 
 def _item_id(item: Any) -> Any:

@@ -9,7 +9,7 @@ columns in one transpose per table, and DuckDB inserts them in bulk.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -32,6 +32,7 @@ from .._otlp import (
     check_hex_id,
 )
 from .._redact import Redactor
+from ._derive import LANGCHAIN_SCOPE_PREFIX, resolve_batch
 
 if TYPE_CHECKING:
     from .._recorder import SpanData
@@ -634,6 +635,29 @@ class Batch:
                  _s(get(c.MESSAGE_CONSUMER)), _s(ea.get(c.STATE_AGENT)) or agent,
                  _opt_int(get(c.MESSAGE_ATTEMPT)), _s(outcome), _s(ea.get(c.MESSAGE_FAULT)), t, None)
             )  # fmt: skip
+
+    def resolve(self, trace_ids: Iterable[str]) -> None:
+        """Work out the agent and cycle flag of every span of ``trace_ids`` (traces the store
+        has not seen, so this batch holds all their spans) from the batch alone."""
+        ids = set(trace_ids)
+        if not ids:
+            return
+        resolve_batch(self.spans, ids)
+        if self.message_spans:
+            agent_of = {(r[0], r[1]): r[17] or r[15] for r in self.spans if r[0] in ids}
+            for i in self.message_spans:
+                m = self.messages[i]
+                a = agent_of.get((m[0], m[1]), m[9])
+                if a != m[9]:
+                    self.messages[i] = (*m[:9], a, *m[10:])
+
+    def cross_trace_links(self) -> set[tuple[str, str]]:
+        """``(trace, linked trace)`` of every link from one trace to another."""
+        return {(r[0], r[3]) for r in self.links if r[0] != r[3]}
+
+    def langgraph_traces(self) -> set[str]:
+        """Traces with spans of the LangChain instrumentation (whose state can be rebuilt)."""
+        return {r[0] for r in self.spans if r[13].startswith(LANGCHAIN_SCOPE_PREFIX)}
 
     def tables(self) -> dict[str, pa.Table]:
         """The rows as Arrow tables, one per store table (empty tables left out)."""

@@ -32,6 +32,7 @@ from .._otlp import (
 from .._recorder import SpanBatch
 from .._redact import Redactor
 from .._state import JSON, FieldChange, apply_patch, chain_hash, field_changes
+from ._derive import derive_flows, derive_langgraph, rederive_stored
 from ._ingest import Batch
 from ._models import (
     Finding,
@@ -171,19 +172,23 @@ class Store:
         is skipped, the same ids with other content refused. Cost therefore follows the
         batch, not the size of the store.
         """
-        tables = batch.tables()
-        spans = tables.get("spans")
-        if spans is None:
+        if not batch.spans:
             return IngestResult(skipped=batch.duplicates)
+        known = [
+            r[0]
+            for r in con.execute(
+                "SELECT run_id FROM runs WHERE run_id IN (SELECT unnest($ids))",
+                {"ids": sorted(batch.trace_ids)},
+            ).fetchall()
+        ]
+        # New traces: every span of them is in the batch, so their agents are worked out
+        # before the rows are written; traces seen before are re-derived from the store.
+        batch.resolve(batch.trace_ids.difference(known))
+        tables = batch.tables()
+        spans = tables["spans"]
         n_existing = 0
         con.register("_in_spans", spans)
         try:
-            known = [
-                r[0]
-                for r in con.execute(
-                    "SELECT run_id FROM runs WHERE run_id IN (SELECT DISTINCT trace_id FROM _in_spans)"
-                ).fetchall()
-            ]
             if known:
                 con.execute(
                     """CREATE OR REPLACE TEMP TABLE _old_spans AS
@@ -239,8 +244,13 @@ class Store:
                             ON n.trace_id = r.{key} AND n.span_id = r.span_id"""
                     )
                     con.unregister("_in_rows")
+            if known:
+                rederive_stored(con, sorted(known))
+            lg = batch.langgraph_traces()
+            derived_versions = derive_langgraph(con, sorted(lg)) if lg else 0
             # New traces are summed from the batch alone; traces seen before, from the store.
             self._refresh_runs(con, batch.trace_ids, "spans" if known else "_in_spans")
+            derive_flows(con, batch.trace_ids, batch.cross_trace_links())
         finally:
             con.unregister("_in_spans")
         inserted = spans.num_rows - n_existing
@@ -250,6 +260,7 @@ class Store:
             versions = tables["state_versions"].num_rows
         else:
             versions = _count_new_versions(con, tables["state_versions"])
+        versions += derived_versions
         return IngestResult(
             spans=inserted, skipped=n_existing + batch.duplicates, versions=versions
         )
@@ -307,6 +318,29 @@ class Store:
             LEFT JOIN handled h ON h.trace_id = agg.trace_id""".replace("$source", source),
             {"ids": sorted(run_ids)},
         )
+
+    def rederive(
+        self, run_ids: Iterable[str] | None = None, *, langgraph: bool = False
+    ) -> IngestResult:
+        """Recompute the derived rows of ``run_ids`` (every run when None) from their stored
+        spans, in one transaction: agents, cycles, runs, flows and (with ``langgraph``) the
+        state rebuilt from LangGraph traces. Writes do this for the traces they touch; this
+        is for a store written by an older agentrace. Returns the derived versions."""
+        with self._transaction() as con:
+            if run_ids is None:
+                ids = [r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY 1").fetchall()]
+            else:
+                ids = sorted(set(run_ids))
+            if not ids:
+                return IngestResult()
+            rederive_stored(con, ids)
+            versions = 0
+            if langgraph:
+                versions = derive_langgraph(con, ids)
+            self._refresh_runs(con, ids)
+            derive_flows(con, ids, ())
+        self._invalidate(ids)
+        return IngestResult(runs=len(ids), versions=versions, run_ids=frozenset(ids))
 
     def replace_findings(self, run_id: str, findings: Iterable[Finding]) -> int:
         """Replace the stored findings of ``run_id`` with ``findings``, in one transaction."""
