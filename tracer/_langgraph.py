@@ -602,17 +602,44 @@ def join_checkpoints(con: Any, trace_ids: Iterable[str] | None = None) -> frozen
                     "DELETE FROM state_versions WHERE run_id = ? AND derived = ?",
                     [trace_run, SOURCE_TRACE],
                 )
+                _repoint(con, trace_run)  # node spans may have come in this batch
                 changed.add(trace_run)
     return frozenset(changed)
 
 
 def _join(con: Any, ckpt_run: str, trace_run: str) -> None:
-    # The node spans of the trace by (node, step): the last attempt that did not fail.
+    # What the trace alone had given (versions rebuilt from node outputs) and an earlier join.
+    con.execute(
+        "DELETE FROM state_versions WHERE run_id = ? AND derived IN (?, ?)",
+        [trace_run, SOURCE_TRACE, DERIVED_CHECKPOINTER],
+    )
+    con.execute(
+        "DELETE FROM state_reads WHERE run_id = ? AND derived = ?",
+        [trace_run, DERIVED_CHECKPOINTER],
+    )
+    for table in ("state_versions", "state_reads"):
+        con.execute(
+            f"UPDATE {table} SET run_id = ?, derived = ? WHERE run_id = ?",
+            [trace_run, DERIVED_CHECKPOINTER, ckpt_run],
+        )
+    # The spans made for the checkpoints have served: the trace's are the real ones.
+    for table in ("span_events", "span_links", "spans"):
+        con.execute(f"DELETE FROM {table} WHERE trace_id = ?", [ckpt_run])
+    for table in ("runs", "findings"):
+        con.execute(f"DELETE FROM {table} WHERE run_id = ?", [ckpt_run])
+    _repoint(con, trace_run)
+
+
+def _repoint(con: Any, run: str) -> None:
+    """Point a joined run's checkpoint rows at the trace's spans: version 1 at the root (it
+    carried the input), a version one node wrote at that node's span of that super-step (the
+    last attempt that did not fail), a read at the span of the node that read, in the step
+    after the version it read; '' where no one span is it (a step of several nodes)."""
     nodes: dict[tuple[str, int], tuple[int, str]] = {}
     root = ""
     for sid, parent, attrs_text, status, end in con.execute(
         "SELECT span_id, parent_span_id, attributes, status_code, end_ns FROM spans WHERE trace_id = ?",
-        [trace_run],
+        [run],
     ).fetchall():
         if not parent:
             root = sid
@@ -624,53 +651,29 @@ def _join(con: Any, ckpt_run: str, trace_run: str) -> None:
         key = (meta["langgraph_node"], step)
         if key not in nodes or nodes[key][0] < end:
             nodes[key] = (end, sid)
-    spans = {
-        sid: (agent, step if isinstance(step, int) else None)
-        for sid, agent, step in con.execute(
-            f"""SELECT span_id, agent, TRY_CAST(attributes->>'$."{c.AGENT_STEP}"' AS BIGINT)
-                FROM spans WHERE trace_id = ?""",
-            [ckpt_run],
-        ).fetchall()
-    }
 
-    def real(span_id: str, version: int | None = None) -> str:
-        if version == 1:
-            return root  # the input: the graph's root span carried it
-        agent, step = spans.get(span_id, (None, None))
+    def span(agent: str | None, step: int | None) -> str:
         return nodes.get((agent, step), (0, ""))[1] if agent and step is not None else ""
 
-    versions = con.execute(
-        "SELECT version, span_id FROM state_versions WHERE run_id = ?", [ckpt_run]
-    ).fetchall()
-    reads = con.execute(
-        "SELECT span_id, seq FROM state_reads WHERE run_id = ?", [ckpt_run]
-    ).fetchall()
-    # What the trace alone had given (versions rebuilt from node outputs) and an earlier join.
-    con.execute(
-        "DELETE FROM state_versions WHERE run_id = ? AND derived IN (?, ?)",
-        [trace_run, SOURCE_TRACE, DERIVED_CHECKPOINTER],
-    )
-    con.execute(
-        "DELETE FROM state_reads WHERE run_id = ? AND derived = ?",
-        [trace_run, DERIVED_CHECKPOINTER],
-    )
-    for version, sid in versions:
+    steps: dict[int, int | None] = {}
+    for version, agent, step in con.execute(
+        "SELECT version, agent, step FROM state_versions WHERE run_id = ? AND derived = ?",
+        [run, DERIVED_CHECKPOINTER],
+    ).fetchall():
+        steps[version] = step
         con.execute(
-            """UPDATE state_versions SET run_id = ?, span_id = ?, derived = ?
-               WHERE run_id = ? AND version = ?""",
-            [trace_run, real(sid, version), DERIVED_CHECKPOINTER, ckpt_run, version],
+            "UPDATE state_versions SET span_id = ? WHERE run_id = ? AND version = ? AND derived = ?",
+            [root if version == 1 else span(agent, step), run, version, DERIVED_CHECKPOINTER],
         )
-    for sid, seq in reads:
+    for rowid, agent, version in con.execute(
+        "SELECT rowid, agent, version FROM state_reads WHERE run_id = ? AND derived = ?",
+        [run, DERIVED_CHECKPOINTER],
+    ).fetchall():
+        read_step = steps.get(version)
         con.execute(
-            """UPDATE state_reads SET run_id = ?, span_id = ?, derived = ?
-               WHERE run_id = ? AND span_id = ? AND seq = ?""",
-            [trace_run, real(sid), DERIVED_CHECKPOINTER, ckpt_run, sid, seq],
+            "UPDATE state_reads SET span_id = ? WHERE rowid = ?",
+            [span(agent, None if read_step is None else read_step + 1), rowid],
         )
-    # The spans made for the checkpoints have served: the trace's are the real ones.
-    for table in ("span_events", "span_links", "spans"):
-        con.execute(f"DELETE FROM {table} WHERE trace_id = ?", [ckpt_run])
-    for table in ("runs", "findings"):
-        con.execute(f"DELETE FROM {table} WHERE run_id = ?", [ckpt_run])
 
 
 # -- state rebuilt from OpenInference traces ---------------------------------------------------

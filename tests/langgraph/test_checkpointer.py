@@ -398,3 +398,45 @@ def test_one_run_from_two_sources_in_either_order(trace: str, tmp_path: Path) ->
         assert [bool(v[6]) for v in versions] == [True, False, True, False, True]
         assert all(span for _, _, span in reads) and len(reads) == 4
         assert findings == ([("lost_update", ["damage_assessor"])] if thread == "claim-1" else [])
+
+
+def test_a_trace_in_late_batches_around_its_checkpoints(tmp_path: Path) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    whole = ExportTraceServiceRequest.FromString(
+        (FIXTURES / "langgraph_claims_openinference.pb").read_bytes()
+    )
+
+    def part(keep: Any) -> ExportTraceServiceRequest:
+        req = ExportTraceServiceRequest()
+        req.CopyFrom(whole)
+        for rs in req.resource_spans:
+            for ss in rs.scope_spans:
+                spans = [s for s in ss.spans if keep(s)]
+                del ss.spans[:]
+                ss.spans.extend(spans)
+        return req
+
+    with t.Store(tmp_path / "whole.duckdb") as store:
+        t.import_file(store, FIXTURES / "langgraph_claims.sqlite")
+        store.ingest([whole])
+        expected = _joined(store)
+    nodes_first = [
+        part(lambda s: s.name not in ("claims", "settle")),
+        part(lambda s: s.name in ("claims", "settle")),
+    ]
+    for name, steps in (
+        ("root_last", ["ckpt", *nodes_first]),
+        ("ckpt_between", [nodes_first[0], "ckpt", nodes_first[1]]),
+        ("ckpt_last", [*nodes_first[::-1], "ckpt"]),
+        ("nodes_last", [nodes_first[1], "ckpt", nodes_first[0]]),
+    ):
+        with t.Store(tmp_path / f"{name}.duckdb") as store:
+            for step in steps:
+                if step == "ckpt":
+                    t.import_file(store, FIXTURES / "langgraph_claims.sqlite")
+                else:
+                    store.ingest([step])
+            assert _joined(store) == expected, name
