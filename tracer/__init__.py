@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import conventions
-from ._checkpointer import safe_url
+from ._checkpointer import checkpoint_snapshots, safe_url
 from ._clock import Clock, FakeClock, IdGenerator, RandomIds, SeededIds, SystemClock
 from ._errors import (
     AgentraceError,
@@ -25,6 +25,7 @@ from ._errors import (
 from ._import import detect_format, expand_paths, import_file
 from ._langgraph import (
     NodeWrite,
+    checkpointer_requests,
     derive_trace_state,
     history_requests,
     import_checkpointer,
@@ -142,6 +143,8 @@ __all__ = [
     "apply_patch",
     "canonical_json",
     "chain_hash",
+    "checkpoint_snapshots",
+    "checkpointer_requests",
     "classify",
     "conventions",
     "decode_json",

@@ -23,7 +23,7 @@ goes by in every message and in the store.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -507,6 +507,16 @@ def _read_pg(con: Any, source: str, thread: str | None) -> list[list[dict[str, A
     return _threads(ckpts, writes, blobs, source, thread)
 
 
-def iter_snapshots(threads: list[list[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
-    for snaps in threads:
-        yield from snaps
+def checkpoint_snapshots(
+    checkpoints: Iterable[tuple[Any, ...]], writes: Iterable[tuple[Any, ...]], *, source: str
+) -> list[list[dict[str, Any]]]:
+    """Checkpoints given as a SqliteSaver stores them, as snapshot lists (one per thread,
+    oldest first), decoded as safely as a file is.
+
+    ``checkpoints``: ``(thread_id, checkpoint_ns, checkpoint_id, parent_checkpoint_id, type,
+    checkpoint bytes, metadata JSON bytes)``; ``writes``: ``(thread_id, checkpoint_ns,
+    checkpoint_id, task_id, task_path, idx, channel, type, value bytes)``, ``task_path``
+    naming the node as LangGraph does (``~__pregel_pull, NODE``). Raises
+    :class:`CheckpointerError` naming ``source``.
+    """
+    return _threads(checkpoints, writes, {}, source, None)

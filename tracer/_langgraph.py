@@ -159,7 +159,11 @@ def _task(t: Any) -> dict[str, Any]:
 
 
 def history_requests(
-    doc: Any, *, source: str = "<input>", thread: str | None = None
+    doc: Any,
+    *,
+    source: str = "<input>",
+    thread: str | None = None,
+    run_attributes: dict[str, Any] | None = None,
 ) -> list[PB2ExportTraceServiceRequest]:
     """OTLP requests (one per thread and namespace) for a parsed ``get_state_history`` dump
     (only ``thread``'s when given).
@@ -221,7 +225,7 @@ def history_requests(
     out = []
     for (t_id, ns), snaps in groups.items():
         snaps.sort(key=lambda s: (s[0], s[1]))
-        out.append(_thread_request(t_id, ns, graph, snaps, source))
+        out.append(_thread_request(t_id, ns, graph, snaps, source, run_attributes or {}))
     return out
 
 
@@ -231,6 +235,7 @@ def _thread_request(
     graph: str | None,
     snaps: list[tuple[int, str, int, dict[str, Any]]],
     source: str,
+    run_attributes: dict[str, Any],
 ) -> PB2ExportTraceServiceRequest:
     run_id = run_id_for_thread(thread, ns)
     trace_id = bytes.fromhex(run_id)
@@ -275,6 +280,7 @@ def _thread_request(
         if version == 1:
             name = f"invoke_workflow {workflow}"
             attrs[c.GEN_AI_OPERATION_NAME] = c.OP_INVOKE_WORKFLOW
+            attrs.update(run_attributes)
         elif len(writers) == 1 and agents:
             agent = agents[0]
             name = f"invoke_agent {agent}"
@@ -444,10 +450,19 @@ def import_history(
 
 
 def checkpointer_requests(
-    threads: list[list[dict[str, Any]]], *, source: str
+    threads: list[list[dict[str, Any]]],
+    *,
+    source: str,
+    graph: str | None = None,
+    run_attributes: dict[str, Any] | None = None,
 ) -> list[PB2ExportTraceServiceRequest]:
-    """OTLP requests for the threads :mod:`tracer._checkpointer` read (snapshots oldest first)."""
-    return history_requests({"snapshots": [s for snaps in threads for s in snaps]}, source=source)
+    """OTLP requests for threads of checkpoints as :func:`tracer.checkpoint_snapshots` (or a
+    checkpointer reader) gives them, snapshots oldest first; ``run_attributes`` go on each
+    run's root span (``agentrace.run.parent`` links a replay to the run it replays)."""
+    doc: dict[str, Any] = {"snapshots": [s for snaps in threads for s in snaps]}
+    if graph is not None:
+        doc["graph"] = graph
+    return history_requests(doc, source=source, run_attributes=run_attributes)
 
 
 def import_checkpointer(store: Store, target: str, *, thread: str | None = None) -> IngestResult:
@@ -503,13 +518,13 @@ def node_update(text: Any) -> dict[str, Any] | None:
 def langgraph_writes(store: Store, run_id: str) -> list[NodeWrite]:
     """Every node's update in a LangGraph run, by super-step then start (see :class:`NodeWrite`)."""
     rows = store.sql(
-        """SELECT span_id, parent_span_id, agent, attributes, scope_name, start_ns, end_ns
+        """SELECT span_id, parent_span_id, agent, attributes, scope_name, start_ns, end_ns, name
            FROM spans WHERE trace_id = $run AND agent IS NOT NULL AND parent_span_id <> ''
              AND status_code <> 'ERROR'""",
         {"run": run_id},
     ).fetchall()
     out = []
-    for span_id, parent, agent, attrs_text, scope, start, end in rows:
+    for span_id, parent, agent, attrs_text, scope, start, end, name in rows:
         attrs = orjson.loads(attrs_text)
         step: Any = None
         update = None
@@ -518,7 +533,8 @@ def langgraph_writes(store: Store, run_id: str) -> list[NodeWrite]:
             update = node_update(attrs.get(c.AGENT_OUTPUT))
         else:
             meta = langgraph_metadata(attrs)
-            if meta is not None and meta["langgraph_node"] == agent:
+            # The node's own span (named for it), not the model and tool spans inside it.
+            if meta is not None and meta["langgraph_node"] == agent == name:
                 step = meta.get("langgraph_step")
                 update = node_update(attrs.get("output.value"))
         if isinstance(step, int) and not isinstance(step, bool) and update is not None:
