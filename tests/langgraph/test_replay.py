@@ -152,3 +152,14 @@ def test_a_graph_that_runs_a_node_the_recording_lacks(db: Path, claims: Any) -> 
     assert first is not None and first.kind == "step" and first.agent == "audit" and first.step == 3
     with pytest.raises(ReplayError):
         result.raise_on_divergence()
+
+
+def test_the_pytest_fixture_replays_a_checkpointer_run(agentrace: Any) -> None:
+    (first, second) = agentrace.load(FIXTURES / "langgraph_claims.sqlite")
+    assert {first, second} == {t.run_id_for_thread("claim-1"), t.run_id_for_thread("claim-2")}
+    assert not agentrace.replay_graph(first, GRAPH).raise_on_divergence().diverged
+    fork = agentrace.replay_graph(
+        first, GRAPH, from_version=3, overrides={"fraud_check": FIXED.split("=")[1]}
+    )
+    assert fork.state["reserve"] == 4000
+    assert agentrace.state(fork.run_id)["decision"] == "pay 4000"
