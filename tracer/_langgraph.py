@@ -545,7 +545,7 @@ def langgraph_writes(store: Store, run_id: str) -> list[NodeWrite]:
 
 # -- one run from two sources: a thread's trace and its checkpoints ----------------------------
 
-DERIVED_CHECKPOINTER: Final = "langgraph-checkpointer"
+DERIVED_CHECKPOINTER: Final = "langgraph-checkpoint"
 
 
 def _thread_of_trace(attrs: dict[str, Any]) -> str | None:
@@ -575,7 +575,7 @@ def join_checkpoints(con: Any, trace_ids: Iterable[str] | None = None) -> frozen
     for the traces a batch touched, ``trace_ids``; None looks at every trace).
 
     The trace's run keeps its spans and takes the checkpoints' versions and reads
-    (``derived`` = ``langgraph-checkpointer``, pointing at the node span that wrote or read
+    (``derived`` = ``langgraph-checkpoint``, pointing at the node span that wrote or read
     them, or '' for a step of several nodes); the versions rebuilt from the trace and the
     spans and run made for the checkpoints go. A trace that took checkpoints before keeps
     them (versions rebuilt from a late batch of it are dropped again). A thread with

@@ -392,7 +392,7 @@ def test_one_run_from_two_sources_in_either_order(trace: str, tmp_path: Path) ->
         assert run_id != t.run_id_for_thread(thread)
         assert span_count == 7  # the trace's spans, nothing added
         assert len(versions) == 5
-        assert {v[5] for v in versions} == {"langgraph-checkpointer"}
+        assert {v[5] for v in versions} == {"langgraph-checkpoint"}
         assert [v[4] for v in versions] == [-1, 0, 1, 2, 3]  # super-steps
         # Versions and reads point at the trace's real node spans (or '' for the parallel step).
         assert [bool(v[6]) for v in versions] == [True, False, True, False, True]
