@@ -515,6 +515,53 @@ def node_update(text: Any) -> dict[str, Any] | None:
     return value
 
 
+def _bare_update(raw: Any, mime: Any, before: Any, after: Any) -> dict[str, Any] | None:
+    """A one-key map OpenInference recorded as its bare value (``{"next": "FINISH"}`` becomes
+    ``FINISH``): the key is the one whose value became that in the state ``after`` (and was
+    not already in the state ``before``); None unless exactly one key fits."""
+    if raw is None or not isinstance(after, dict):
+        return None
+    parsed = _json_obj(raw)
+    values = [parsed] if mime == "application/json" else [raw, parsed]
+    for value in values:
+        if value is None:
+            continue
+        keys = [
+            k for k, v in after.items()
+            if v == value and not (isinstance(before, dict) and before.get(k) == value)
+        ]  # fmt: skip
+        if len(keys) == 1:
+            return {keys[0]: value}
+    return None
+
+
+def trace_node_updates(
+    nodes: list[tuple[Any, int, dict[str, Any]]], final: Any
+) -> dict[Any, dict[str, Any]]:
+    """The updates of a trace's LangGraph node spans: ``nodes`` as ``(key, step, attributes)``,
+    ``final`` the graph's final state (the root span's ``output.value``). A map is the update,
+    a ``Command`` gives its ``update``, a bare value its key (see :func:`_bare_update`), seen
+    in the state the next step's nodes got (their ``input.value``) or the final state."""
+    inputs: dict[int, Any] = {}
+    for _, step, attrs in sorted(nodes, key=lambda n: n[1]):
+        got = _json_obj(attrs.get("input.value"))
+        if isinstance(got, dict):
+            inputs.setdefault(step, got)
+    out: dict[Any, dict[str, Any]] = {}
+    for key, step, attrs in nodes:
+        update = node_update(attrs.get("output.value"))
+        if update is None:
+            later = [s for s in inputs if s > step]
+            after = inputs[min(later)] if later else final
+            update = _bare_update(
+                attrs.get("output.value"), attrs.get("output.mime_type"),
+                _json_obj(attrs.get("input.value")), after,
+            )  # fmt: skip
+        if update is not None:
+            out[key] = update
+    return out
+
+
 def langgraph_writes(store: Store, run_id: str) -> list[NodeWrite]:
     """Every node's update in a LangGraph run, by super-step then start (see :class:`NodeWrite`)."""
     rows = store.sql(
@@ -524,21 +571,34 @@ def langgraph_writes(store: Store, run_id: str) -> list[NodeWrite]:
         {"run": run_id},
     ).fetchall()
     out = []
+    traced: list[tuple[Any, int, dict[str, Any]]] = []
     for span_id, parent, agent, attrs_text, scope, start, end, name in rows:
         attrs = orjson.loads(attrs_text)
-        step: Any = None
-        update = None
+        row = (agent, span_id, parent, start, end)
         if scope == SCOPE:
             step = attrs.get(c.AGENT_STEP)
             update = node_update(attrs.get(c.AGENT_OUTPUT))
-        else:
-            meta = langgraph_metadata(attrs)
-            # The node's own span (named for it), not the model and tool spans inside it.
-            if meta is not None and meta["langgraph_node"] == agent == name:
-                step = meta.get("langgraph_step")
-                update = node_update(attrs.get("output.value"))
-        if isinstance(step, int) and not isinstance(step, bool) and update is not None:
-            out.append(NodeWrite(agent, step, update, span_id, parent, start, end, scope == SCOPE))
+            if isinstance(step, int) and not isinstance(step, bool) and update is not None:
+                out.append(NodeWrite(agent, step, update, span_id, parent, start, end, True))
+            continue
+        meta = langgraph_metadata(attrs)
+        # The node's own span (named for it), not the model and tool spans inside it.
+        if meta is not None and meta["langgraph_node"] == agent == name:
+            step = meta.get("langgraph_step")
+            if isinstance(step, int) and not isinstance(step, bool):
+                traced.append((row, step, attrs))
+    if traced:
+        roots = store.sql(
+            """SELECT attributes FROM spans WHERE trace_id = $run AND parent_span_id = ''
+               ORDER BY start_ns, span_id LIMIT 1""",
+            {"run": run_id},
+        ).fetchall()
+        final = _json_obj(orjson.loads(roots[0][0]).get("output.value")) if roots else None
+        updates = trace_node_updates(traced, final)
+        for row, step, _ in traced:
+            if row in updates:
+                agent, span_id, parent, start, end = row
+                out.append(NodeWrite(agent, step, updates[row], span_id, parent, start, end, False))
     out.sort(key=lambda w: (w.step, w.start_ns, w.node, w.span_id))
     return out
 
@@ -730,11 +790,9 @@ def trace_versions(trace_id: str, spans: list[tuple[Any, ...]]) -> list[tuple[An
     root_sid, _, _, root_start, _, root_text = roots[0]
     root_attrs = orjson.loads(root_text)
     initial = _json_obj(root_attrs.get("input.value"))
-    if not isinstance(initial, dict):
-        return []
     final = _json_obj(root_attrs.get("output.value"))
     final = final if isinstance(final, dict) else None
-    nodes: list[tuple[int, int, str, str, int, dict[str, Any]]] = []
+    found: list[tuple[Any, int, dict[str, Any]]] = []
     for sid, pid, name, start, end, attrs_text in spans:
         if pid != root_sid:
             continue
@@ -742,11 +800,24 @@ def trace_versions(trace_id: str, spans: list[tuple[Any, ...]]) -> list[tuple[An
         meta = langgraph_metadata(attrs)
         if meta is None or meta["langgraph_node"] != name:
             continue
-        update = _json_obj(attrs.get("output.value"))
-        if not isinstance(update, dict):
-            continue
         step = meta.get("langgraph_step")
-        nodes.append((step if isinstance(step, int) else 0, start, sid, name, end, update))
+        found.append(((sid, name, start, end), step if isinstance(step, int) else 0, attrs))
+    if not isinstance(initial, dict):
+        # A one-key input recorded as its bare value: its key, from the first full state seen.
+        seen = [_json_obj(a.get("input.value")) for _, _, a in sorted(found, key=lambda f: f[1])]
+        first = next((x for x in seen if isinstance(x, dict)), final)
+        initial = _bare_update(
+            root_attrs.get("input.value"), root_attrs.get("input.mime_type"), None, first
+        )
+        if initial is None:
+            return []
+    # Updates returned as a map, as a Command, or (one key) as a bare value.
+    updates = trace_node_updates(found, final)
+    nodes: list[tuple[int, int, str, str, int, dict[str, Any]]] = [
+        (step, key[2], key[0], key[1], key[3], updates[key])
+        for key, step, _ in found
+        if key in updates
+    ]
     if not nodes:
         return []
     nodes.sort(key=lambda n: (n[0], n[1], n[2]))
