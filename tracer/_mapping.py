@@ -111,6 +111,7 @@ _MSG_OPS: Final = {
     "settle": "settle",
 }
 _HANDOFF_PREFIX: Final = "handoff to "
+_RUN_SUFFIX: Final = ".run"
 
 
 def _str(v: Any) -> str | None:
@@ -201,6 +202,10 @@ def _openinference(
         return None, agent
     if oi == "AGENT":
         if agent is None:
+            if name.endswith(_RUN_SUFFIX) and len(name) > len(_RUN_SUFFIX):
+                # smolagents: "{agent name}.run", the manager at the root as much as the
+                # agents it manages below.
+                return c.OP_INVOKE_AGENT, name[: -len(_RUN_SUFFIX)]
             if root:
                 return c.OP_INVOKE_WORKFLOW, None
             agent = name
