@@ -13,6 +13,8 @@
 # PostgreSQL refuses to run as root: as root, the cluster belongs to the `postgres` user that
 # Debian's package creates and every server command runs as that user.
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 find_bindir() {
   if [[ -n "${AGENTRACE_PG_BINDIR:-}" ]]; then
@@ -34,11 +36,6 @@ find_bindir() {
   return 1
 }
 
-free_port() {
-  # Bind port 0 and let the kernel choose; the port is free again once this returns.
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
 as_owner() {
   # Run a server command as the cluster's owner: ourselves, or `postgres` when we are root.
   if [[ $(id -u) -eq 0 ]]; then
@@ -54,23 +51,7 @@ cmd_install() {
     echo "postgresql present: $bin ($("$bin/postgres" --version))"
     return 0
   fi
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "postgres.sh: no PostgreSQL server binaries; install them as root: apt-get install -y postgresql" >&2
-    return 1
-  fi
-  if ! command -v apt-get >/dev/null; then
-    echo "postgres.sh: no PostgreSQL server binaries and no apt-get to install them" >&2
-    return 1
-  fi
-  # policy-rc.d keeps the package from starting the system-wide cluster it creates (no use to
-  # us, and it would outlive CI); our servers run on free ports in temp dirs.
-  local policy=/usr/sbin/policy-rc.d created=0
-  if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created=1
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
-  [[ $created -eq 1 ]] && rm -f "$policy"
+  apt_install postgres.sh postgresql
   bin=$(find_bindir)
   echo "postgresql installed: $bin ($("$bin/postgres" --version))"
 }
