@@ -117,11 +117,16 @@ def looks_like_history(head: bytes) -> bool:
     )
 
 
+def _snapshot_like(item: Any) -> bool:
+    """A snapshot as a map with a config, or the StateSnapshot tuple as a JSON list."""
+    if isinstance(item, dict):
+        return "config" in item
+    return isinstance(item, list) and len(item) >= 6 and isinstance(item[2], dict)
+
+
 def _as_snapshot(item: Any, i: int, source: str) -> dict[str, Any]:
-    if isinstance(item, list) and len(item) >= 6 and isinstance(item[2], dict):
-        return dict(zip(_FIELDS, item, strict=False))
-    if isinstance(item, dict) and "config" in item:
-        return item
+    if _snapshot_like(item):
+        return dict(zip(_FIELDS, item, strict=False)) if isinstance(item, list) else item
     raise DecodeError(
         f"snapshot {i + 1} is not a LangGraph StateSnapshot (no config)", source=source
     )
@@ -181,7 +186,11 @@ def history_requests(
         items = [(s, None) for s in doc]
     elif isinstance(doc, dict) and "values" in doc and "config" in doc:
         items = [(doc, None)]
-    elif isinstance(doc, dict) and doc and all(isinstance(v, list) for v in doc.values()):
+    elif (
+        isinstance(doc, dict)
+        and doc
+        and all(isinstance(v, list) and all(map(_snapshot_like, v)) for v in doc.values())
+    ):
         # {thread_id: [snapshots]}: several threads in one dump.
         items = [(s, str(t)) for t, snaps in doc.items() for s in snaps]
     else:
