@@ -13,8 +13,8 @@
 # PostgreSQL refuses to run as root: as root, the cluster belongs to the `postgres` user that
 # Debian's package creates and every server command runs as that user.
 set -euo pipefail
-# shellcheck source=lib.sh
-source "$(dirname "$0")/lib.sh"
+# shellcheck source=scripts/_common.sh
+source "$(dirname "$0")/_common.sh"
 
 find_bindir() {
   if [[ -n "${AGENTRACE_PG_BINDIR:-}" ]]; then
@@ -51,7 +51,7 @@ cmd_install() {
     echo "postgresql present: $bin ($("$bin/postgres" --version))"
     return 0
   fi
-  apt_install postgres.sh postgresql
+  debian_install postgres.sh postgresql
   bin=$(find_bindir)
   echo "postgresql installed: $bin ($("$bin/postgres" --version))"
 }

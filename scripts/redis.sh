@@ -9,8 +9,8 @@
 # The tests do not need `start`: their fixture starts and stops its own server from the
 # binary (tests/redis/conftest.py). `start` is for trying a worker by hand.
 set -euo pipefail
-# shellcheck source=lib.sh
-source "$(dirname "$0")/lib.sh"
+# shellcheck source=scripts/_common.sh
+source "$(dirname "$0")/_common.sh"
 
 find_binary() {
   if [[ -n "${AGENTRACE_REDIS_SERVER:-}" ]]; then
@@ -32,7 +32,7 @@ cmd_install() {
     echo "redis-server present: $bin ($("$bin" --version | cut -d' ' -f3))"
     return 0
   fi
-  apt_install redis.sh redis-server
+  debian_install redis.sh redis-server
   bin=$(find_binary)
   echo "redis-server installed: $bin ($("$bin" --version | cut -d' ' -f3))"
 }
@@ -69,16 +69,7 @@ EOF
 cmd_stop() {
   local dir=${1:?usage: scripts/redis.sh stop DIR}
   if [[ -f "$dir/redis.pid" ]]; then
-    local pid
-    pid=$(cat "$dir/redis.pid")
-    kill "$pid" 2>/dev/null || true
-    # Gone within 10 s, or killed.
-    local i
-    for i in $(seq 100); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null || true
+    stop_pid "$(cat "$dir/redis.pid")"
   fi
   if [[ -f "$dir/port" ]]; then
     rm -rf "$dir"
