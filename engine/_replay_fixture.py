@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -26,6 +27,9 @@ from ._replay_explore import Exploration, Invariants, SchedulePlan
 from ._replay_model import Divergence, ReplayResult
 from ._replay_trace import TraceReplay
 from ._rundiff import RunDiff, diff_runs
+
+if TYPE_CHECKING:
+    from ._langgraph_replay import GraphReplayResult
 
 RunRef = str | ReplayResult | Run
 
@@ -154,6 +158,23 @@ class Agentrace:
         """Replay ``run`` up to ``from_version``, then run live (see :meth:`engine.Replayer.afork`)."""
         return self.replayer.fork(
             _run_id(run), from_version, workflow=workflow, overrides=overrides
+        )
+
+    def replay_graph(
+        self,
+        run: RunRef,
+        graph: str,
+        *,
+        from_version: int | None = None,
+        overrides: Mapping[str, str] | None = None,
+    ) -> GraphReplayResult:
+        """Replay (or fork) a LangGraph run with the compiled graph ``graph`` names
+        (``module:attr``), each node answered from its recorded update (see
+        ``agentrace replay --graph``)."""
+        from ._langgraph_replay import replay_graph
+
+        return replay_graph(
+            self.store, _run_id(run), graph, from_version=from_version, overrides=overrides
         )
 
     def explore(

@@ -1,4 +1,4 @@
-# Shared by scripts/redis.sh and scripts/rabbitmq.sh (sourced, not run).
+# Shared by scripts/redis.sh, scripts/rabbitmq.sh and scripts/postgres.sh (sourced, not run).
 
 free_port() {
   # Bind port 0 and let the kernel choose; the port is free again once this returns.

@@ -9,10 +9,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import conventions
+from ._checkpointer import checkpoint_snapshots, safe_url
 from ._clock import Clock, FakeClock, IdGenerator, RandomIds, SeededIds, SystemClock
 from ._errors import (
     AgentraceError,
     ChainError,
+    CheckpointerError,
     DecodeError,
     DuplicateSpanError,
     NotFoundError,
@@ -21,7 +23,16 @@ from ._errors import (
     StoreLockedError,
 )
 from ._import import detect_format, expand_paths, import_file
-from ._langgraph import derive_trace_state, history_requests, import_history, run_id_for_thread
+from ._langgraph import (
+    NodeWrite,
+    checkpointer_requests,
+    derive_trace_state,
+    history_requests,
+    import_checkpointer,
+    import_history,
+    langgraph_writes,
+    run_id_for_thread,
+)
 from ._mapping import SpanFacts, classify, span_facts
 from ._otlp import Record, decode_json, decode_proto, encode_json, read_records
 from ._printable import json_printable, printable
@@ -90,6 +101,7 @@ __all__ = [
     "ActiveSpan",
     "AgentraceError",
     "ChainError",
+    "CheckpointerError",
     "Clock",
     "DecodeError",
     "DuckDBSink",
@@ -102,6 +114,7 @@ __all__ = [
     "InMemorySink",
     "IngestResult",
     "Message",
+    "NodeWrite",
     "NotFoundError",
     "OtlpHttpSink",
     "OtlpJsonLinesSink",
@@ -135,6 +148,8 @@ __all__ = [
     "apply_patch",
     "canonical_json",
     "chain_hash",
+    "checkpoint_snapshots",
+    "checkpointer_requests",
     "classify",
     "conventions",
     "decode_json",
@@ -146,13 +161,16 @@ __all__ = [
     "expand_paths",
     "field_changes",
     "history_requests",
+    "import_checkpointer",
     "import_file",
     "import_history",
     "json_printable",
+    "langgraph_writes",
     "otel",
     "printable",
     "read_records",
     "run_id_for_thread",
+    "safe_url",
     "serve",
     "span_facts",
     "start_grpc_receiver",

@@ -6,7 +6,8 @@
     │   ├── SchemaError             the file's schema is newer than this agentrace
     │   └── NotFoundError           a run, span or version that is not in the store
     ├── DecodeError                 bad input: names the source, the line and what is wrong
-    │   └── DuplicateSpanError      a span id seen again with different content
+    │   ├── DuplicateSpanError      a span id seen again with different content
+    │   └── CheckpointerError       a LangGraph checkpointer that cannot be read
     └── ChainError                  a state-version hash chain that does not verify
 
 Every error carries the fields a user interface shows (``source``, ``line``,
@@ -70,6 +71,12 @@ class DecodeError(AgentraceError):
 
 class DuplicateSpanError(DecodeError):
     """A (trace_id, span_id) pair seen again with different content."""
+
+
+class CheckpointerError(DecodeError):
+    """A LangGraph checkpointer that cannot be read: not one, an unknown schema or serializer,
+    a refused connection or credentials, a thread that is not there (``source`` never holds
+    a password)."""
 
 
 class ChainError(AgentraceError):

@@ -1,8 +1,9 @@
 """Importing files into a store: each file one transaction.
 
 ``import_file`` reads OTLP files in every layout :mod:`tracer._files` knows and
-LangGraph ``get_state_history`` dumps (:mod:`tracer._langgraph`), detected from
-their first bytes or forced with ``fmt``. A bad record stops its file's import
+LangGraph ``get_state_history`` dumps and SqliteSaver checkpointer files
+(:mod:`tracer._langgraph`, :mod:`tracer._checkpointer`), detected from their first
+bytes or forced with ``fmt``. A bad record stops its file's import
 and leaves the store as it was, unless ``skip_bad`` is set: then each record is
 checked first, the good ones are stored (still in one transaction) and the bad
 ones reported, and within a good record (JSON line or protobuf request) each
@@ -27,9 +28,10 @@ from typing import Any, Literal
 
 import orjson
 
+from ._checkpointer import is_sqlite
 from ._errors import DecodeError
 from ._files import Progress, Record, read_records, sniff
-from ._langgraph import import_history, looks_like_history
+from ._langgraph import import_checkpointer, import_history, looks_like_history
 from ._store._ingest import Batch
 from ._store._models import IngestResult
 from ._store._store import Store, add_payload
@@ -39,9 +41,10 @@ FORMATS: tuple[ImportFormat, ...] = ("auto", "otlp-json", "otlp-proto", "langgra
 
 
 def detect_format(path: str | Path) -> ImportFormat:
-    """``langgraph`` for a state history dump, else ``auto`` (the OTLP layouts are told apart
-    record by record)."""
-    return "langgraph" if looks_like_history(sniff(path)) else "auto"
+    """``langgraph`` for a state history dump or a SQLite file (a checkpointer, checked when
+    read), else ``auto`` (the OTLP layouts are told apart record by record)."""
+    head = sniff(path)
+    return "langgraph" if is_sqlite(head) or looks_like_history(head) else "auto"
 
 
 def import_file(
@@ -51,15 +54,21 @@ def import_file(
     fmt: ImportFormat = "auto",
     skip_bad: bool = False,
     progress: Progress | None = None,
+    thread: str | None = None,
 ) -> IngestResult:
-    """Import one file; raises :class:`DecodeError` naming the file and line when it is bad."""
+    """Import one file; raises :class:`DecodeError` naming the file and line when it is bad.
+
+    A LangGraph SqliteSaver file (recognised by its content) is read as a checkpointer, and a
+    ``get_state_history`` dump as one; ``thread`` keeps only that thread of either."""
     source = str(path)
     if fmt not in FORMATS:
         raise DecodeError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}", source=source)
     if fmt == "auto":
         fmt = detect_format(path)
     if fmt == "langgraph":
-        return _import_langgraph(store, path, source, progress)
+        if is_sqlite(sniff(path, 16)):
+            return import_checkpointer(store, source, thread=thread)
+        return _import_langgraph(store, path, source, progress, thread)
     records = read_records(path, fmt, progress=progress)
     if not skip_bad:
         result = store.ingest(records, source=source)
@@ -90,7 +99,7 @@ def _good_records(records: Iterator[Record], errors: list[str]) -> Iterator[Reco
 
 
 def _import_langgraph(
-    store: Store, path: str | Path, source: str, progress: Progress | None
+    store: Store, path: str | Path, source: str, progress: Progress | None, thread: str | None
 ) -> IngestResult:
     from ._files import open_stream
 
@@ -108,7 +117,7 @@ def _import_langgraph(
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise DecodeError(f"not JSON: {exc}", source=source) from None
-    return import_history(store, doc, source=source)
+    return import_history(store, doc, source=source, thread=thread)
 
 
 def expand_paths(paths: list[str]) -> Iterator[Path]:

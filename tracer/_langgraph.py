@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -52,7 +53,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as PB2Span
 
 from . import conventions as c
 from ._errors import DecodeError
-from ._mapping import langgraph_metadata
+from ._mapping import OI_METADATA, OI_SESSION, langgraph_metadata
 from ._otlp import fill_attrs
 from ._state import JSON, canonical_json, chain_hash, changed_keys, diff
 from ._store._models import IngestResult
@@ -117,11 +118,16 @@ def looks_like_history(head: bytes) -> bool:
     )
 
 
+def _snapshot_like(item: Any) -> bool:
+    """A snapshot as a map with a config, or the StateSnapshot tuple as a JSON list."""
+    if isinstance(item, dict):
+        return "config" in item
+    return isinstance(item, list) and len(item) >= 6 and isinstance(item[2], dict)
+
+
 def _as_snapshot(item: Any, i: int, source: str) -> dict[str, Any]:
-    if isinstance(item, list) and len(item) >= 6 and isinstance(item[2], dict):
-        return dict(zip(_FIELDS, item, strict=False))
-    if isinstance(item, dict) and "config" in item:
-        return item
+    if _snapshot_like(item):
+        return dict(zip(_FIELDS, item, strict=False)) if isinstance(item, list) else item
     raise DecodeError(
         f"snapshot {i + 1} is not a LangGraph StateSnapshot (no config)", source=source
     )
@@ -158,30 +164,46 @@ def _task(t: Any) -> dict[str, Any]:
     return t if isinstance(t, dict) else {}
 
 
-def history_requests(doc: Any, *, source: str = "<input>") -> list[PB2ExportTraceServiceRequest]:
-    """OTLP requests (one per thread and namespace) for a parsed ``get_state_history`` dump.
+def history_requests(
+    doc: Any,
+    *,
+    source: str = "<input>",
+    thread: str | None = None,
+    run_attributes: dict[str, Any] | None = None,
+) -> list[PB2ExportTraceServiceRequest]:
+    """OTLP requests (one per thread and namespace) for a parsed ``get_state_history`` dump
+    (only ``thread``'s when given).
 
     Raises :class:`DecodeError` naming ``source`` and the snapshot when the dump is not one.
     """
     graph = None
-    thread_default = None
+    # (snapshot, the thread id it belongs to when its config does not say)
+    items: list[tuple[Any, str | None]]
     if isinstance(doc, dict) and isinstance(doc.get("snapshots"), list):
-        items = doc["snapshots"]
         graph = doc.get("graph") if isinstance(doc.get("graph"), str) else None
         thread_default = doc.get("thread_id") if isinstance(doc.get("thread_id"), str) else None
+        items = [(s, thread_default) for s in doc["snapshots"]]
     elif isinstance(doc, list):
-        items = doc
+        items = [(s, None) for s in doc]
     elif isinstance(doc, dict) and "values" in doc and "config" in doc:
-        items = [doc]
+        items = [(doc, None)]
+    elif (
+        isinstance(doc, dict)
+        and doc
+        and all(isinstance(v, list) and all(map(_snapshot_like, v)) for v in doc.values())
+    ):
+        # {thread_id: [snapshots]}: several threads in one dump.
+        items = [(s, str(t)) for t, snaps in doc.items() for s in snaps]
     else:
         raise DecodeError(
-            'not a LangGraph state history: expected {"snapshots": [...]}, a list of snapshots or one snapshot',
+            'not a LangGraph state history: expected {"snapshots": [...]}, a list of snapshots, '
+            "an object of thread id -> list of snapshots, or one snapshot",
             source=source,
         )
     if not items:
         raise DecodeError("the LangGraph state history holds no snapshot", source=source)
     groups: dict[tuple[str, str], list[tuple[int, str, int, dict[str, Any]]]] = {}
-    for i, item in enumerate(items):
+    for i, (item, thread_default) in enumerate(items):
         snap = _as_snapshot(item, i, source)
         conf = _configurable(snap.get("config"))
         cid = conf.get("checkpoint_id")
@@ -189,8 +211,10 @@ def history_requests(doc: Any, *, source: str = "<input>") -> list[PB2ExportTrac
             raise DecodeError(
                 f"snapshot {i + 1} has no config.configurable.checkpoint_id", source=source
             )
-        thread = conf.get("thread_id") if isinstance(conf.get("thread_id"), str) else thread_default
-        if not isinstance(thread, str) or not thread:
+        thread_id = (
+            conf.get("thread_id") if isinstance(conf.get("thread_id"), str) else thread_default
+        )
+        if not isinstance(thread_id, str) or not thread_id:
             raise DecodeError(
                 f"snapshot {i + 1} has no config.configurable.thread_id", source=source
             )
@@ -201,11 +225,17 @@ def history_requests(doc: Any, *, source: str = "<input>") -> list[PB2ExportTrac
         step = step if isinstance(step, int) else i
         # Newest first is LangGraph's order; sort by time, then checkpoint id (time-ordered UUIDs).
         when = _ns(snap.get("created_at"), i)
-        groups.setdefault((thread, ns), []).append((when, cid, step, snap))
+        groups.setdefault((thread_id, ns), []).append((when, cid, step, snap))
+    if thread is not None:
+        groups = {k: v for k, v in groups.items() if k[0] == thread}
+        if not groups:
+            raise DecodeError(
+                f"no thread {thread!r} in this LangGraph state history", source=source
+            )
     out = []
-    for (thread, ns), snaps in groups.items():
+    for (t_id, ns), snaps in groups.items():
         snaps.sort(key=lambda s: (s[0], s[1]))
-        out.append(_thread_request(thread, ns, graph, snaps, source))
+        out.append(_thread_request(t_id, ns, graph, snaps, source, run_attributes or {}))
     return out
 
 
@@ -215,6 +245,7 @@ def _thread_request(
     graph: str | None,
     snaps: list[tuple[int, str, int, dict[str, Any]]],
     source: str,
+    run_attributes: dict[str, Any],
 ) -> PB2ExportTraceServiceRequest:
     run_id = run_id_for_thread(thread, ns)
     trace_id = bytes.fromhex(run_id)
@@ -259,6 +290,7 @@ def _thread_request(
         if version == 1:
             name = f"invoke_workflow {workflow}"
             attrs[c.GEN_AI_OPERATION_NAME] = c.OP_INVOKE_WORKFLOW
+            attrs.update(run_attributes)
         elif len(writers) == 1 and agents:
             agent = agents[0]
             name = f"invoke_agent {agent}"
@@ -299,6 +331,9 @@ def _thread_request(
         ev.time_unix_nano = when
         ev.name = c.EV_STATE_COMMIT
         fill_attrs(ev.attributes, ev_attrs)
+        reads = _reads(snap, by_checkpoint)
+        if agent is not None and agent in reads:
+            _add_read(sp, start, agent, reads[agent])
         if len(writers) > 1 and parent is not None:
             for t in map(_task, parent[1].get("tasks") or ()):
                 if not isinstance(t.get("name"), str) or t["name"].startswith("__"):
@@ -313,6 +348,8 @@ def _thread_request(
                     child, trace_id, _id(8, "agentrace/langgraph/task", thread, ns, cid, str(t.get("id") or t["name"])),
                     sid, f"invoke_agent {t['name']}", start, when, cattrs,
                 )  # fmt: skip
+                if t["name"] in reads:
+                    _add_read(child, start, t["name"], reads[t["name"]])
         if version == 1:
             root_sid = sid
         prev_doc, prev_hash, prev_cid, prev_when = doc, h, cid, when
@@ -336,6 +373,28 @@ def _thread_request(
             sp.status.code = _STATUS_ERROR
             sp.status.message = str(t["error"])
     return req
+
+
+def _reads(snap: dict[str, Any], by_checkpoint: dict[str, tuple[int, Any]]) -> dict[str, int]:
+    """node → the version it read, from a checkpointer's ``versions_seen`` (dumps have none)."""
+    out: dict[str, int] = {}
+    for r in snap.get("reads") or ():
+        if isinstance(r, dict) and isinstance(r.get("node"), str):
+            got = by_checkpoint.get(r.get("checkpoint_id"))  # type: ignore[arg-type]
+            if got is not None:
+                out[r["node"]] = got[0]
+    return out
+
+
+def _add_read(sp: PB2Span, when: int, agent: str, version: int) -> None:
+    # The node read the whole state of the checkpoint it ran from (no keys: every key).
+    ev = sp.events.add()
+    ev.time_unix_nano = when
+    ev.name = c.EV_STATE_READ
+    fill_attrs(
+        ev.attributes,
+        {c.STATE_VERSION: version, c.STATE_AGENT: agent, c.STATE_KEYS: [], c.STATE_VIA: "store"},
+    )
 
 
 def _fill_span(
@@ -390,9 +449,317 @@ def _commit_attrs(
     return attrs
 
 
-def import_history(store: Store, doc: Any, *, source: str = "<input>") -> IngestResult:
-    """Store a parsed ``get_state_history`` dump: one transaction for all its threads."""
-    return store.ingest(history_requests(doc, source=source), source=source)
+def import_history(
+    store: Store, doc: Any, *, source: str = "<input>", thread: str | None = None
+) -> IngestResult:
+    """Store a parsed ``get_state_history`` dump: one transaction for all its threads (or
+    only ``thread``)."""
+    result = store.ingest(history_requests(doc, source=source, thread=thread), source=source)
+    join_threads(store)
+    return result
+
+
+def checkpointer_requests(
+    threads: list[list[dict[str, Any]]],
+    *,
+    source: str,
+    graph: str | None = None,
+    run_attributes: dict[str, Any] | None = None,
+) -> list[PB2ExportTraceServiceRequest]:
+    """OTLP requests for threads of checkpoints as :func:`tracer.checkpoint_snapshots` (or a
+    checkpointer reader) gives them, snapshots oldest first; ``run_attributes`` go on each
+    run's root span (``agentrace.run.parent`` links a replay to the run it replays)."""
+    doc: dict[str, Any] = {"snapshots": [s for snaps in threads for s in snaps]}
+    if graph is not None:
+        doc["graph"] = graph
+    return history_requests(doc, source=source, run_attributes=run_attributes)
+
+
+def import_checkpointer(store: Store, target: str, *, thread: str | None = None) -> IngestResult:
+    """Store every thread (or ``thread``) of a SqliteSaver file or a PostgresSaver URL: one
+    transaction. Raises :class:`tracer.DecodeError` (one line, nothing written) when it cannot."""
+    from ._checkpointer import is_postgres_url, read_postgres, read_sqlite, safe_url
+
+    if is_postgres_url(target):
+        source = safe_url(target)
+        threads = read_postgres(target, thread)
+    else:
+        source = target
+        threads = read_sqlite(target, thread)
+    result = store.ingest(checkpointer_requests(threads, source=source), source=source)
+    join_threads(store)
+    return result
+
+
+# -- what each node wrote, from whichever source the run has ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NodeWrite:
+    """The update one LangGraph node returned in one super-step, as recorded.
+
+    From a checkpointer or a dump (``from_checkpoint``): the writes of a task between two
+    checkpoints, on the span made for it. From an OpenInference trace: the node span's
+    ``output.value`` (a plain map, or the ``update`` of a ``Command``), its super-step from
+    ``metadata.langgraph_step``. A failed attempt wrote nothing and is not listed.
+    """
+
+    node: str
+    step: int
+    update: dict[str, Any]
+    span_id: str
+    parent_span_id: str
+    start_ns: int
+    end_ns: int
+    from_checkpoint: bool
+
+
+def node_update(text: Any) -> dict[str, Any] | None:
+    """A node's update from its recorded output JSON: a map, or a ``Command``'s ``update``."""
+    value = _json_obj(text)
+    if not isinstance(value, dict):
+        return None
+    update = value.get("update")
+    if isinstance(update, dict) and ("goto" in value or "graph" in value or "resume" in value):
+        return update
+    return value
+
+
+def _bare_update(raw: Any, mime: Any, before: Any, after: Any) -> dict[str, Any] | None:
+    """A one-key map OpenInference recorded as its bare value (``{"next": "FINISH"}`` becomes
+    ``FINISH``): the key is the one whose value became that in the state ``after`` (and was
+    not already in the state ``before``); None unless exactly one key fits."""
+    if raw is None or not isinstance(after, dict):
+        return None
+    parsed = _json_obj(raw)
+    values = [parsed] if mime == "application/json" else [raw, parsed]
+    for value in values:
+        if value is None:
+            continue
+        keys = [
+            k for k, v in after.items()
+            if v == value and not (isinstance(before, dict) and before.get(k) == value)
+        ]  # fmt: skip
+        if len(keys) == 1:
+            return {keys[0]: value}
+    return None
+
+
+def trace_node_updates(
+    nodes: list[tuple[Any, int, dict[str, Any]]], final: Any
+) -> dict[Any, dict[str, Any]]:
+    """The updates of a trace's LangGraph node spans: ``nodes`` as ``(key, step, attributes)``,
+    ``final`` the graph's final state (the root span's ``output.value``). A map is the update,
+    a ``Command`` gives its ``update``, a bare value its key (see :func:`_bare_update`), seen
+    in the state the next step's nodes got (their ``input.value``) or the final state."""
+    inputs: dict[int, Any] = {}
+    for _, step, attrs in sorted(nodes, key=lambda n: n[1]):
+        got = _json_obj(attrs.get("input.value"))
+        if isinstance(got, dict):
+            inputs.setdefault(step, got)
+    out: dict[Any, dict[str, Any]] = {}
+    for key, step, attrs in nodes:
+        update = node_update(attrs.get("output.value"))
+        if update is None:
+            later = [s for s in inputs if s > step]
+            after = inputs[min(later)] if later else final
+            update = _bare_update(
+                attrs.get("output.value"), attrs.get("output.mime_type"),
+                _json_obj(attrs.get("input.value")), after,
+            )  # fmt: skip
+        if update is not None:
+            out[key] = update
+    return out
+
+
+def langgraph_writes(store: Store, run_id: str) -> list[NodeWrite]:
+    """Every node's update in a LangGraph run, by super-step then start (see :class:`NodeWrite`)."""
+    rows = store.sql(
+        """SELECT span_id, parent_span_id, agent, attributes, scope_name, start_ns, end_ns, name
+           FROM spans WHERE trace_id = $run AND agent IS NOT NULL AND parent_span_id <> ''
+             AND status_code <> 'ERROR'""",
+        {"run": run_id},
+    ).fetchall()
+    out = []
+    traced: list[tuple[Any, int, dict[str, Any]]] = []
+    for span_id, parent, agent, attrs_text, scope, start, end, name in rows:
+        attrs = orjson.loads(attrs_text)
+        row = (agent, span_id, parent, start, end)
+        if scope == SCOPE:
+            step = attrs.get(c.AGENT_STEP)
+            update = node_update(attrs.get(c.AGENT_OUTPUT))
+            if isinstance(step, int) and not isinstance(step, bool) and update is not None:
+                out.append(NodeWrite(agent, step, update, span_id, parent, start, end, True))
+            continue
+        meta = langgraph_metadata(attrs)
+        # The node's own span (named for it), not the model and tool spans inside it.
+        if meta is not None and meta["langgraph_node"] == agent == name:
+            step = meta.get("langgraph_step")
+            if isinstance(step, int) and not isinstance(step, bool):
+                traced.append((row, step, attrs))
+    if traced:
+        roots = store.sql(
+            """SELECT attributes FROM spans WHERE trace_id = $run AND parent_span_id = ''
+               ORDER BY start_ns, span_id LIMIT 1""",
+            {"run": run_id},
+        ).fetchall()
+        final = _json_obj(orjson.loads(roots[0][0]).get("output.value")) if roots else None
+        updates = trace_node_updates(traced, final)
+        for row, step, _ in traced:
+            if row in updates:
+                agent, span_id, parent, start, end = row
+                out.append(NodeWrite(agent, step, updates[row], span_id, parent, start, end, False))
+    out.sort(key=lambda w: (w.step, w.start_ns, w.node, w.span_id))
+    return out
+
+
+# -- one run from two sources: a thread's trace and its checkpoints ----------------------------
+
+DERIVED_CHECKPOINTER: Final = "langgraph-checkpoint"
+
+
+def _thread_of_trace(attrs: dict[str, Any]) -> str | None:
+    session = attrs.get(OI_SESSION)
+    if isinstance(session, str) and session:
+        return session
+    meta = _json_obj(attrs.get(OI_METADATA)) if isinstance(attrs.get(OI_METADATA), str) else None
+    thread = meta.get("thread_id") if isinstance(meta, dict) else None
+    return thread if isinstance(thread, str) and thread else None
+
+
+def join_threads(store: Store) -> frozenset[str]:
+    """Join every LangGraph thread imported from a checkpointer (or a dump) with its trace,
+    in one transaction (see :func:`join_checkpoints`); returns the runs that took checkpoints."""
+    with store._transaction() as con:
+        joined = join_checkpoints(con)
+        if joined:
+            store._refresh_runs(con, sorted(joined))
+    store._invalidate(joined)
+    return joined
+
+
+def join_checkpoints(con: Any, trace_ids: Iterable[str] | None = None) -> frozenset[str]:
+    """Join LangGraph threads imported from a checkpointer (or a dump) with the one trace of
+    that thread (root ``session.id`` or ``metadata.thread_id`` = the thread id), whichever
+    arrived first. Runs inside the caller's transaction (the store's derive phase calls it
+    for the traces a batch touched, ``trace_ids``; None looks at every trace).
+
+    The trace's run keeps its spans and takes the checkpoints' versions and reads
+    (``derived`` = ``langgraph-checkpoint``, pointing at the node span that wrote or read
+    them, or '' for a step of several nodes); the versions rebuilt from the trace and the
+    spans and run made for the checkpoints go. A trace that took checkpoints before keeps
+    them (versions rebuilt from a late batch of it are dropped again). A thread with
+    several traces (one per ``invoke``) is left as it is. Returns the runs that changed.
+    """
+    ckpt_rows = con.execute(
+        """SELECT trace_id, attributes->>'$."langgraph.thread_id"' FROM spans
+           WHERE scope_name = $scope AND parent_span_id = ''
+             AND coalesce(attributes->>'$."langgraph.checkpoint.ns"', '') = ''""",
+        {"scope": SCOPE},
+    ).fetchall()
+    by_thread = {thread: run for run, thread in ckpt_rows if thread}
+    q = """SELECT trace_id, attributes FROM spans
+           WHERE parent_span_id = '' AND starts_with(scope_name, $scope)"""
+    params: dict[str, Any] = {"scope": LANGCHAIN_SCOPE_PREFIX}
+    if trace_ids is not None:
+        q += " AND trace_id IN (SELECT unnest($ids))"
+        params["ids"] = sorted(set(trace_ids))
+    traces: dict[str, list[str]] = {}
+    for trace_id, attrs_text in con.execute(q, params).fetchall():
+        thread = _thread_of_trace(orjson.loads(attrs_text))
+        if thread is not None:
+            traces.setdefault(thread, []).append(trace_id)
+    changed: set[str] = set()
+    for thread, runs in traces.items():
+        if len(runs) != 1:
+            continue
+        (trace_run,) = runs
+        if thread in by_thread:
+            _join(con, by_thread[thread], trace_run)
+            changed.add(trace_run)
+        elif trace_ids is not None:
+            # Joined before: what the derive phase just rebuilt from the trace goes again.
+            (n,) = con.execute(
+                "SELECT count(*) FROM state_versions WHERE run_id = ? AND derived = ?",
+                [trace_run, DERIVED_CHECKPOINTER],
+            ).fetchone()
+            if n:
+                con.execute(
+                    "DELETE FROM state_versions WHERE run_id = ? AND derived = ?",
+                    [trace_run, SOURCE_TRACE],
+                )
+                _repoint(con, trace_run)  # node spans may have come in this batch
+                changed.add(trace_run)
+    return frozenset(changed)
+
+
+def _join(con: Any, ckpt_run: str, trace_run: str) -> None:
+    # What the trace alone had given (versions rebuilt from node outputs) and an earlier join.
+    con.execute(
+        "DELETE FROM state_versions WHERE run_id = ? AND derived IN (?, ?)",
+        [trace_run, SOURCE_TRACE, DERIVED_CHECKPOINTER],
+    )
+    con.execute(
+        "DELETE FROM state_reads WHERE run_id = ? AND derived = ?",
+        [trace_run, DERIVED_CHECKPOINTER],
+    )
+    for table in ("state_versions", "state_reads"):
+        con.execute(
+            f"UPDATE {table} SET run_id = ?, derived = ? WHERE run_id = ?",
+            [trace_run, DERIVED_CHECKPOINTER, ckpt_run],
+        )
+    # The spans made for the checkpoints have served: the trace's are the real ones.
+    for table in ("span_events", "span_links", "spans"):
+        con.execute(f"DELETE FROM {table} WHERE trace_id = ?", [ckpt_run])
+    for table in ("runs", "findings"):
+        con.execute(f"DELETE FROM {table} WHERE run_id = ?", [ckpt_run])
+    _repoint(con, trace_run)
+
+
+def _repoint(con: Any, run: str) -> None:
+    """Point a joined run's checkpoint rows at the trace's spans: version 1 at the root (it
+    carried the input), a version one node wrote at that node's span of that super-step (the
+    last attempt that did not fail), a read at the span of the node that read, in the step
+    after the version it read; '' where no one span is it (a step of several nodes)."""
+    nodes: dict[tuple[str, int], tuple[int, str]] = {}
+    root = ""
+    for sid, parent, attrs_text, status, end in con.execute(
+        "SELECT span_id, parent_span_id, attributes, status_code, end_ns FROM spans WHERE trace_id = ?",
+        [run],
+    ).fetchall():
+        if not parent:
+            root = sid
+            continue
+        meta = langgraph_metadata(orjson.loads(attrs_text))
+        step = meta.get("langgraph_step") if meta is not None else None
+        if meta is None or not isinstance(step, int) or status == "ERROR":
+            continue
+        key = (meta["langgraph_node"], step)
+        if key not in nodes or nodes[key][0] < end:
+            nodes[key] = (end, sid)
+
+    def span(agent: str | None, step: int | None) -> str:
+        return nodes.get((agent, step), (0, ""))[1] if agent and step is not None else ""
+
+    steps: dict[int, int | None] = {}
+    for version, agent, step in con.execute(
+        "SELECT version, agent, step FROM state_versions WHERE run_id = ? AND derived = ?",
+        [run, DERIVED_CHECKPOINTER],
+    ).fetchall():
+        steps[version] = step
+        con.execute(
+            "UPDATE state_versions SET span_id = ? WHERE run_id = ? AND version = ? AND derived = ?",
+            [root if version == 1 else span(agent, step), run, version, DERIVED_CHECKPOINTER],
+        )
+    for rowid, agent, version in con.execute(
+        "SELECT rowid, agent, version FROM state_reads WHERE run_id = ? AND derived = ?",
+        [run, DERIVED_CHECKPOINTER],
+    ).fetchall():
+        read_step = steps.get(version)
+        con.execute(
+            "UPDATE state_reads SET span_id = ? WHERE rowid = ?",
+            [span(agent, None if read_step is None else read_step + 1), rowid],
+        )
 
 
 # -- state rebuilt from OpenInference traces ---------------------------------------------------
@@ -433,11 +800,9 @@ def trace_versions(trace_id: str, spans: list[tuple[Any, ...]]) -> list[tuple[An
     root_sid, _, _, root_start, _, root_text = roots[0]
     root_attrs = orjson.loads(root_text)
     initial = _json_obj(root_attrs.get("input.value"))
-    if not isinstance(initial, dict):
-        return []
     final = _json_obj(root_attrs.get("output.value"))
     final = final if isinstance(final, dict) else None
-    nodes: list[tuple[int, int, str, str, int, dict[str, Any]]] = []
+    found: list[tuple[Any, int, dict[str, Any]]] = []
     for sid, pid, name, start, end, attrs_text in spans:
         if pid != root_sid:
             continue
@@ -445,11 +810,24 @@ def trace_versions(trace_id: str, spans: list[tuple[Any, ...]]) -> list[tuple[An
         meta = langgraph_metadata(attrs)
         if meta is None or meta["langgraph_node"] != name:
             continue
-        update = _json_obj(attrs.get("output.value"))
-        if not isinstance(update, dict):
-            continue
         step = meta.get("langgraph_step")
-        nodes.append((step if isinstance(step, int) else 0, start, sid, name, end, update))
+        found.append(((sid, name, start, end), step if isinstance(step, int) else 0, attrs))
+    if not isinstance(initial, dict):
+        # A one-key input recorded as its bare value: its key, from the first full state seen.
+        seen = [_json_obj(a.get("input.value")) for _, _, a in sorted(found, key=lambda f: f[1])]
+        first = next((x for x in seen if isinstance(x, dict)), final)
+        initial = _bare_update(
+            root_attrs.get("input.value"), root_attrs.get("input.mime_type"), None, first
+        )
+        if initial is None:
+            return []
+    # Updates returned as a map, as a Command, or (one key) as a bare value.
+    updates = trace_node_updates(found, final)
+    nodes: list[tuple[int, int, str, str, int, dict[str, Any]]] = [
+        (step, key[2], key[0], key[1], key[3], updates[key])
+        for key, step, _ in found
+        if key in updates
+    ]
     if not nodes:
         return []
     nodes.sort(key=lambda n: (n[0], n[1], n[2]))

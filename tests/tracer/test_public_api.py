@@ -12,7 +12,7 @@ PUBLIC = {
     "StateRead", "Message", "Finding", "IngestResult", "VerifyResult", "FieldChange",
     # OTLP in and out
     "decode_json", "decode_proto", "encode_json", "read_records", "Record", "detect_format",
-    "import_file", "expand_paths", "import_history", "history_requests", "run_id_for_thread",
+    "import_file", "expand_paths", "import_history", "import_checkpointer", "langgraph_writes", "checkpoint_snapshots", "checkpointer_requests", "NodeWrite", "safe_url", "CheckpointerError", "history_requests", "run_id_for_thread",
     "derive_trace_state", "classify", "span_facts", "SpanFacts", "Redactor",
     "Receiver", "ReceiverStats", "start_receiver", "serve", "GrpcReceiver", "start_grpc_receiver",
     "StoreSpanExporter",

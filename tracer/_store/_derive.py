@@ -274,6 +274,10 @@ def derive_langgraph(con: duckdb.DuckDBPyConnection, trace_ids: list[str]) -> in
             con.execute("INSERT INTO state_versions SELECT * FROM _derived_versions")
         finally:
             con.unregister("_derived_versions")
+    # A thread whose checkpoints are stored: they, not the rebuilt line, are its state.
+    from .._langgraph import join_checkpoints
+
+    join_checkpoints(con, trace_ids)
     return max(0, len(versions) - int(before))
 
 

@@ -18,15 +18,17 @@ from ._resilience import (
     detect_contract_violations,
     detect_incomplete_sagas,
 )
-from ._state_bugs import detect_lost_updates, detect_stale_reads
+from ._state_bugs import detect_stale_reads
+from ._superstep import detect_all_lost_updates
 
 _ALL = (
     Detector("stale_read", Severity.ERROR,
              "an agent read a version of keys after a later version of them was committed",
              "state_reads and state_versions", detect_stale_reads),
     Detector("lost_update", Severity.ERROR,
-             "a commit overwrote keys changed since its base, without having read them",
-             "state_versions with base_version", detect_lost_updates),
+             "a commit overwrote keys changed since its base, without having read them, "
+             "or parallel nodes of a super-step wrote one key and one write was kept",
+             "state_versions with base_version; LangGraph super-steps", detect_all_lost_updates),
     Detector("duplicate_delivery", Severity.ERROR,
              "a message processed more than once by one consumer group",
              "process spans (messages)", detect_duplicate_deliveries),

@@ -25,8 +25,10 @@ from tracer import (
     Redactor,
     Store,
     expand_paths,
+    import_checkpointer,
     import_file,
     printable,
+    safe_url,
 )
 
 from .._cli_base import cli, console, db_option, errors_to_exit, fail
@@ -78,6 +80,10 @@ def make_redactor(patterns: tuple[str, ...], keys: tuple[str, ...], off: bool) -
 @click.option(
     "--skip-bad", is_flag=True, help="Store the good records of a bad file and report the bad ones."
 )
+@click.option(
+    "--thread", metavar="ID", default=None,
+    help="From a LangGraph checkpointer or state history dump, only this thread.",
+)  # fmt: skip
 @redact_options
 @click.option(
     "--progress/--no-progress",
@@ -91,22 +97,27 @@ def import_(
     db: str,
     fmt: str,
     skip_bad: bool,
+    thread: str | None,
     redact_patterns: tuple[str, ...],
     redact_keys: tuple[str, ...],
     no_redact: bool,
     show_progress: bool | None,
 ) -> None:
-    """Import OTLP trace files and LangGraph state history dumps into the store.
+    """Import OTLP trace files and LangGraph checkpoints into the store.
 
-    FILES may be files, folders (every file under them) and glob patterns. Read:
-    OTLP/JSON lines as the collector's file exporter writes them, a single OTLP/JSON
-    request, raw or 4-byte length-prefixed protobuf (the file exporter's `format:
-    proto` and `compression: zstd`), gzip or zstd compressed; and LangGraph
-    `get_state_history` dumps (JSON), whose snapshots become state versions.
+    FILES may be files, folders (every file under them), glob patterns and
+    postgresql:// URLs. Read: OTLP/JSON lines as the collector's file exporter writes
+    them, a single OTLP/JSON request, raw or 4-byte length-prefixed protobuf (the file
+    exporter's `format: proto` and `compression: zstd`), gzip or zstd compressed;
+    LangGraph `get_state_history` dumps (JSON) and LangGraph checkpointers (a
+    SqliteSaver file, a PostgresSaver database as a postgresql:// URL), whose
+    checkpoints become state versions, every thread a run (or only --thread ID).
     Each file is one transaction; secrets are redacted before anything is written.
     """
     redactor = make_redactor(redact_patterns, redact_keys, no_redact)
-    paths = list(expand_paths(list(files)))
+    # A postgresql:// URL is a checkpointer, not a path; it goes by its name without password.
+    urls = [f for f in files if f.startswith(("postgresql://", "postgres://"))]
+    paths = list(expand_paths([f for f in files if f not in urls]))
     total_bytes = sum(_size(p) for p in paths)
     err_console = console(stderr=True)
     if show_progress is None:
@@ -115,10 +126,10 @@ def import_(
     missing = [p for p in paths if not p.is_file()]
     for p in missing:
         click.echo(f"agentrace: {printable(str(p))}: no such file", err=True)
-    if len(missing) == len(paths):
+    if len(missing) == len(paths) and not urls:
         # Nothing to read: refuse before the store is created or touched.
         raise SystemExit(1)
-    named, bad_files = len(paths), len(missing)
+    named, bad_files = len(paths) + len(urls), len(missing)
     paths = [p for p in paths if p not in missing]
     sizes = [_size(p) for p in paths]
     with Store(db) as store:
@@ -138,7 +149,14 @@ def import_(
                     progress.update(task, completed=base + nbytes)
 
                 try:
-                    result = import_file(store, path, fmt=fmt, skip_bad=skip_bad, progress=advance)  # type: ignore[arg-type]
+                    result = import_file(
+                        store,
+                        path,
+                        fmt=fmt,  # type: ignore[arg-type]  # click.Choice checked it
+                        skip_bad=skip_bad,
+                        progress=advance,
+                        thread=thread,
+                    )
                 except DecodeError as exc:
                     bad_files += 1
                     _say(progress, f"agentrace: {exc}")
@@ -147,6 +165,13 @@ def import_(
                         _say(progress, f"agentrace: skipped: {err}")
                     total += result
                 done_before += size
+            for url in urls:
+                progress.update(task, description=_short(Path(safe_url(url))))
+                try:
+                    total += import_checkpointer(store, url, thread=thread)
+                except DecodeError as exc:
+                    bad_files += 1
+                    _say(progress, f"agentrace: {exc}")
     click.echo(
         f"imported {named - bad_files} of {named} file(s): {total.runs} run(s), {total.spans} span(s), "
         f"{total.versions} state version(s); {total.skipped} already stored, {len(total.errors)} bad record(s) skipped"

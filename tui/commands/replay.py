@@ -67,6 +67,14 @@ def _writable(db: str) -> None:
     help="Replay with this workflow instead of the one recorded on the run.",
 )
 @click.option(
+    "--graph",
+    "graph",
+    default=None,
+    metavar="MODULE:ATTR",
+    help="A LangGraph run: replay it with this compiled graph, each node answered from its "
+    "recorded writes (with --from-version K, a fork from checkpoint K).",
+)
+@click.option(
     "--explore",
     "explore",
     type=click.IntRange(min=1),
@@ -96,7 +104,7 @@ def _writable(db: str) -> None:
 @errors_to_exit
 def replay(
     run_id: str, from_version: int | None, overrides: tuple[str, ...], workflow: str | None,
-    explore: int | None, invariants: tuple[str, ...], seed: int, no_record: bool, db: str,
+    graph: str | None, explore: int | None, invariants: tuple[str, ...], seed: int, no_record: bool, db: str,
     as_json: bool,
 ) -> None:  # fmt: skip
     """Replay a recorded run: its workflow again, each agent fed its recorded output.
@@ -107,6 +115,11 @@ def replay(
     function) and is compared too; with --from-version the run is replayed up to that
     version and runs live from there (a fork). The new run is recorded into the store,
     linked to the original.
+
+    A LangGraph run (imported from its checkpointer) replays with --graph MODULE:ATTR,
+    the user's compiled graph: each node answered from the update it wrote in that
+    super-step, no model called; --override NODE=MODULE:FUNC runs a node live, and
+    --from-version K forks from checkpoint K (live from there).
 
     A run recorded without a workflow (an imported trace) is listed step by step
     instead; --override AGENT=MODULE:FUNC then checks FUNC(state, input) against
@@ -124,6 +137,19 @@ def replay(
     with open_store(db, read_only=False) as store:
         replayer = Replayer(store, record=not no_record)
         rec_run = store.run(store.resolve_run(run_id))
+        if graph is not None:
+            from engine._langgraph_replay import replay_graph
+
+            if workflow is not None or explore is not None:
+                raise click.BadParameter(
+                    "--graph replays a LangGraph run; leave out --workflow and --explore"
+                )
+            replayed = replay_graph(
+                store, rec_run.run_id, graph, from_version=from_version, overrides=chosen,
+                record=not no_record,
+            )  # fmt: skip
+            _replayed(replayed, chosen, as_json)
+            return
         if not rec_run.workflow_ref and workflow is None:
             _trace(TraceReplay(store, rec_run.run_id), chosen, as_json)
             return
