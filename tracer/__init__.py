@@ -24,6 +24,7 @@ from ._import import detect_format, expand_paths, import_file
 from ._langgraph import derive_trace_state, history_requests, import_history, run_id_for_thread
 from ._mapping import SpanFacts, classify, span_facts
 from ._otlp import Record, decode_json, decode_proto, encode_json, read_records
+from ._printable import json_printable, printable
 from ._recorder import ActiveSpan, Recorder, SpanBatch, SpanContext, SpanData, SpanSink
 from ._redact import Redactor
 from ._sinks import (
@@ -143,6 +144,8 @@ __all__ = [
     "history_requests",
     "import_file",
     "import_history",
+    "json_printable",
+    "printable",
     "read_records",
     "run_id_for_thread",
     "serve",

@@ -7,16 +7,16 @@ spans are committed: OK with ``partial_success`` when some spans were refused,
 INVALID_ARGUMENT for a request that does not decode, RESOURCE_EXHAUSTED for one
 over the size cap, UNAVAILABLE (retryable) when the writer is behind or the
 store cannot be written, UNAUTHENTICATED without the bearer token when one is
-set. Runs on the caller's asyncio loop (grpc.aio).
+set (the scheme in any case). With ``tls`` (PEM key and certificate chain) it
+serves over TLS. Runs on the caller's asyncio loop (grpc.aio).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 from typing import Any
 
-from ._receiver import MAX_BODY, Job, Outcome, Writer, settle, success_body
+from ._receiver import MAX_BODY, Job, Outcome, Writer, bearer_ok, settle, success_body
 
 _METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 DEFAULT_GRPC_PORT = 4317
@@ -39,6 +39,7 @@ async def start_grpc_receiver(
     port: int = DEFAULT_GRPC_PORT,
     *,
     token: str | None = None,
+    tls: tuple[bytes, bytes] | None = None,
 ) -> GrpcReceiver:
     """Serve OTLP/gRPC on ``host:port`` (0 picks a free port) into ``writer``."""
     try:
@@ -51,7 +52,7 @@ async def start_grpc_receiver(
     async def export(body: bytes, context: Any) -> bytes:
         if token is not None:
             sent = dict(context.invocation_metadata() or ()).get("authorization", "")
-            if not hmac.compare_digest(str(sent).encode(), f"Bearer {token}".encode()):
+            if not bearer_ok(str(sent), token):
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, "a bearer token is required")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Outcome] = loop.create_future()
@@ -82,7 +83,11 @@ async def start_grpc_receiver(
     ]
     server = grpc.aio.server(options=options)
     server.add_generic_rpc_handlers((handler,))
-    bound = server.add_insecure_port(f"{host}:{port}")
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if tls is not None:
+        bound = server.add_secure_port(address, grpc.ssl_server_credentials([tls]))
+    else:
+        bound = server.add_insecure_port(address)
     if not bound:
         raise OSError(f"cannot listen on {host}:{port}")
     await server.start()

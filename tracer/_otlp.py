@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import json
 import re
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -274,11 +278,28 @@ def decode_json(
 
 def encode_json(req: PB2ExportTraceServiceRequest) -> bytes:
     """One line of OTLP/JSON (no trailing newline); the same message gives the same bytes."""
-    obj = json_format.MessageToDict(
-        req, use_integers_for_enums=True, preserving_proto_field_name=False
-    )
-    _ids_b64_to_hex(obj)
-    return orjson.dumps(obj)
+    # MessageToDict recurses a few frames per level of a key-value list: a 250-deep one
+    # passes Python's default limit. Its frames are Python frames, not C stack.
+    with _recursion_room():
+        obj = json_format.MessageToDict(
+            req, use_integers_for_enums=True, preserving_proto_field_name=False
+        )
+        _ids_b64_to_hex(obj)
+        try:
+            return orjson.dumps(obj)
+        except orjson.JSONEncodeError:
+            # orjson stops at 255 levels of JSON (each key-value list level is four).
+            return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+@contextlib.contextmanager
+def _recursion_room(limit: int = 20_000) -> Iterator[None]:
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(old)
 
 
 def decode_proto(

@@ -12,10 +12,20 @@ What a client gets, per the OTLP/HTTP specification:
   cap (64 MiB, after decompression: a gzip bomb is stopped at the cap), 415 for
   a content type other than ``application/x-protobuf`` / ``application/json``
   or an unknown ``Content-Encoding`` (gzip, deflate, zstd and identity are
-  known), 429 with ``Retry-After`` when the writer is too far behind (the
-  bytes waiting for it pass a bound), 503 with ``Retry-After`` while shutting
-  down or when the store cannot be written. Every 4xx/5xx body is a
-  ``google.rpc.Status`` in the request's encoding.
+  known), 408 for a body that does not arrive in time, 429 with
+  ``Retry-After`` when the bytes of bodies being read or waiting for the writer
+  would pass a bound (decided from ``Content-Length`` before the body is read),
+  503 with ``Retry-After`` while shutting down, when the store cannot be
+  written, or when the connection cap is reached (then before anything is
+  read). Every 4xx/5xx body is a ``google.rpc.Status`` in the request's
+  encoding.
+
+Bounds (tracer._guard): open connections, the time to send a request's
+headers (which also closes idle keep-alive connections), the time between two
+chunks of a body and for the whole body, the bytes in flight across requests.
+Logs are one escaped line per event, rate-limited. ``Authorization: Bearer``
+is compared in constant time, the scheme in any case. With an ``ssl_context``
+it serves HTTPS.
 
 Each request is one transaction: stored whole (or whole minus the spans its
 partial success names) or not at all.
@@ -32,9 +42,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import logging
 import signal
+import ssl
 import threading
 import time
 import zlib
@@ -55,6 +67,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from ._errors import AgentraceError, DecodeError
 from ._files import _zstd
+from ._guard import Connections, InFlight, install_log_filter
 from ._otlp import decode_proto
 from ._store._ingest import Batch
 from ._store._store import Store
@@ -62,7 +75,11 @@ from ._store._store import Store
 log = logging.getLogger("agentrace.receiver")
 
 MAX_BODY: Final = 64 * 1024 * 1024  # per the OTLP/HTTP guidance, after decompression
-MAX_PENDING: Final = 256 * 1024 * 1024  # bytes waiting for the writer before 429
+MAX_PENDING: Final = 256 * 1024 * 1024  # bytes read or waiting for the writer before 429
+MAX_CONNECTIONS: Final = 256  # well under the usual 1024 file descriptors
+HEADER_TIMEOUT: Final = 10.0  # seconds to send a request's headers (or idle keep-alive)
+BODY_IDLE_TIMEOUT: Final = 15.0  # seconds between two chunks of a body
+BODY_TIMEOUT: Final = 120.0  # seconds for a whole body (64 MiB at ~0.5 MB/s)
 DEFAULT_HOST: Final = "127.0.0.1"
 DEFAULT_PORT: Final = 4318
 TOKEN_ENV: Final = "AGENTRACE_TOKEN"
@@ -84,7 +101,9 @@ _JSON_TYPES: Final = frozenset({"application/json"})
 _ENCODINGS: Final = frozenset({"", "identity", "gzip", "x-gzip", "deflate", "zstd"})
 
 # google.rpc.Code values for the HTTP statuses we send.
-_RPC_CODE: Final = {400: 3, 401: 16, 404: 5, 405: 12, 413: 8, 415: 3, 429: 8, 500: 13, 503: 14}
+_RPC_CODE: Final = {
+    400: 3, 401: 16, 404: 5, 405: 12, 408: 4, 413: 8, 415: 3, 429: 8, 500: 13, 503: 14,
+}  # fmt: skip
 
 Encoding = Literal["proto", "json"]
 
@@ -119,6 +138,17 @@ class ReceiverStats:
 
 class _TooLarge(Exception):
     pass
+
+
+class _Busy(Exception):
+    pass
+
+
+def bearer_ok(header: str, token: str) -> bool:
+    """``header`` is ``Bearer <token>`` (the scheme in any case, per RFC 9110), compared in constant time."""
+    scheme, _, credential = header.strip().partition(" ")
+    ok_scheme = scheme.lower() == "bearer"
+    return hmac.compare_digest(credential.strip().encode(), token.encode()) and ok_scheme
 
 
 def _varint(n: int) -> bytes:
@@ -622,6 +652,11 @@ class Receiver:
         token: str | None = None,
         max_body: int = MAX_BODY,
         max_pending: int = MAX_PENDING,
+        max_connections: int = MAX_CONNECTIONS,
+        header_timeout: float = HEADER_TIMEOUT,
+        body_idle_timeout: float = BODY_IDLE_TIMEOUT,
+        body_timeout: float = BODY_TIMEOUT,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.store = store
         self.host = host
@@ -629,8 +664,14 @@ class Receiver:
         self.token = token or None
         self.max_body = max_body
         self.max_pending = max_pending
+        self.body_idle_timeout = body_idle_timeout
+        self.body_timeout = body_timeout
+        self.ssl_context = ssl_context
+        self.connections = Connections(max_connections, header_timeout)
+        self.in_flight = InFlight(max_pending)
         self._writer: Writer | None = None
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.AbstractServer | None = None
         self._closing = False
 
     @property
@@ -640,7 +681,9 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self._port}/v1/traces"
+        scheme = "https" if self.ssl_context is not None else "http"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self._port}/v1/traces"
 
     @property
     def stats(self) -> ReceiverStats:
@@ -653,30 +696,53 @@ class Receiver:
         return self._writer
 
     async def start(self) -> None:
+        if not self.host.strip():
+            # An empty host would bind every interface: say which one.
+            raise OSError("an empty host binds every interface; name one (0.0.0.0 for all)")
+        install_log_filter()
         self._writer = Writer(self.store, max_body=self.max_body, max_pending=self.max_pending)
         # The cap applies to the body as sent; decompression is ours, capped again.
-        app = web.Application(client_max_size=self.max_body)
+        app = web.Application(client_max_size=self.max_body, middlewares=[self._deadline])
         app.router.add_post("/v1/traces", self._traces)
         app.router.add_route("*", "/v1/traces", self._not_allowed)
         runner = web.AppRunner(app, auto_decompress=False, access_log=None, shutdown_timeout=30.0)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self._port, reuse_address=True)
+        loop = asyncio.get_running_loop()
+        handlers = runner.server
+        if handlers is None:
+            raise RuntimeError("the HTTP runner did not set up")
         try:
-            await site.start()
+            # Our own listening socket (not web.TCPSite) so that every connection goes
+            # through the cap and the header deadline before aiohttp reads a byte of it.
+            self._server = await loop.create_server(
+                self.connections.factory(handlers), self.host, self._port,
+                ssl=self.ssl_context, reuse_address=True, backlog=128,
+            )  # fmt: skip
         except OSError:
             await runner.cleanup()
             self._writer.stop()
             raise
         self._runner = runner
-        addresses = runner.addresses
-        if addresses:
-            self._port = int(addresses[0][1])
+        sockets = self._server.sockets
+        if sockets:
+            self._port = int(sockets[0].getsockname()[1])
         log.info("listening on %s", self.url)
+
+    @web.middleware
+    async def _deadline(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.connections.request_started(request.transport)
+        try:
+            response: web.StreamResponse = await handler(request)
+            return response
+        finally:
+            self.connections.request_done(request.transport)
 
     async def close(self) -> None:
         if self._closing:
             return
         self._closing = True
+        if self._server is not None:
+            self._server.close()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._writer is not None:
@@ -697,19 +763,53 @@ class Receiver:
     ) -> web.Response:
         """An error answer without the writer: counted and logged like the writer's."""
         self.writer.count(f"request from {request.remote or '?'}", Outcome(status, message=message))
-        return _response(
+        response = _response(
             status, status_body(status, message, encoding), encoding, retry=status in (429, 503)
         )
+        if status in (408, 413, 429, 503):
+            # The body may be unread: end the connection rather than read it to the end.
+            response.force_close()
+        return response
+
+    async def _read_body(self, request: web.Request, held: int) -> tuple[bytes, int]:
+        """The body, within the timeouts and the bytes in flight; ``held`` (reserved) grows with it.
+
+        Raises ``TimeoutError``, :class:`_TooLarge` or :class:`_Busy`; whatever was
+        reserved here beyond ``held`` is then released (``held`` is the caller's).
+        """
+        start = held
+        body = bytearray()
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                while True:
+                    chunk = await asyncio.wait_for(
+                        request.content.readany(), self.body_idle_timeout
+                    )
+                    if not chunk:
+                        return bytes(body), held
+                    body += chunk
+                    if len(body) > self.max_body:
+                        raise _TooLarge
+                    if len(body) > held:
+                        more = max(len(body) - held, 1024 * 1024)
+                        if not self.in_flight.reserve(more):
+                            raise _Busy
+                        held += more
+        except BaseException:
+            if held > start:
+                self.in_flight.release(held - start)
+            raise
+        raise AssertionError("unreachable")  # the loop returns
 
     async def _traces(self, request: web.Request) -> web.StreamResponse:
         ctype = request.content_type
         encoding: Encoding = "proto" if ctype in _PROTO_TYPES else "json"
         if self._closing:
             return self._refuse(request, 503, "the receiver is shutting down", encoding)
-        if self.token is not None:
-            auth = request.headers.get("Authorization", "")
-            if not hmac.compare_digest(auth.encode(), f"Bearer {self.token}".encode()):
-                return self._refuse(request, 401, "a bearer token is required", encoding)
+        if self.token is not None and not bearer_ok(
+            request.headers.get("Authorization", ""), self.token
+        ):
+            return self._refuse(request, 401, "a bearer token is required", encoding)
         if ctype not in _PROTO_TYPES and ctype not in _JSON_TYPES:
             message = f"unsupported Content-Type {ctype!r}; send application/x-protobuf or application/json"
             return self._refuse(request, 415, message, "json")
@@ -720,23 +820,44 @@ class Receiver:
         too_large = f"the body is over {self.max_body} bytes"
         if request.content_length is not None and request.content_length > self.max_body:
             return self._refuse(request, 413, too_large, encoding)
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return self._refuse(request, 413, too_large, encoding)
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Outcome] = loop.create_future()
-
-        def done(outcome: Outcome) -> None:
-            loop.call_soon_threadsafe(settle, fut, outcome)
-
-        job = Job(
-            body, encoding, content_encoding, done, source=f"request from {request.remote or '?'}"
-        )
-        if not self.writer.try_submit(job):
-            if self._closing:
-                return self._refuse(request, 503, "the receiver is shutting down", encoding)
+        # Bytes in flight are counted before the body is read: Content-Length when sent,
+        # else a first chunk's worth, grown as the body arrives.
+        held = request.content_length if request.content_length is not None else 64 * 1024
+        if not self.in_flight.reserve(held):
             return self._refuse(request, 429, "the receiver is behind; retry later", encoding)
+        handed_over = False
+        try:
+            try:
+                body, held = await self._read_body(request, held)
+            except _TooLarge:
+                return self._refuse(request, 413, too_large, encoding)
+            except _Busy:
+                return self._refuse(request, 429, "the receiver is behind; retry later", encoding)
+            except TimeoutError:
+                return self._refuse(request, 408, "the body did not arrive in time", encoding)
+            loop = asyncio.get_running_loop()
+            fut: asyncio.Future[Outcome] = loop.create_future()
+            release = functools.partial(self.in_flight.release, held)
+
+            def done(outcome: Outcome) -> None:
+                release()
+                loop.call_soon_threadsafe(settle, fut, outcome)
+
+            job = Job(
+                body,
+                encoding,
+                content_encoding,
+                done,
+                source=f"request from {request.remote or '?'}",
+            )
+            if not self.writer.try_submit(job):
+                if self._closing:
+                    return self._refuse(request, 503, "the receiver is shutting down", encoding)
+                return self._refuse(request, 429, "the receiver is behind; retry later", encoding)
+            handed_over = True
+        finally:
+            if not handed_over:
+                self.in_flight.release(held)
         # If the client goes away, the request is still written; only the answer is lost.
         outcome = await asyncio.shield(fut)
         if outcome.status == 200:
@@ -773,14 +894,43 @@ def serve(
     grpc_port: int | None = None,
     on_ready: Callable[[Receiver, Any], None] | None = None,
     stop: threading.Event | None = None,
+    tls: tuple[str, str] | None = None,
     **kwargs: Any,
 ) -> ReceiverStats:
     """Receive until SIGINT/SIGTERM (or ``stop`` is set), then flush and return the counters.
 
     Blocks; runs its own event loop. ``on_ready(receiver, grpc_server)`` is called once
-    listening (``grpc_server`` is None without ``grpc_port``).
+    listening (``grpc_server`` is None without ``grpc_port``). ``tls`` is a PEM
+    certificate (chain) file and its key file: both ports then serve over TLS.
     """
+    if tls is not None:
+        kwargs["ssl_context"] = tls_context(*tls)
+        kwargs["_grpc_tls"] = _read_pem(tls[1]), _read_pem(tls[0])
     return asyncio.run(_serve(store, host, port, token, grpc_port, on_ready, stop, kwargs))
+
+
+def tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """A server TLS context (TLS 1.2 or later) from PEM files; a bad file is one :class:`AgentraceError`."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_cert_chain(cert_file, key_file)
+    except FileNotFoundError as exc:
+        raise AgentraceError(f"{exc.filename}: no such file") from None
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+        raise AgentraceError(
+            f"{cert_file} / {key_file}: not a PEM certificate and its private key ({reason})"
+        ) from None
+    return ctx
+
+
+def _read_pem(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise AgentraceError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
 async def _serve(
@@ -800,13 +950,16 @@ async def _serve(
             NotImplementedError, RuntimeError
         ):  # not on Windows / not main thread
             loop.add_signal_handler(sig, done.set)
+    grpc_tls = kwargs.pop("_grpc_tls", None)
     receiver = await start_receiver(store, host, port, token, **kwargs)
     grpc_server = None
     try:
         if grpc_port is not None:
             from ._grpc import start_grpc_receiver
 
-            grpc_server = await start_grpc_receiver(receiver.writer, host, grpc_port, token=token)
+            grpc_server = await start_grpc_receiver(
+                receiver.writer, host, grpc_port, token=token, tls=grpc_tls
+            )
         if on_ready is not None:
             on_ready(receiver, grpc_server)
         while not done.is_set():

@@ -16,6 +16,8 @@ import orjson
 from rich.cells import cell_len
 from rich.text import Text
 
+from tracer import printable
+
 __all__ = ["clip", "compact_json", "fmt_duration", "fmt_when", "plain", "short_id"]
 
 
@@ -26,10 +28,8 @@ def plain(value: object, style: str = "") -> Text:
 
 
 def _one_line(text: str) -> str:
-    # Control characters would move the terminal's cursor: show them as escapes.
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    # Control, C1 and bidi characters would act on the terminal: show them as escapes.
+    return printable(text)
 
 
 def clip(text: str, width: int) -> str:

@@ -83,6 +83,7 @@ class AgentraceApp(App[None]):
         run_id: str | None = None,
         listen: int | None = None,
         host: str = "127.0.0.1",
+        token: str | None = None,
         theme: str | None = None,
         memory_mb: int | None = None,
     ) -> None:
@@ -99,6 +100,7 @@ class AgentraceApp(App[None]):
             raise
         self.listen = listen
         self.host = host
+        self.token = token
         self.receiver: Any = None
         self._pending: set[str] = set()
         self._pending_lock = threading.Lock()
@@ -143,7 +145,7 @@ class AgentraceApp(App[None]):
         assert self.listen is not None
         self.store.on_ingest(self._on_ingest)
         try:
-            self.receiver = await start_receiver(self.store, self.host, self.listen)
+            self.receiver = await start_receiver(self.store, self.host, self.listen, self.token)
         except OSError as exc:
             self.notify(
                 f"cannot listen on {self.host}:{self.listen}: {exc}", severity="error", markup=False
@@ -242,6 +244,7 @@ def run_app(
     listen: int | None = None,
     *,
     host: str = "127.0.0.1",
+    token: str | None = None,
 ) -> None:
     """Open the debugger on the store at ``db_path`` (on run ``run_id``; live on port ``listen``)."""
-    AgentraceApp(db_path, run_id=run_id, listen=listen, host=host).run()
+    AgentraceApp(db_path, run_id=run_id, listen=listen, host=host, token=token).run()

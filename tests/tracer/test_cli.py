@@ -112,17 +112,21 @@ def test_import_counts_a_run_once_across_files(tmp_path, db) -> None:
 def test_export_to_an_unwritable_path_is_one_line_and_leaves_nothing(tmp_path, db) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    for fmt, out in (
-        ("otlp-json", blocker / "x.json"),  # a folder that is a file
-        ("otlp-proto", tmp_path),  # a folder where the file should be
-        ("parquet", blocker),  # a file where the folder should be
+    for fmt, out, why in (
+        (
+            "otlp-json",
+            blocker / "x.json",
+            ": cannot write: Not a directory",
+        ),  # a folder that is a file
+        ("otlp-proto", tmp_path, " is a directory; export to a new file"),
+        ("parquet", blocker, " is a file; export to a new folder"),
     ):
         run_id = json.loads(run("runs", "--db", db, "--json").output)[0]["run_id"]
         r = CliRunner().invoke(cli, ["export", run_id, "--format", fmt, "-o", str(out), "--db", db])
         assert r.exit_code == 1, (fmt, r.output)
         assert r.exception is None or isinstance(r.exception, SystemExit), (fmt, r.exception)
         (line,) = r.stderr.splitlines()
-        assert line.startswith(f"agentrace: {out}: cannot write:"), line
+        assert line.startswith(f"agentrace: {out}{why}"), line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "a.duckdb"]
 
 

@@ -16,6 +16,8 @@ PUBLIC = {
     "derive_trace_state", "classify", "span_facts", "SpanFacts", "Redactor",
     "Receiver", "ReceiverStats", "start_receiver", "serve", "GrpcReceiver", "start_grpc_receiver",
     "StoreSpanExporter",
+    # trace text for a terminal
+    "printable", "json_printable",
     # state documents
     "canonical_json", "chain_hash", "diff", "apply_patch", "field_changes",
     # errors

@@ -46,6 +46,7 @@ from ._models import (
     StateVersion,
     VerifyResult,
 )
+from ._open import check_store_file, damaged, masked
 from ._schema import migrate
 
 DEFAULT_DB = "agentrace.duckdb"
@@ -60,7 +61,8 @@ def _holder_command(pid: int) -> str | None:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return None
-    return " ".join(p.decode(errors="replace") for p in raw.split(b"\0") if p)[:200] or None
+    # The holder's arguments may carry a token: never repeat it.
+    return masked(" ".join(p.decode(errors="replace") for p in raw.split(b"\0") if p))[:200] or None
 
 
 def connect(path: str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -73,9 +75,9 @@ def connect(path: str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
             m = _LOCK_PID.search(text)
             pid = int(m.group(1)) if m else None
             raise StoreLockedError(path, pid, _holder_command(pid) if pid else None) from None
-        raise StoreError(f"{path}: cannot open the store: {text}") from None
+        raise damaged(path, exc, "opened") from None
     except duckdb.Error as exc:
-        raise StoreError(f"{path}: cannot open the store: {exc}") from None
+        raise damaged(path, exc, "opened") from None
 
 
 class Store:
@@ -83,6 +85,7 @@ class Store:
 
     def __init__(self, path: str | Path = DEFAULT_DB, *, read_only: bool = False) -> None:
         self.path = str(path)
+        check_store_file(self.path)
         if not read_only and self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._con = connect(self.path, read_only=read_only)
@@ -105,8 +108,11 @@ class Store:
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self.close()
+        if isinstance(exc, duckdb.Error):
+            # A file that opened but fails to read: one line naming it, not DuckDB's traceback.
+            raise damaged(self.path, exc) from exc
 
     def _cur(self) -> duckdb.DuckDBPyConnection:
         cur = getattr(self._local, "cur", None)

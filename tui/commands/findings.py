@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import collections
 import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from tracer import Finding
 from tracer.analysis import DETECTORS, Severity, analyze
 
 from .._cli_base import (
+    TEXT_WIDTH,
+    cell,
     cli,
+    console,
     db_option,
     errors_to_exit,
     fail,
@@ -60,7 +60,11 @@ def _before(f: Finding) -> str:
 
 
 _RUN: Column = ("run", lambda f: short(f.run_id), "left")
-_SEVERITY: Column = ("severity", lambda f: f"[{_STYLE.get(f.severity, '')}]{f.severity}[/]", "left")
+_SEVERITY: Column = (
+    "severity", lambda f: f"[{_STYLE.get(f.severity, '')}]{cell(f.severity)}[/]", "left"
+)  # fmt: skip
+_WHAT: Column = ("what", lambda f: f.message, "left")
+CELL = 80  # cells other than the message
 
 # Kinds with a table of their own: what a person needs to act on them, in columns.
 _COLUMNS: dict[str, list[Column]] = {
@@ -89,7 +93,7 @@ _GENERIC: list[Column] = [
     _SEVERITY,
     ("agents", lambda f: ", ".join(f.agents), "left"),
     ("versions", lambda f: ", ".join(f"v{v}" for v in f.versions), "left"),
-    ("what", lambda f: f.message, "left"),
+    _WHAT,
 ]
 
 
@@ -102,8 +106,7 @@ def _as_dict(f: Finding) -> dict[str, Any]:
 
 
 def _print_tables(found: list[Finding], runs: int) -> None:
-    # A terminal gets its width; a pipe or a file gets lines long enough not to wrap rows.
-    console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+    out = console()
     by_kind: dict[str, list[Finding]] = collections.defaultdict(list)
     for f in found:
         by_kind[f.kind].append(f)
@@ -114,8 +117,8 @@ def _print_tables(found: list[Finding], runs: int) -> None:
         items = by_kind[kind]
         worst = max((Severity.parse(f.severity) for f in items), default=Severity.INFO).label
         if i:
-            console.print()
-        console.print(f"[bold]{kind}[/]  [{_STYLE[worst]}]{len(items)} × {worst}[/]")
+            out.print()
+        out.print(f"[bold]{cell(kind)}[/]  [{_STYLE[worst]}]{len(items)} × {worst}[/]")
         columns = _COLUMNS.get(kind, _GENERIC)
         table = Table(box=None, header_style="bold", pad_edge=False)
         for header, _, justify in columns:
@@ -125,16 +128,16 @@ def _print_tables(found: list[Finding], runs: int) -> None:
             # Severity cells carry their own markup; every other cell is data and escaped.
             table.add_row(
                 *(
-                    c if col is _SEVERITY else escape(c)
+                    c if col is _SEVERITY else cell(c, TEXT_WIDTH if col is _WHAT else CELL)
                     for c, col in zip(cells, columns, strict=True)
                 )
             )
-        console.print(table)
+        out.print(table)
     counts = collections.Counter(f.severity for f in found)
     summary = ", ".join(
         f"{counts[s.label]} {s.label}" for s in sorted(Severity, reverse=True) if counts[s.label]
     )
-    console.print(f"\n{len(found)} finding(s) in {runs} run(s): {summary}")
+    out.print(f"\n{len(found)} finding(s) in {runs} run(s): {summary}")
 
 
 @cli.command()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -19,9 +19,17 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from tracer import DecodeError, IngestResult, Redactor, Store, expand_paths, import_file
+from tracer import (
+    DecodeError,
+    IngestResult,
+    Redactor,
+    Store,
+    expand_paths,
+    import_file,
+    printable,
+)
 
-from .._cli_base import cli, db_option, errors_to_exit, fail
+from .._cli_base import cli, console, db_option, errors_to_exit, fail
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -100,13 +108,13 @@ def import_(
     redactor = make_redactor(redact_patterns, redact_keys, no_redact)
     paths = list(expand_paths(list(files)))
     total_bytes = sum(_size(p) for p in paths)
-    console = Console(stderr=True)
+    err_console = console(stderr=True)
     if show_progress is None:
-        show_progress = console.is_terminal and total_bytes >= _PROGRESS_BYTES
+        show_progress = err_console.is_terminal and total_bytes >= _PROGRESS_BYTES
     total = IngestResult()
     missing = [p for p in paths if not p.is_file()]
     for p in missing:
-        click.echo(f"agentrace: {p}: no such file", err=True)
+        click.echo(f"agentrace: {printable(str(p))}: no such file", err=True)
     if len(missing) == len(paths):
         # Nothing to read: refuse before the store is created or touched.
         raise SystemExit(1)
@@ -117,13 +125,13 @@ def import_(
         store.redactor = redactor
         progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-            TimeRemainingColumn(), console=console, disable=not show_progress, transient=True,
+            TimeRemainingColumn(), console=err_console, disable=not show_progress, transient=True,
         )  # fmt: skip
         with progress:
             task = progress.add_task("importing", total=total_bytes or None)
             done_before = 0
             for path, size in zip(paths, sizes, strict=True):
-                progress.update(task, description=_short(path), completed=done_before)
+                progress.update(task, description=escape(_short(path)), completed=done_before)
                 base = done_before
 
                 def advance(nbytes: int, base: int = base) -> None:
@@ -149,7 +157,7 @@ def import_(
 
 def _say(progress: Progress, line: str) -> None:
     # One line per problem, never wrapped: scripts grep these.
-    progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
+    progress.console.print(printable(line), markup=False, highlight=False, soft_wrap=True)
 
 
 def _size(path: Path) -> int:
@@ -161,4 +169,5 @@ def _size(path: Path) -> int:
 
 def _short(path: Path) -> str:
     name = path.name
+    name = printable(name)
     return name if len(name) <= 32 else name[:14] + "…" + name[-17:]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -12,6 +14,51 @@ from tracer import Store
 
 from .._cli_base import cli, db_option, errors_to_exit, fail
 from .ingest import make_redactor, redact_options
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def token_option(f: F) -> F:
+    """``--token`` (or $AGENTRACE_TOKEN, preferred: a command line is visible to every user)."""
+    return click.option(
+        "--token", envvar="AGENTRACE_TOKEN", default=None, show_envvar=True,
+        help="Require `Authorization: Bearer TOKEN` on every request "
+        "(prefer the environment variable: other users can read a command line).",
+    )(f)  # fmt: skip
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def listen_warnings(host: str, token: str | None, tls: bool, what: str) -> list[str]:
+    """Refuse an empty host; what to say about listening on ``host`` (nothing on loopback)."""
+    if not host.strip():
+        fail('--host "" would listen on every interface; name one (0.0.0.0 for all of them)', 2)
+    source = click.get_current_context().get_parameter_source("token")
+    out = []
+    if token is not None and source == click.core.ParameterSource.COMMANDLINE:
+        out.append(
+            "--token on the command line is visible to other users (ps); "
+            "prefer AGENTRACE_TOKEN in the environment"
+        )
+    if is_loopback(host):
+        return out
+    if token is None:
+        out.append(
+            f"listening on {host} without a token: anyone who can reach it can write to {what}"
+        )
+    if not tls:
+        out.append(
+            f"listening on {host} without TLS: spans and the token cross the network in clear "
+            "text (--tls-cert and --tls-key)"
+        )
+    return out
 
 
 @cli.command()
@@ -28,9 +75,17 @@ from .ingest import make_redactor, redact_options
     "--grpc-port", type=click.IntRange(0, 65535), default=None,
     help="Also receive OTLP/gRPC on this port (4317 is the usual one; needs grpcio).",
 )  # fmt: skip
+@token_option
 @click.option(
-    "--token", envvar="AGENTRACE_TOKEN", default=None, show_envvar=True,
-    help="Require `Authorization: Bearer TOKEN` on every request.",
+    "--tls-cert", type=click.Path(dir_okay=False), default=None,
+    help="Serve HTTPS (and gRPC over TLS) with this PEM certificate chain (with --tls-key).",
+)  # fmt: skip
+@click.option(
+    "--tls-key", type=click.Path(dir_okay=False), default=None, help="The certificate's PEM key."
+)
+@click.option(
+    "--max-connections", default=256, show_default=True, type=click.IntRange(1, 100_000),
+    help="Open connections at most; over it a connection gets 503 and is closed.",
 )  # fmt: skip
 @click.option(
     "--max-body-mib", default=64, show_default=True, type=click.IntRange(1, 1024),
@@ -44,6 +99,9 @@ def serve(
     port: int,
     grpc_port: int | None,
     token: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    max_connections: int,
     max_body_mib: int,
     redact_patterns: tuple[str, ...],
     redact_keys: tuple[str, ...],
@@ -56,6 +114,9 @@ def serve(
     committed; Ctrl-C (or SIGTERM) stops taking requests, writes what was
     received, and exits.
     """
+    if (tls_cert is None) != (tls_key is None):
+        fail("--tls-cert and --tls-key go together", 2)
+    warnings = listen_warnings(host, token, tls_cert is not None, db)
     redactor = make_redactor(redact_patterns, redact_keys, no_redact)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("agentrace serve: %(message)s"))
@@ -66,16 +127,15 @@ def serve(
 
     from tracer import serve as run_receiver
 
-    if token is None and host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning(
-            "listening on %s without --token: anyone who can reach it can write to %s", host, db
-        )
+    for warning in warnings:
+        logger.warning("%s", warning)
 
     def ready(receiver: Any, grpc_server: Any) -> None:
         # One line on stdout that scripts can wait for: where to send spans.
+        grpc_scheme = "grpcs" if tls_cert else "grpc"
         click.echo(
             f"listening on {receiver.url}"
-            + (f" and grpc://{host}:{grpc_server.port}" if grpc_server else "")
+            + (f" and {grpc_scheme}://{host}:{grpc_server.port}" if grpc_server else "")
         )
         sys.stdout.flush()
 
@@ -90,6 +150,8 @@ def serve(
                 grpc_port=grpc_port,
                 on_ready=ready,
                 max_body=max_body_mib * 1024 * 1024,
+                max_connections=max_connections,
+                tls=(tls_cert, tls_key) if tls_cert and tls_key else None,
             )
         except OSError as exc:
             fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")

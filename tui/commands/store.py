@@ -2,36 +2,30 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from tracer import encode_json
+from tracer import encode_json, json_printable
 
 from .._cli_base import (
+    TEXT_WIDTH,
+    bounded,
+    cell,
     cli,
+    console,
     db_option,
     errors_to_exit,
     fail,
     json_option,
     open_store,
     print_json,
+    raw_stream,
     short,
 )
+from .._output import OutputRefused, check_target, write_file
 from .._text import fmt_duration, fmt_when
-
-
-def _console() -> Console:
-    # Piped output is for reading in files and pagers: no 80-column wrapping there.
-    console = Console(highlight=False, soft_wrap=True)
-    if not console.is_terminal:
-        console = Console(highlight=False, soft_wrap=True, width=200)
-    return console
 
 
 @cli.command()
@@ -70,13 +64,13 @@ def runs(db: str, as_json: bool) -> None:
         bad = status in ("failed", "error", "compensation_failed")
         style = "red" if bad else "yellow" if status == "compensated" else ""
         table.add_row(
-            short(r.run_id), escape(r.workflow or ""),
-            *([escape(r.scenario or "")] if with_scenario else []),
-            r.pattern or "", f"[{style}]{escape(status)}[/]" if style else escape(status),
+            cell(short(r.run_id)), cell(r.workflow or ""),
+            *([cell(r.scenario or "")] if with_scenario else []),
+            cell(r.pattern or ""), f"[{style}]{cell(status)}[/]" if style else cell(status),
             fmt_when(r.start_ns), fmt_duration(r.duration_ns), str(len(r.agents)), str(r.span_count),
             str(r.version_count), str(r.finding_count),
         )  # fmt: skip
-    _console().print(table)
+    console().print(table)
 
 
 @cli.command()
@@ -97,25 +91,26 @@ def state(run_id: str, version: int, db: str, as_json: bool) -> None:
             return
         meta = next(v for v in store.state_versions(run_id) if v.version == version)
         changes = store.diff(run_id, version - 1, version) if version > 1 else []
-    console = _console()
-    console.print(
-        f"[bold]run {short(run_id)}  version {version}[/]  kind {meta.kind}  by {escape(meta.agent or '-')}"
-        f"  span {meta.span_id}  base {meta.base_version or '-'}"
+    out = console()
+    out.print(
+        f"[bold]run {cell(short(run_id))}  version {version}[/]  kind {cell(meta.kind)}"
+        f"  by {cell(meta.agent or '-')}  span {cell(meta.span_id)}  base {meta.base_version or '-'}"
     )
     from rich.json import JSON
 
-    console.print(JSON.from_data(doc))
+    # JSON escapes C0 controls; C1 and bidi characters too once written with ensure_ascii.
+    out.print(JSON.from_data(bounded(doc), ensure_ascii=True))
     if changes:
-        console.print(f"[bold]changed since version {version - 1}:[/]")
+        out.print(f"[bold]changed since version {version - 1}:[/]")
         for ch in changes:
+            path = cell(ch.path, TEXT_WIDTH)
+            old, new = cell(repr(ch.old), TEXT_WIDTH), cell(repr(ch.new), TEXT_WIDTH)
             if ch.change == "added":
-                console.print(f"  [green]+ {escape(ch.path)}[/] = {escape(repr(ch.new))}")
+                out.print(f"  [green]+ {path}[/] = {new}")
             elif ch.change == "removed":
-                console.print(f"  [red]- {escape(ch.path)}[/] (was {escape(repr(ch.old))})")
+                out.print(f"  [red]- {path}[/] (was {old})")
             else:
-                console.print(
-                    f"  [yellow]~ {escape(ch.path)}[/] {escape(repr(ch.old))} → {escape(repr(ch.new))}"
-                )
+                out.print(f"  [yellow]~ {path}[/] {old} → {new}")
 
 
 @cli.command()
@@ -127,14 +122,27 @@ def state(run_id: str, version: int, db: str, as_json: bool) -> None:
     "-o",
     "--output",
     "output",
-    type=click.Path(),
+    type=click.Path(allow_dash=True),
     required=True,
-    help="File (or folder, for parquet).",
+    help="A new file (a folder, for parquet); - for standard output.",
+)
+@click.option(
+    "--force", is_flag=True, help="Replace an existing file (never a link, device or folder)."
 )
 @db_option
 @errors_to_exit
-def export(run_id: str, fmt: str, output: str, db: str) -> None:
+def export(run_id: str, fmt: str, output: str, force: bool, db: str) -> None:
     """Export a run as OTLP (JSON lines or protobuf) or as Parquet tables."""
+    to_stdout = output == "-"
+    if to_stdout and fmt == "parquet":
+        fail("parquet is a folder of files: -o - cannot take it; name a folder", 2)
+    if to_stdout and fmt == "otlp-proto" and raw_stream().isatty():
+        fail("protobuf is binary: redirect standard output to a file, or use -o FILE", 2)
+    try:
+        if not to_stdout:
+            check_target(Path(output), force=force, directory=fmt == "parquet")
+    except OutputRefused as exc:
+        fail(str(exc))
     with open_store(db) as store:
         run_id = store.resolve_run(run_id)
         if fmt == "parquet":
@@ -146,25 +154,24 @@ def export(run_id: str, fmt: str, output: str, db: str) -> None:
             return
         req = store.export_request(run_id)
     data = encode_json(req) + b"\n" if fmt == "otlp-json" else req.SerializeToString()
+    n = sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
+    if to_stdout:
+        if fmt == "otlp-json":
+            # The same JSON, with C1 and bidi characters written \uXXXX for a terminal or a pager.
+            data = json_printable(data.decode()).encode()
+        out = raw_stream()
+        out.flush()
+        out.buffer.write(data)
+        out.buffer.flush()
+        click.echo(f"wrote {n} span(s) of run {short(run_id)} to standard output", err=True)
+        return
     try:
-        _write_atomically(Path(output), data)
+        write_file(Path(output), data, force=force)
+    except OutputRefused as exc:
+        fail(str(exc))
     except OSError as exc:
         fail(_cannot_write(output, exc))
-    n = sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
     click.echo(f"wrote {n} span(s) of run {short(run_id)} to {output}")
-
-
-def _write_atomically(out: Path, data: bytes) -> None:
-    # Written beside the target and renamed into place: a failed export leaves nothing half-written.
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, out)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _cannot_write(output: str, exc: OSError) -> str:
