@@ -47,6 +47,7 @@ from ._models import (
     VerifyResult,
 )
 from ._open import check_store_file, damaged, masked
+from ._parallel import Decoded, decoded_from
 from ._schema import migrate
 
 DEFAULT_DB = "agentrace.duckdb"
@@ -180,17 +181,19 @@ class Store:
         """
         if not batch.spans:
             return IngestResult(skipped=batch.duplicates)
-        known = [
-            r[0]
-            for r in con.execute(
-                "SELECT run_id FROM runs WHERE run_id IN (SELECT unnest($ids))",
-                {"ids": sorted(batch.trace_ids)},
-            ).fetchall()
-        ]
+        known = _known(con, batch.trace_ids)
         # New traces: every span of them is in the batch, so their agents are worked out
         # before the rows are written; traces seen before are re-derived from the store.
         batch.resolve(batch.trace_ids.difference(known))
-        tables = batch.tables()
+        return self._write_decoded(con, decoded_from(batch), known)
+
+    def _write_decoded(
+        self, con: duckdb.DuckDBPyConnection, batch: Decoded, known: list[str]
+    ) -> IngestResult:
+        """Insert one decoded batch (``known``: its traces the store already has)."""
+        if not batch.spans:
+            return IngestResult(skipped=batch.duplicates)
+        tables = batch.tables
         spans = tables["spans"]
         n_existing = 0
         con.register("_in_spans", spans)
@@ -252,11 +255,11 @@ class Store:
                     con.unregister("_in_rows")
             if known:
                 rederive_stored(con, sorted(known))
-            lg = batch.langgraph_traces()
+            lg = batch.langgraph
             derived_versions = derive_langgraph(con, sorted(lg)) if lg else 0
             # New traces are summed from the batch alone; traces seen before, from the store.
             self._refresh_runs(con, batch.trace_ids, "spans" if known else "_in_spans")
-            derive_flows(con, batch.trace_ids, batch.cross_trace_links())
+            derive_flows(con, batch.trace_ids, batch.cross_links)
         finally:
             con.unregister("_in_spans")
         inserted = spans.num_rows - n_existing
@@ -270,6 +273,41 @@ class Store:
         return IngestResult(
             spans=inserted, skipped=n_existing + batch.duplicates, versions=versions
         )
+
+    def ingest_decoded(self, chunks: Iterable[Decoded], *, source: str = "<input>") -> IngestResult:
+        """Store batches decoded elsewhere (:mod:`tracer._store._parallel`) in one transaction,
+        in order; as :meth:`ingest`, a bad chunk raises and stores nothing.
+
+        Each chunk's agents were resolved over the chunk alone: its traces that an earlier
+        chunk (or ingest) already stored are re-derived from the store, as any known trace is.
+        """
+        with self._write_lock:
+            con = self._cur()
+            con.execute("BEGIN TRANSACTION")
+            try:
+                total = IngestResult()
+                requests = 0
+                for chunk in chunks:
+                    requests += chunk.requests
+                    known = _known(con, chunk.trace_ids) if chunk.spans else []
+                    try:
+                        total += self._write_decoded(con, chunk, known)
+                    except DecodeError as exc:
+                        raise chunk.placed(exc, source) from None
+                    total += IngestResult(run_ids=chunk.trace_ids)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        runs = total.run_ids
+        result = IngestResult(
+            runs=len(runs), spans=total.spans, skipped=total.skipped, versions=total.versions,
+            requests=requests, run_ids=runs,
+        )  # fmt: skip
+        self._invalidate(runs)
+        for listener in self._listeners:
+            listener(result, runs)
+        return result
 
     def _refresh_runs(
         self, con: duckdb.DuckDBPyConnection, run_ids: Iterable[str], source: str = "spans"
@@ -884,6 +922,17 @@ def _rebuild(run_id: str, rows: list[tuple[Any, ...]]) -> JSON:
             # A row edited by hand: say which version, as `verify` would.
             raise StoreError(f"run {run_id}: version {version} does not apply: {exc!r}") from None
     return doc
+
+
+def _known(con: duckdb.DuckDBPyConnection, trace_ids: Iterable[str]) -> list[str]:
+    """The traces among ``trace_ids`` that the store already has."""
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT run_id FROM runs WHERE run_id IN (SELECT unnest($ids))",
+            {"ids": sorted(trace_ids)},
+        ).fetchall()
+    ]
 
 
 def _count_new_versions(con: duckdb.DuckDBPyConnection, versions: pa.Table) -> int:
