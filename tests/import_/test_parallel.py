@@ -146,8 +146,10 @@ def _one_big_request(n_traces: int = 3, spans: int = 40) -> ExportTraceServiceRe
 def test_a_large_request_is_cut_between_spans_keeping_resource_and_scope() -> None:
     req = _one_big_request()
     data = req.SerializeToString()
-    pieces = split_request(data, 1024)
-    assert pieces is not None and len(pieces) > 5
+    split = split_request(data, 1024)
+    assert split is not None
+    pieces = list(split)
+    assert len(pieces) > 5
     assert all(len(p) <= 1024 + 200 for p in pieces)
     spans = []
     for p in pieces:

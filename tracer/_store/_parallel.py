@@ -165,13 +165,14 @@ def _chunks(records: Iterable[Record]) -> Iterator[list[Record]]:
             if rec.kind == "proto" and len(rec.data) > CHUNK_BYTES
             else None
         )
-        if pieces is None:
-            parts = [rec]
-        else:
-            parts = [
+        parts: Iterable[Record] = (
+            [rec]
+            if pieces is None
+            else (
                 Record(rec.source, rec.line if i == 0 else -rec.line, "proto", p)
                 for i, p in enumerate(pieces)
-            ]
+            )
+        )
         for part in parts:
             if chunk and size + len(part.data) > CHUNK_BYTES:
                 yield chunk
@@ -242,57 +243,71 @@ def _wrap(field_number: int, parts: list[memoryview | bytes]) -> bytes:
     return _encode_varint(field_number << 3 | _LEN) + _encode_varint(len(body)) + body
 
 
-def split_request(data: bytes, limit: int) -> list[bytes] | None:
-    """``data`` (one encoded request) cut into requests of about ``limit`` bytes each, spans
-    in order, or None when its layout is not the plain one above (then it is decoded whole,
-    and any error is found there)."""
-    view = memoryview(data)
-    pieces: list[bytes] = []
-    current: list[memoryview | bytes] = []
-    size = 0
-
-    def emit(part: memoryview | bytes) -> None:
-        nonlocal current, size
-        if current and size + len(part) > limit:
-            pieces.append(b"".join(current))
-            current, size = [], 0
-        current.append(part)
-        size += len(part)
-
+def _plain(view: memoryview) -> bool:
+    """Whether a request has the plain layout (every field of the three levels where the
+    splitter expects it), read without copying anything."""
     try:
         for num, rs in _fields(view):
             if num != 1:
-                return None
-            if len(rs) <= limit:
-                emit(rs)
-                continue
-            rs_head: list[memoryview] = []
-            scopes: list[memoryview] = []
+                return False
             for n2, f2 in _fields(_payload(rs)):
-                (scopes if n2 == 2 else rs_head).append(f2)
-            for ss in scopes:
-                if len(ss) <= limit:
-                    emit(_wrap(1, [*rs_head, ss]))
-                    continue
-                ss_head: list[memoryview] = []
-                spans: list[memoryview] = []
-                for n3, f3 in _fields(_payload(ss)):
-                    (spans if n3 == 2 else ss_head).append(f3)
-                run: list[memoryview] = []
-                run_size = 0
-                for sp in spans:
-                    if run and run_size + len(sp) > limit:
-                        emit(_wrap(1, [*rs_head, _wrap(2, [*ss_head, *run])]))
-                        run, run_size = [], 0
-                    run.append(sp)
-                    run_size += len(sp)
-                if run or not spans:
-                    emit(_wrap(1, [*rs_head, _wrap(2, [*ss_head, *run])]))
+                if n2 == 2:
+                    for _ in _fields(_payload(f2)):
+                        pass
     except (ValueError, IndexError):
+        return False
+    return True
+
+
+def split_request(data: bytes, limit: int) -> Iterator[bytes] | None:
+    """``data`` (one encoded request) cut into requests of about ``limit`` bytes each, spans
+    in order, made one at a time; None when its layout is not the plain one above (then it
+    is decoded whole, and any error is found there)."""
+    view = memoryview(data)
+    if not _plain(view):
         return None
+    return _pieces(view, limit)
+
+
+def _pieces(view: memoryview, limit: int) -> Iterator[bytes]:
+    current: list[memoryview | bytes] = []
+    size = 0
+    for _, rs in _fields(view):
+        parts: Iterable[memoryview | bytes]
+        parts = (rs,) if len(rs) <= limit else _split_resource(rs, limit)
+        for part in parts:
+            if current and size + len(part) > limit:
+                yield b"".join(current)
+                current, size = [], 0
+            current.append(part)
+            size += len(part)
     if current:
-        pieces.append(b"".join(current))
-    return pieces
+        yield b"".join(current)
+
+
+def _split_resource(rs: memoryview, limit: int) -> Iterator[bytes]:
+    rs_head: list[memoryview] = []
+    scopes: list[memoryview] = []
+    for n2, f2 in _fields(_payload(rs)):
+        (scopes if n2 == 2 else rs_head).append(f2)
+    for ss in scopes:
+        if len(ss) <= limit:
+            yield _wrap(1, [*rs_head, ss])
+            continue
+        ss_head: list[memoryview] = []
+        spans: list[memoryview] = []
+        for n3, f3 in _fields(_payload(ss)):
+            (spans if n3 == 2 else ss_head).append(f3)
+        run: list[memoryview] = []
+        run_size = 0
+        for sp in spans:
+            if run and run_size + len(sp) > limit:
+                yield _wrap(1, [*rs_head, _wrap(2, [*ss_head, *run])])
+                run, run_size = [], 0
+            run.append(sp)
+            run_size += len(sp)
+        if run or not spans:
+            yield _wrap(1, [*rs_head, _wrap(2, [*ss_head, *run])])
 
 
 @dataclass(frozen=True, slots=True)

@@ -188,9 +188,15 @@ class Store:
         return self._write_decoded(con, decoded_from(batch), known)
 
     def _write_decoded(
-        self, con: duckdb.DuckDBPyConnection, batch: Decoded, known: list[str]
+        self,
+        con: duckdb.DuckDBPyConnection,
+        batch: Decoded,
+        known: list[str],
+        *,
+        derive: bool = True,
     ) -> IngestResult:
-        """Insert one decoded batch (``known``: its traces the store already has)."""
+        """Insert one decoded batch (``known``: its traces the store already has). Without
+        ``derive``, the derive phase is left to the caller (once, after its last batch)."""
         if not batch.spans:
             return IngestResult(skipped=batch.duplicates)
         tables = batch.tables
@@ -200,10 +206,15 @@ class Store:
         try:
             if known:
                 con.execute(
+                    # Only the stored spans this batch names again: a trace that grows over
+                    # many batches is not copied whole for each.
                     """CREATE OR REPLACE TEMP TABLE _old_spans AS
-                       SELECT trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns,
-                              status_code, status_message, attributes::VARCHAR AS attributes
-                       FROM spans WHERE trace_id IN (SELECT unnest($known))""",
+                       SELECT t.trace_id, t.span_id, t.parent_span_id, t.name, t.kind, t.start_ns,
+                              t.end_ns, t.status_code, t.status_message,
+                              t.attributes::VARCHAR AS attributes
+                       FROM spans t SEMI JOIN _in_spans s
+                         ON s.trace_id = t.trace_id AND s.span_id = t.span_id
+                       WHERE t.trace_id IN (SELECT unnest($known))""",
                     {"known": known},
                 )
                 clash = _first(
@@ -253,13 +264,15 @@ class Store:
                             ON n.trace_id = r.{key} AND n.span_id = r.span_id"""
                     )
                     con.unregister("_in_rows")
-            if known:
-                rederive_stored(con, sorted(known))
-            lg = batch.langgraph
-            derived_versions = derive_langgraph(con, sorted(lg)) if lg else 0
-            # New traces are summed from the batch alone; traces seen before, from the store.
-            self._refresh_runs(con, batch.trace_ids, "spans" if known else "_in_spans")
-            derive_flows(con, batch.trace_ids, batch.cross_links)
+            derived_versions = 0
+            if derive:
+                if known:
+                    rederive_stored(con, sorted(known))
+                lg = batch.langgraph
+                derived_versions = derive_langgraph(con, sorted(lg)) if lg else 0
+                # New traces are summed from the batch alone; traces seen before, from the store.
+                self._refresh_runs(con, batch.trace_ids, "spans" if known else "_in_spans")
+                derive_flows(con, batch.trace_ids, batch.cross_links)
         finally:
             con.unregister("_in_spans")
         inserted = spans.num_rows - n_existing
@@ -287,14 +300,34 @@ class Store:
             try:
                 total = IngestResult()
                 requests = 0
+                # The derive phase runs once, after the last chunk, over every trace the
+                # chunks touched: a trace cut across many chunks is derived once, not per chunk.
+                written: set[str] = set()
+                rederive: set[str] = set()
+                langgraph: set[str] = set()
+                links: set[tuple[str, str]] = set()
                 for chunk in chunks:
                     requests += chunk.requests
-                    known = _known(con, chunk.trace_ids) if chunk.spans else []
+                    if not chunk.spans:
+                        total += IngestResult(skipped=chunk.duplicates)
+                        continue
+                    known = sorted(set(_known(con, chunk.trace_ids)) | (chunk.trace_ids & written))
                     try:
-                        total += self._write_decoded(con, chunk, known)
+                        total += self._write_decoded(con, chunk, known, derive=False)
                     except DecodeError as exc:
                         raise chunk.placed(exc, source) from None
-                    total += IngestResult(run_ids=chunk.trace_ids)
+                    written |= chunk.trace_ids
+                    rederive.update(known)
+                    langgraph |= chunk.langgraph
+                    links |= chunk.cross_links
+                if written:
+                    if rederive:
+                        rederive_stored(con, sorted(rederive))
+                    if langgraph:
+                        total += IngestResult(versions=derive_langgraph(con, sorted(langgraph)))
+                    self._refresh_runs(con, written)
+                    derive_flows(con, written, links)
+                total += IngestResult(run_ids=frozenset(written))
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
