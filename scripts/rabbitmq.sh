@@ -13,9 +13,12 @@
 # with services kept from starting, and every node we start has its own node name, ports and
 # Erlang port mapper, so several can run side by side and none outlives `stop`.
 set -euo pipefail
+# shellcheck source=scripts/_common.sh
+source "$(dirname "$0")/_common.sh"
 
 find_binary() {
   if [[ -n "${AGENTRACE_RABBITMQ_SERVER:-}" ]]; then
+    [[ -x "$AGENTRACE_RABBITMQ_SERVER" ]] || return 1
     echo "$AGENTRACE_RABBITMQ_SERVER"
     return 0
   fi
@@ -42,11 +45,6 @@ find_epmd() {
   return 1
 }
 
-free_port() {
-  # Bind port 0 and let the kernel choose; the port is free again once this returns.
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
 package_version() {
   dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo unknown
 }
@@ -56,23 +54,7 @@ cmd_install() {
     echo "rabbitmq-server present: $bin ($(package_version))"
     return 0
   fi
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "rabbitmq.sh: no rabbitmq-server; install one as root: apt-get install -y rabbitmq-server" >&2
-    return 1
-  fi
-  if ! command -v apt-get >/dev/null; then
-    echo "rabbitmq.sh: no rabbitmq-server and no apt-get to install one" >&2
-    return 1
-  fi
-  # policy-rc.d keeps the package from starting the system-wide broker (and its epmd) on 5672:
-  # no use to us, and it would outlive CI. Our nodes run on free ports in temp dirs.
-  local policy=/usr/sbin/policy-rc.d created=0
-  if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created=1
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rabbitmq-server >/dev/null
-  [[ $created -eq 1 ]] && rm -f "$policy"
+  debian_install rabbitmq.sh rabbitmq-server
   bin=$(find_binary)
   echo "rabbitmq-server installed: $bin ($(package_version))"
 }
@@ -140,17 +122,6 @@ EOF
   done
   echo "rabbitmq.sh: rabbitmq-server did not answer AMQP on port $port within 60 s; see $dir/log" >&2
   return 1
-}
-
-stop_pid() {
-  # SIGTERM, gone within 15 s, or SIGKILL.
-  local pid=$1 i
-  kill "$pid" 2>/dev/null || return 0
-  for i in $(seq 150); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  kill -9 "$pid" 2>/dev/null || true
 }
 
 cmd_stop() {

@@ -9,6 +9,8 @@
 # The tests do not need `start`: their fixture starts and stops its own server from the
 # binary (tests/redis/conftest.py). `start` is for trying a worker by hand.
 set -euo pipefail
+# shellcheck source=scripts/_common.sh
+source "$(dirname "$0")/_common.sh"
 
 find_binary() {
   if [[ -n "${AGENTRACE_REDIS_SERVER:-}" ]]; then
@@ -25,33 +27,12 @@ find_binary() {
   return 1
 }
 
-free_port() {
-  # Bind port 0 and let the kernel choose; the port is free again once this returns.
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-
 cmd_install() {
   if bin=$(find_binary); then
     echo "redis-server present: $bin ($("$bin" --version | cut -d' ' -f3))"
     return 0
   fi
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "redis.sh: no redis-server binary; install one as root: apt-get install -y redis-server" >&2
-    return 1
-  fi
-  if ! command -v apt-get >/dev/null; then
-    echo "redis.sh: no redis-server binary and no apt-get to install one" >&2
-    return 1
-  fi
-  # policy-rc.d keeps the package from starting a system-wide server on 6379 (no use to us,
-  # and it would outlive CI); our servers run on free ports in temp dirs.
-  local policy=/usr/sbin/policy-rc.d created=0
-  if [[ ! -e $policy ]]; then
-    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created=1
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
-  [[ $created -eq 1 ]] && rm -f "$policy"
+  debian_install redis.sh redis-server
   bin=$(find_binary)
   echo "redis-server installed: $bin ($("$bin" --version | cut -d' ' -f3))"
 }
@@ -88,16 +69,7 @@ EOF
 cmd_stop() {
   local dir=${1:?usage: scripts/redis.sh stop DIR}
   if [[ -f "$dir/redis.pid" ]]; then
-    local pid
-    pid=$(cat "$dir/redis.pid")
-    kill "$pid" 2>/dev/null || true
-    # Gone within 10 s, or killed.
-    local i
-    for i in $(seq 100); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -9 "$pid" 2>/dev/null || true
+    stop_pid "$(cat "$dir/redis.pid")"
   fi
   if [[ -f "$dir/port" ]]; then
     rm -rf "$dir"

@@ -70,11 +70,15 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name == "otel":  # a public module, loaded on first use: it needs opentelemetry-api
+        value = importlib.import_module(".otel", __name__)
+        globals()[name] = value
+        return value
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'tracer' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
@@ -146,6 +150,7 @@ __all__ = [
     "import_history",
     "json_printable",
     "printable",
+    "otel",
     "read_records",
     "run_id_for_thread",
     "serve",

@@ -5,7 +5,8 @@ LangGraph ``get_state_history`` dumps (:mod:`tracer._langgraph`), detected from
 their first bytes or forced with ``fmt``. A bad record stops its file's import
 and leaves the store as it was, unless ``skip_bad`` is set: then each record is
 checked first, the good ones are stored (still in one transaction) and the bad
-ones reported; a file that breaks off (a truncated record) keeps the records
+ones reported, and within a good record (JSON line or protobuf request) each
+span that does not validate is left out and reported the same way; a file that breaks off (a truncated record) keeps the records
 before the break. Spans that clash with stored spans of the same id always
 fail the whole file.
 
@@ -68,8 +69,8 @@ def import_file(
         result = store.ingest(records, source=source)
     else:
         errors: list[str] = []
-        result = store.ingest(_good_records(records, errors), source=source)
-        result = _with(result, errors=tuple(errors))
+        result = store.ingest(_good_records(records, errors), source=source, skip_bad=True)
+        result = _with(result, errors=(*errors, *result.errors))
     return result
 
 
@@ -88,8 +89,9 @@ def _good_records(records: Iterator[Record], errors: list[str]) -> Iterator[Reco
     try:
         for rec in records:
             try:
-                # Validation only: the real batch is built by the store, in its transaction.
-                add_payload(Batch(), rec, rec.source, rec.line)
+                # Validation only: the real batch is built by the store, in its transaction,
+                # and leaves out (and names) the bad spans of a good record.
+                add_payload(Batch(lenient=True), rec, rec.source, rec.line)
             except DecodeError as exc:
                 errors.append(str(exc))
             else:

@@ -24,13 +24,14 @@ Two sources:
   ``fork`` whose ``base_version`` is its parent's version. A later dump of a
   thread that grew only adds the new versions.
 
-* An OpenInference trace of a LangGraph graph (:func:`derive_trace_state`),
-  already in the store: the graph's root span holds the input and the final
-  state, and each node's span (``metadata.langgraph_node`` equal to the span
-  name, a direct child of the root) holds the update the node returned. The
-  state is rebuilt by applying the updates in step order: one version per
-  node, on a synthetic span under the node's span, ``source`` =
-  ``langgraph-trace``. The trace does not say which keys have reducers; list
+* An OpenInference trace of a LangGraph graph (:func:`trace_versions`, run by
+  the store's derive phase for every write that touches the trace): the
+  graph's root span holds the input and the final state, and each node's span
+  (``metadata.langgraph_node`` equal to the span name, a direct child of the
+  root) holds the update the node returned. The state is rebuilt by applying
+  the updates in step order: one derived version per node, pointing at the
+  node's own span (version 1 at the root), ``source`` = ``derived`` =
+  ``langgraph-trace``, ``step`` = LangGraph's step. No span is added. The trace does not say which keys have reducers; list
   keys are appended to (by message id when the items carry one, as LangGraph's
   ``add_messages`` does), other keys replaced, and a list key whose appending
   does not reproduce the final state the root span recorded is replaced instead.

@@ -228,6 +228,7 @@ def _messaging_op(kind: int, attrs: dict[str, Any]) -> str | None:
         c.MESSAGING_DESTINATION in attrs
         or MESSAGING_DESTINATION_DEPRECATED in attrs
         or c.MESSAGING_SYSTEM in attrs
+        or CELERY_TASK_NAME in attrs
     ):
         return "send" if kind == _PRODUCER else "process" if kind == _CONSUMER else None
     return None

@@ -309,7 +309,14 @@ def _split(payload: Payload) -> list[_Single]:
                         "resourceSpans": [
                             {
                                 "resource": rs.get("resource") or {},
-                                "scopeSpans": [{"scope": ss.get("scope") or {}, "spans": [sp]}],
+                                "schemaUrl": rs.get("schemaUrl") or "",
+                                "scopeSpans": [
+                                    {
+                                        "scope": ss.get("scope") or {},
+                                        "schemaUrl": ss.get("schemaUrl") or "",
+                                        "spans": [sp],
+                                    }
+                                ],
                             }
                         ]
                     }

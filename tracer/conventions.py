@@ -72,6 +72,7 @@ EV_BREAKER_TRANSITION: Final = "agentrace.breaker.transition"
 EV_MESSAGE_DELIVER: Final = "agentrace.message.deliver"
 EV_MESSAGE_ACK: Final = "agentrace.message.ack"
 EV_SAGA_COMPENSATE: Final = "agentrace.saga.compensate"
+EV_CACHE_INVALIDATE: Final = "agentrace.cache.invalidate"  # keys dropped from a cache
 
 # state.commit / state.read attributes
 STATE_VERSION: Final = "agentrace.state.version"
@@ -84,7 +85,7 @@ STATE_SNAPSHOT: Final = "agentrace.state.snapshot"  # canonical JSON of the whol
 STATE_PATCH: Final = "agentrace.state.patch"  # JSON Patch (RFC 6902) against the parent
 STATE_KEYS: Final = "agentrace.state.keys"  # top-level keys written or read
 STATE_VIA: Final = "agentrace.state.via"  # store | cache | message
-STATE_CACHE: Final = "agentrace.state.cache"  # the cache's name, for via=cache
+STATE_CACHE: Final = "agentrace.state.cache"  # the cache's name (via=cache; cache.invalidate)
 STATE_AGENT: Final = "agentrace.state.agent"
 STATE_SOURCE: Final = "agentrace.state.source"  # where a version came from; absent = agentrace
 

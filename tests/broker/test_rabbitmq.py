@@ -10,9 +10,7 @@ queue nobody consumes), and nothing in the control run.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +20,8 @@ import pytest
 
 import tracer as t
 
+from ..services import AGENTRACE, WAIT, agentrace_serve
 from . import scenarios
-
-AGENTRACE = Path(sys.executable).parent / "agentrace"
-WAIT = 60  # seconds for serve to start or stop: a bound against hangs, not a timing
 
 
 @dataclass(frozen=True)
@@ -39,26 +35,10 @@ class Recorded:
 def recorded(rabbitmq_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
     tmp = tmp_path_factory.mktemp("broker-runs")
     db = tmp / "broker.duckdb"
-    err = tmp / "serve.err"
-    with open(err, "w") as err_file:
-        serve = subprocess.Popen(
-            [str(AGENTRACE), "serve", "--db", str(db), "--port", "0"],
-            stdout=subprocess.PIPE, stderr=err_file, text=True,
-        )  # fmt: skip
-    deliveries: dict[str, list[dict[str, Any]]] = {}
-    try:
-        assert serve.stdout is not None
-        line = serve.stdout.readline()  # printed once listening, or EOF if serve exited
-        assert line.startswith("listening on "), err.read_text()
-        endpoint = line.split()[2]
-        for name in scenarios.SCENARIOS:
-            deliveries[name] = scenarios.run(name, rabbitmq_url, endpoint)
-    finally:
-        serve.send_signal(signal.SIGTERM)
-        serve.wait(WAIT)
-        if serve.stdout is not None:
-            serve.stdout.close()
-    assert serve.returncode == 0, err.read_text()
+    with agentrace_serve(db, tmp / "serve.err") as endpoint:
+        deliveries = {
+            name: scenarios.run(name, rabbitmq_url, endpoint) for name in scenarios.SCENARIOS
+        }
     with t.Store(db, read_only=True) as store:
         roots = store.sql(
             "SELECT attributes->>'$.\"order.run\"', trace_id FROM spans WHERE name = 'place order'"

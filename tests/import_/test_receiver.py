@@ -278,10 +278,12 @@ class GatedStore(t.Store):
         self.entered = threading.Event()
         self.gate = threading.Event()
 
-    def ingest(self, payloads: Any, *, source: str = "<input>") -> t.IngestResult:
+    def ingest(
+        self, payloads: Any, *, source: str = "<input>", skip_bad: bool = False
+    ) -> t.IngestResult:
         self.entered.set()
         assert self.gate.wait(30), "the test never opened the gate"
-        return super().ingest(payloads, source=source)
+        return super().ingest(payloads, source=source, skip_bad=skip_bad)
 
     def ingest_decoded(self, chunks: Any, *, source: str = "<input>") -> t.IngestResult:
         self.entered.set()

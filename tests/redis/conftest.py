@@ -21,27 +21,20 @@ import redis
 
 from engine._redis_server import RedisServer, find_redis_server
 
+from ..services import mark_folder, missing
+
 NO_SERVER = "no redis-server binary (scripts/redis.sh install installs Debian's)"
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    here = os.path.dirname(__file__)
-    for item in items:
-        if str(item.path).startswith(here):
-            item.add_marker(pytest.mark.redis)
+    mark_folder(items, os.path.dirname(__file__), pytest.mark.redis)
 
 
 def require_redis_server() -> str:
     """The binary's path; skips the test without one (fails it under CI)."""
     binary = find_redis_server()
     if binary is None:
-        if _in_ci():
-            pytest.fail(f"CI=true and {NO_SERVER}: CI must run the Redis tests", pytrace=False)
-        pytest.skip(NO_SERVER)
+        missing(NO_SERVER, "Redis tests")
     return binary
 
 

@@ -18,6 +18,8 @@ PUBLIC = {
     "StoreSpanExporter",
     # trace text for a terminal
     "printable", "json_printable",
+    # the convention's helper for code agentrace does not run (tracer.otel)
+    "otel",
     # state documents
     "canonical_json", "chain_hash", "diff", "apply_patch", "field_changes",
     # errors

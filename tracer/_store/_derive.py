@@ -21,6 +21,8 @@ back from the store. Cost follows the traces a batch touches, not the store.
 
 from __future__ import annotations
 
+import itertools
+import operator
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -32,6 +34,7 @@ from .._mapping import classify
 from .._otlp import KIND_BY_NAME
 
 DERIVED_LANGGRAPH_TRACE = "langgraph-trace"
+_trace_of = operator.itemgetter(0)
 LANGCHAIN_SCOPE_PREFIX = "openinference.instrumentation.lang"
 
 
@@ -87,31 +90,87 @@ def resolve_tree(
     return agents, cycle
 
 
-def resolve_batch(rows: list[tuple[Any, ...]], trace_ids: Iterable[str]) -> None:
-    """Fill the agent (index 17) and cycle (index 27) columns of the span rows of
-    ``trace_ids`` in place, from those rows alone (every span of those traces)."""
+def _cycles(parents: Mapping[str, str]) -> set[str]:
+    """The spans of ``parents`` that are their own ancestor.
+
+    Peels the spans no remaining span names as parent until none is left to peel: what
+    stays is exactly the cycles. Set operations per level of the tree, so agent traces
+    (wide and shallow) cost little; a deep chain falls back to walking it.
+    """
+    remaining: set[str] = set(parents)
+    for _ in range(64):
+        referenced = {parents[x] for x in remaining}
+        kept = remaining & referenced
+        if len(kept) == len(remaining):
+            return kept
+        remaining = kept
+    return resolve_tree({x: parents[x] for x in remaining}, {})[1]
+
+
+def resolve_batch(rows: list[tuple[Any, ...]], trace_ids: Iterable[str]) -> set[tuple[str, str]]:
+    """Fill the agent column (index 17) of the span rows of ``trace_ids`` in place, from
+    those rows alone (every span of those traces); returns ``(trace, span)`` of the spans
+    in a parent cycle.
+
+    The common case costs a pass over the rows and a few set operations per trace: every
+    span that could inherit an agent (one without its own, under a parent) and every
+    cycle is found first, and only traces that have some are walked span by span.
+    """
     wanted = set(trace_ids)
-    by_trace: dict[str, list[int]] = {}
-    for i, r in enumerate(rows):
-        if r[0] in wanted:
-            by_trace.setdefault(r[0], []).append(i)
-    for idx in by_trace.values():
-        parents = {rows[i][1]: rows[i][2] for i in idx}
-        own = {rows[i][1]: rows[i][17] for i in idx}
-        agents, cycle = resolve_tree(parents, own)
-        for i in idx:
-            r = rows[i]
-            a = agents.get(r[1])
-            c = r[1] in cycle
-            if a != r[17] or c:
-                rows[i] = (*r[:17], a, *r[18:27], c)
+    parents_of: dict[str, dict[str, str]] = {}
+    orphans: dict[str, list[str]] = {}  # spans without an agent of their own, per trace
+    # A request holds a trace's spans together: a run of rows per trace, read in bulk.
+    for tid, run in itertools.groupby(rows, key=_trace_of):
+        if tid not in wanted:
+            continue
+        group = list(run)
+        p = {r[1]: r[2] for r in group}
+        if tid in parents_of:
+            parents_of[tid].update(p)
+        else:
+            parents_of[tid] = p
+        none = [r[1] for r in group if r[17] is None]
+        if none:
+            orphans.setdefault(tid, []).extend(none)
+    slow: dict[str, set[str]] = {}  # trace -> its cycles, for traces walked span by span
+    changes: dict[tuple[str, str], tuple[str | None, bool]] = {}
+    for tid, parents in parents_of.items():
+        cycle = _cycles(parents)
+        if cycle or any(parents[x] in parents for x in orphans.get(tid, ())):
+            slow[tid] = cycle
+    if not slow:
+        return set()
+    own_of: dict[str, dict[str, str | None]] = {tid: {} for tid in slow}
+    for r in rows:
+        own = own_of.get(r[0])
+        if own is not None:
+            own[r[1]] = r[17]
+    for tid, own in own_of.items():
+        agents, cycle = resolve_tree(parents_of[tid], own)
+        for sid, a in agents.items():
+            if a != own[sid] or sid in cycle:
+                changes[(tid, sid)] = (a, sid in cycle)
+    if changes:
+        for i, r in enumerate(rows):
+            ch = changes.get((r[0], r[1]))
+            if ch is not None and ch[0] != r[17]:
+                rows[i] = (*r[:17], ch[0], *r[18:])
+    return {k for k, (_, c) in changes.items() if c}
 
 
-def rederive_stored(con: duckdb.DuckDBPyConnection, trace_ids: list[str]) -> None:
-    """Recompute agents and cycle flags of stored traces (after new spans joined them)."""
+def rederive_stored(
+    con: duckdb.DuckDBPyConnection, trace_ids: list[str], *, full: bool = False
+) -> None:
+    """Recompute agents and cycle flags of stored traces (after new spans joined them).
+
+    A new span changes only what lies below it: spans whose parent chain stopped at it
+    (it had not arrived), which had no agent then. So the stored ``agent`` column serves
+    as each span's own agent (a span that has one keeps it), and only the light columns
+    are read. A trace where a cycle appears, or ``full``, is classified again from its
+    attributes (a span in a cycle keeps only its own agent, which the column may not say).
+    """
     rows = con.execute(
-        """SELECT trace_id, span_id, parent_span_id, name, kind, attributes, agent, cycle,
-                  service_name
+        """SELECT trace_id, span_id, parent_span_id, agent, cycle, service_name
            FROM spans WHERE trace_id IN (SELECT unnest($ids))""",
         {"ids": trace_ids},
     ).fetchall()
@@ -121,15 +180,15 @@ def rederive_stored(con: duckdb.DuckDBPyConnection, trace_ids: list[str]) -> Non
     changed: list[tuple[str, str, str | None, bool, str | None]] = []
     for tid, spans in by_trace.items():
         parents = {r[1]: r[2] for r in spans}
-        own = {
-            r[1]: classify(r[3], KIND_BY_NAME.get(r[4], 0), orjson.loads(r[5]), not r[2])[1]
-            for r in spans
-        }
+        own: Mapping[str, str | None] = {r[1]: r[3] for r in spans}
         agents, cycle = resolve_tree(parents, own)
+        if full or cycle != {r[1] for r in spans if r[4]}:
+            own = _classified(con, tid)
+            agents, cycle = resolve_tree(parents, own)
         for r in spans:
             a, c = agents.get(r[1]), r[1] in cycle
-            if a != r[6] or c != bool(r[7]):
-                changed.append((tid, r[1], a, c, r[8]))
+            if a != r[3] or c != bool(r[4]):
+                changed.append((tid, r[1], a, c, r[5]))
     if not changed:
         return
     cols = list(zip(*changed, strict=True))
@@ -156,6 +215,18 @@ def rederive_stored(con: duckdb.DuckDBPyConnection, trace_ids: list[str]) -> Non
         )
     finally:
         con.unregister("_changed")
+
+
+def _classified(con: duckdb.DuckDBPyConnection, trace_id: str) -> dict[str, str | None]:
+    """Each span's own agent, from its name, kind and attributes."""
+    rows = con.execute(
+        "SELECT span_id, parent_span_id, name, kind, attributes FROM spans WHERE trace_id = ?",
+        [trace_id],
+    ).fetchall()
+    return {
+        sid: classify(name, KIND_BY_NAME.get(kind, 0), orjson.loads(attrs), not pid)[1]
+        for sid, pid, name, kind, attrs in rows
+    }
 
 
 # -- LangGraph state from OpenInference traces ------------------------------------------------

@@ -9,7 +9,7 @@ columns in one transpose per table, and DuckDB inserts them in bulk.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -228,10 +228,10 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 
 Event = tuple[int, str, dict[str, Any], int]  # time_ns, name, attributes, dropped count
-# Where a span came from: resource JSON, service name, scope name, scope version, scope
-# attributes JSON, scope dropped count, scope schema URL, resource dropped count,
-# resource schema URL, resource entity refs JSON.
-Origin = tuple[str, str | None, str, str, str, int, str, int, str, str]
+# Where a span came from: resource JSON, service name, scope name, scope version, and the
+# index in ``Batch.origins`` of (scope attributes JSON, scope dropped count, scope schema
+# URL, resource dropped count, resource schema URL, resource entity refs JSON).
+Origin = tuple[str, str | None, str, str, int]
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 Link = tuple[
@@ -269,8 +269,13 @@ class Batch:
     the text columns of :meth:`tables`, before anything reaches the store.
     """
 
-    def __init__(self, redactor: Redactor | None = None) -> None:
+    def __init__(self, redactor: Redactor | None = None, *, lenient: bool = False) -> None:
         self.redactor = redactor if redactor is not None and redactor.active else None
+        # Lenient: a span that does not validate is left out and reported in ``rejected``
+        # (placed in ``where``: the source and line being added), the rest kept.
+        self.lenient = lenient
+        self.rejected: list[str] = []
+        self.where: tuple[str, int | None] = ("<input>", None)
         self.spans: list[tuple[Any, ...]] = []
         self.events: list[tuple[Any, ...]] = []
         self.links: list[tuple[Any, ...]] = []
@@ -283,6 +288,9 @@ class Batch:
         # Positions in ``messages`` of the rows taken from a PRODUCER/CONSUMER span itself:
         # their agent is the span's, which ``resolve_agents`` may still change.
         self.message_spans: list[int] = []
+        self.origins: list[tuple[Any, ...]] = []
+        self.has_errors = False  # a span with status ERROR was added
+        self.cycles: set[tuple[str, str]] = set()  # (trace, span) of spans in a parent cycle
 
     def __len__(self) -> int:
         return len(self.spans)
@@ -292,7 +300,8 @@ class Batch:
     def add_proto(self, req: PB2ExportTraceServiceRequest) -> int:
         """Add every span of a request; returns how many were added."""
         before = len(self.spans)
-        span_fn = self._span
+        proto_fn = self._proto_span
+        lenient = self.lenient
         for rs in req.resource_spans:
             res = rs.resource
             resource_attrs = attrs_from_proto(res.attributes)
@@ -314,61 +323,17 @@ class Batch:
             )  # fmt: skip
             for ss in rs.scope_spans:
                 scope = ss.scope
-                origin = (
+                origin = self._origin(
                     resource, service, scope.name, scope.version,
                     _dumps(attrs_from_proto(scope.attributes)).decode() if len(scope.attributes) else "{}",
                     scope.dropped_attributes_count, ss.schema_url, res.dropped_attributes_count,
                     rs.schema_url, refs,
                 )  # fmt: skip
                 for sp in ss.spans:
-                    name = sp.name
-                    tid = sp.trace_id.hex()
-                    sid = sp.span_id.hex()
-                    pid = sp.parent_span_id.hex()
-                    if len(tid) != 32 or len(sid) != 16 or (pid and len(pid) != 16):
-                        # The slow path only to say precisely what is wrong.
-                        try:
-                            check_bytes_id(sp.trace_id, 16, "trace id", allow_empty=False)
-                            check_bytes_id(sp.span_id, 8, "span id", allow_empty=False)
-                            check_bytes_id(sp.parent_span_id, 8, "parent span id", allow_empty=True)
-                        except DecodeError as exc:
-                            raise DecodeError(f"span {name!r}: {exc.detail}") from None
-                    events = (
-                        [
-                            (e.time_unix_nano, e.name, attrs_from_proto(e.attributes),
-                             e.dropped_attributes_count)
-                            for e in sp.events
-                        ]
-                        if len(sp.events)
-                        else []
-                    )  # fmt: skip
-                    links = []
-                    for ln in sp.links:
-                        try:
-                            ltid = check_bytes_id(
-                                ln.trace_id, 16, "link trace id", allow_empty=False
-                            )
-                            lsid = check_bytes_id(ln.span_id, 8, "link span id", allow_empty=False)
-                        except DecodeError as exc:
-                            raise DecodeError(f"span {name!r} ({sid}): {exc.detail}") from None
-                        links.append(
-                            (
-                                ltid,
-                                lsid,
-                                ln.trace_state,
-                                ln.flags,
-                                attrs_from_proto(ln.attributes),
-                                ln.dropped_attributes_count,
-                            )
-                        )
-                    status = sp.status
-                    span_fn(
-                        tid, sid, pid, sp.trace_state, sp.flags, name, sp.kind,
-                        sp.start_time_unix_nano, sp.end_time_unix_nano, status.code, status.message,
-                        attrs_from_proto(sp.attributes), origin,
-                        sp.dropped_attributes_count, sp.dropped_events_count, sp.dropped_links_count,
-                        events, links,
-                    )  # fmt: skip
+                    if lenient:
+                        self._lenient(proto_fn, sp, origin)
+                    else:
+                        proto_fn(sp, origin)
         return len(self.spans) - before
 
     # -- the recorder's own spans --------------------------------------------------------------
@@ -384,7 +349,7 @@ class Batch:
             resource = self.redactor.json_text(resource)
         service = resource_attrs.get(c.SERVICE_NAME)
         service = service if isinstance(service, str) else None
-        origin = (resource, service, scope[0], scope[1], "{}", 0, "", 0, "", "[]")
+        origin = self._origin(resource, service, scope[0], scope[1], "{}", 0, "", 0, "", "[]")
         span_fn = self._span
         for sp in spans:
             try:
@@ -415,7 +380,8 @@ class Batch:
         if not isinstance(obj.get("resourceSpans") or [], list):
             raise DecodeError("resourceSpans is not a list")
         before = len(self.spans)
-        span_fn = self._span
+        json_fn = self._json_span
+        lenient = self.lenient
         for rs in obj.get("resourceSpans") or ():
             res = (rs.get("resource") or {}) if isinstance(rs, dict) else None
             if res is None:
@@ -436,75 +402,152 @@ class Batch:
                     raise DecodeError("scopeSpans entry is not an object")
                 scope = ss.get("scope") or ss.get("instrumentationLibrary") or {}
                 scope_attrs = attrs_from_json(scope.get("attributes") or [], "scope attributes")
-                origin = (
+                origin = self._origin(
                     resource, service, scope.get("name") or "", scope.get("version") or "",
                     _dumps(scope_attrs).decode() if scope_attrs else "{}",
                     _int(scope.get("droppedAttributesCount") or 0, "scope droppedAttributesCount"),
                     ss.get("schemaUrl") or "", res_dropped, res_schema, refs,
                 )  # fmt: skip
                 for sp in ss.get("spans") or ():
-                    if not isinstance(sp, dict):
-                        raise DecodeError("a span is not an object")
-                    name = sp.get("name") or ""
-                    try:
-                        sid = check_hex_id(sp.get("spanId"), 8, "span id", allow_empty=False)
-                        tid = check_hex_id(sp.get("traceId"), 16, "trace id", allow_empty=False)
-                        pid = check_hex_id(
-                            sp.get("parentSpanId"), 8, "parent span id", allow_empty=True
-                        )
-                        events = [
-                            (
-                                _int(e.get("timeUnixNano") or 0, "event timeUnixNano"),
-                                e.get("name") or "",
-                                attrs_from_json(
-                                    e.get("attributes") or [], f"event {e.get('name')!r} attributes"
-                                ),
-                                _int(
-                                    e.get("droppedAttributesCount") or 0, "droppedAttributesCount"
-                                ),
-                            )
-                            for e in sp.get("events") or ()
-                        ]
-                        links = [
-                            (
-                                check_hex_id(
-                                    ln.get("traceId"), 16, "link trace id", allow_empty=False
-                                ),
-                                check_hex_id(
-                                    ln.get("spanId"), 8, "link span id", allow_empty=False
-                                ),
-                                ln.get("traceState") or "",
-                                _int(ln.get("flags") or 0, "link flags"),
-                                attrs_from_json(ln.get("attributes") or [], "link attributes"),
-                                _int(
-                                    ln.get("droppedAttributesCount") or 0, "droppedAttributesCount"
-                                ),
-                            )
-                            for ln in sp.get("links") or ()
-                        ]
-                        kind = sp.get("kind") or 0
-                        if isinstance(kind, str):
-                            kind = KIND_BY_NAME.get(kind.removeprefix("SPAN_KIND_"), -1)
-                        status = sp.get("status") or {}
-                        code = status.get("code") or 0
-                        if isinstance(code, str):
-                            code = STATUS_BY_NAME.get(code.removeprefix("STATUS_CODE_"), -1)
-                        attrs = attrs_from_json(sp.get("attributes") or [], "attributes")
-                        start = _int(sp.get("startTimeUnixNano") or 0, "startTimeUnixNano")
-                        end = _int(sp.get("endTimeUnixNano") or 0, "endTimeUnixNano")
-                        dropped = (
-                            _int(sp.get("droppedAttributesCount") or 0, "droppedAttributesCount"),
-                            _int(sp.get("droppedEventsCount") or 0, "droppedEventsCount"),
-                            _int(sp.get("droppedLinksCount") or 0, "droppedLinksCount"),
-                        )
-                    except DecodeError as exc:
-                        raise DecodeError(f"span {name!r}: {exc.detail}") from None
-                    span_fn(
-                        tid, sid, pid, sp.get("traceState") or "", _int(sp.get("flags") or 0, "flags"),
-                        name, kind, start, end, code, status.get("message") or "", attrs, origin,
-                        *dropped, events, links,
-                    )  # fmt: skip
+                    if lenient:
+                        self._lenient(json_fn, sp, origin)
+                    else:
+                        json_fn(sp, origin)
         return len(self.spans) - before
+
+    def _origin(
+        self, resource: str, service: str | None, scope_name: str, scope_version: str,
+        *rest: Any,
+    ) -> Origin:  # fmt: skip
+        """The per-span form of a resource and scope: the columns every span of a scope
+        repeats are kept once, in ``origins``, and each span row holds their index."""
+        self.origins.append(rest)
+        return (resource, service, scope_name, scope_version, len(self.origins) - 1)
+
+    # -- one span of each wire form -------------------------------------------------------------
+
+    def _proto_span(self, sp: Any, origin: Origin) -> None:
+        span_fn = self._span
+        name = sp.name
+        tid = sp.trace_id.hex()
+        sid = sp.span_id.hex()
+        pid = sp.parent_span_id.hex()
+        if len(tid) != 32 or len(sid) != 16 or (pid and len(pid) != 16):
+            # The slow path only to say precisely what is wrong.
+            try:
+                check_bytes_id(sp.trace_id, 16, "trace id", allow_empty=False)
+                check_bytes_id(sp.span_id, 8, "span id", allow_empty=False)
+                check_bytes_id(sp.parent_span_id, 8, "parent span id", allow_empty=True)
+            except DecodeError as exc:
+                raise DecodeError(f"span {name!r}: {exc.detail}") from None
+        events = (
+            [
+                (e.time_unix_nano, e.name, attrs_from_proto(e.attributes),
+                 e.dropped_attributes_count)
+                for e in sp.events
+            ]
+            if len(sp.events)
+            else []
+        )  # fmt: skip
+        links = []
+        for ln in sp.links:
+            try:
+                ltid = check_bytes_id(ln.trace_id, 16, "link trace id", allow_empty=False)
+                lsid = check_bytes_id(ln.span_id, 8, "link span id", allow_empty=False)
+            except DecodeError as exc:
+                raise DecodeError(f"span {name!r} ({sid}): {exc.detail}") from None
+            links.append(
+                (
+                    ltid,
+                    lsid,
+                    ln.trace_state,
+                    ln.flags,
+                    attrs_from_proto(ln.attributes),
+                    ln.dropped_attributes_count,
+                )
+            )
+        status = sp.status
+        span_fn(
+            tid, sid, pid, sp.trace_state, sp.flags, name, sp.kind,
+            sp.start_time_unix_nano, sp.end_time_unix_nano, status.code, status.message,
+            attrs_from_proto(sp.attributes), origin,
+            sp.dropped_attributes_count, sp.dropped_events_count, sp.dropped_links_count,
+            events, links,
+        )  # fmt: skip
+
+    def _json_span(self, sp: Any, origin: Origin) -> None:
+        span_fn = self._span
+        if not isinstance(sp, dict):
+            raise DecodeError("a span is not an object")
+        name = sp.get("name") or ""
+        try:
+            sid = check_hex_id(sp.get("spanId"), 8, "span id", allow_empty=False)
+            tid = check_hex_id(sp.get("traceId"), 16, "trace id", allow_empty=False)
+            pid = check_hex_id(sp.get("parentSpanId"), 8, "parent span id", allow_empty=True)
+            events = [
+                (
+                    _int(e.get("timeUnixNano") or 0, "event timeUnixNano"),
+                    e.get("name") or "",
+                    attrs_from_json(
+                        e.get("attributes") or [], f"event {e.get('name')!r} attributes"
+                    ),
+                    _int(e.get("droppedAttributesCount") or 0, "droppedAttributesCount"),
+                )
+                for e in sp.get("events") or ()
+            ]
+            links = [
+                (
+                    check_hex_id(ln.get("traceId"), 16, "link trace id", allow_empty=False),
+                    check_hex_id(ln.get("spanId"), 8, "link span id", allow_empty=False),
+                    ln.get("traceState") or "",
+                    _int(ln.get("flags") or 0, "link flags"),
+                    attrs_from_json(ln.get("attributes") or [], "link attributes"),
+                    _int(ln.get("droppedAttributesCount") or 0, "droppedAttributesCount"),
+                )
+                for ln in sp.get("links") or ()
+            ]
+            kind = sp.get("kind") or 0
+            if isinstance(kind, str):
+                kind = KIND_BY_NAME.get(kind.removeprefix("SPAN_KIND_"), -1)
+            status = sp.get("status") or {}
+            code = status.get("code") or 0
+            if isinstance(code, str):
+                code = STATUS_BY_NAME.get(code.removeprefix("STATUS_CODE_"), -1)
+            attrs = attrs_from_json(sp.get("attributes") or [], "attributes")
+            start = _int(sp.get("startTimeUnixNano") or 0, "startTimeUnixNano")
+            end = _int(sp.get("endTimeUnixNano") or 0, "endTimeUnixNano")
+            dropped = (
+                _int(sp.get("droppedAttributesCount") or 0, "droppedAttributesCount"),
+                _int(sp.get("droppedEventsCount") or 0, "droppedEventsCount"),
+                _int(sp.get("droppedLinksCount") or 0, "droppedLinksCount"),
+            )
+        except DecodeError as exc:
+            raise DecodeError(f"span {name!r}: {exc.detail}") from None
+        span_fn(
+            tid, sid, pid, sp.get("traceState") or "", _int(sp.get("flags") or 0, "flags"),
+            name, kind, start, end, code, status.get("message") or "", attrs, origin,
+            *dropped, events, links,
+        )  # fmt: skip
+
+    def _lenient(self, fn: Callable[[Any, Origin], None], sp: Any, origin: Origin) -> None:
+        """``fn(sp, origin)``; a bad span is left out whole and reported, not raised."""
+        marks = (len(self.spans), len(self.events), len(self.links), len(self.versions),
+                 len(self.reads), len(self.messages))  # fmt: skip
+        try:
+            fn(sp, origin)
+        except DecodeError as exc:
+            n = marks[0]
+            for k in [k for k, i in self._seen.items() if i >= n]:
+                del self._seen[k]
+            del self.spans[n:]
+            del self.events[marks[1] :]
+            del self.links[marks[2] :]
+            del self.versions[marks[3] :]
+            del self.reads[marks[4] :]
+            del self.messages[marks[5] :]
+            self.message_spans = [i for i in self.message_spans if i < marks[5]]
+            source, line = self.where
+            self.rejected.append(str(exc.at(source, line)))
 
     # -- shared ------------------------------------------------------------------------------
 
@@ -536,6 +579,8 @@ class Batch:
                 f"{where}: a time outside the years 1970-2262 (start {start}, end {end})"
             )
         attrs_json = _dumps(attrs).decode()
+        if code == 2:
+            self.has_errors = True
         key = tid + sid
         prior = self._seen.get(key)
         if prior is not None:
@@ -559,7 +604,7 @@ class Batch:
         self.spans.append(
             (tid, sid, pid, trace_state, flags, name, KIND_NAMES[kind], start, end, STATUS_NAMES[code],
              message, attrs_json, resource, scope_name, scope_version, service, op, agent,
-             dropped_attrs, dropped_events, dropped_links, *origin[4:], False)
+             dropped_attrs, dropped_events, dropped_links, origin[4])
         )  # fmt: skip
         has_message_event = False
         for seq, (t, ename, eattrs, edropped) in enumerate(events):
@@ -642,7 +687,7 @@ class Batch:
         ids = set(trace_ids)
         if not ids:
             return
-        resolve_batch(self.spans, ids)
+        self.cycles |= resolve_batch(self.spans, ids)
         if self.message_spans:
             agent_of = {(r[0], r[1]): r[17] or r[15] for r in self.spans if r[0] in ids}
             for i in self.message_spans:
@@ -669,10 +714,26 @@ class Batch:
             if rows:
                 schema = SCHEMAS[name]
                 cols = list(zip(*rows, strict=True))
-                out[name] = pa.Table.from_arrays(
-                    [pa.array(col, type=f.type) for col, f in zip(cols, schema, strict=True)],
-                    schema=schema,
-                )
+                if name == "spans":
+                    arrays = [
+                        pa.array(col, type=f.type)
+                        for col, f in zip(cols[:21], schema, strict=False)
+                    ]
+                    # The origin columns, repeated per span, taken from the few origins.
+                    which = pa.array(cols[21], pa.int32())
+                    for k, vals in enumerate(zip(*self.origins, strict=True)):
+                        arrays.append(pa.array(vals, type=schema[21 + k].type).take(which))
+                    arrays.append(
+                        pa.array(
+                            [(r[0], r[1]) in self.cycles for r in rows] if self.cycles else [False] * len(rows),
+                            pa.bool_(),
+                        )
+                    )  # fmt: skip
+                else:
+                    arrays = [
+                        pa.array(col, type=f.type) for col, f in zip(cols, schema, strict=True)
+                    ]
+                out[name] = pa.Table.from_arrays(arrays, schema=schema)
         return out if self.redactor is None else self.redactor.tables(out)
 
 

@@ -60,6 +60,7 @@ class Decoded:
     requests: int
     spans: int = field(default=0)
     lines: tuple[int, int] | None = None  # the first and last line (record) of a file's chunk
+    has_errors: bool = False  # a span with status ERROR is in it
 
     def placed(self, exc: DecodeError, source: str) -> DecodeError:
         """``exc`` (raised while writing this chunk) placed in ``source`` and this chunk's lines."""
@@ -96,6 +97,7 @@ def decoded_from(batch: Batch, requests: int = 0, lines: tuple[int, int] | None 
         requests,
         len(batch.spans),
         lines,
+        batch.has_errors,
     )
 
 

@@ -128,18 +128,22 @@ class Store:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def ingest(self, payloads: Iterable[Payload], *, source: str = "<input>") -> IngestResult:
+    def ingest(
+        self, payloads: Iterable[Payload], *, source: str = "<input>", skip_bad: bool = False
+    ) -> IngestResult:
         """Store every span of ``payloads`` in one transaction.
 
         A payload is a protobuf request, a decoded OTLP/JSON request (dict) or a
         file :class:`Record`. Spans already in the store with the same content are
         skipped; any bad payload raises :class:`DecodeError` and stores nothing.
+        With ``skip_bad``, a span that does not validate is left out and named in
+        ``errors`` instead, and the rest is stored.
         """
         with self._write_lock:
             con = self._cur()
             con.execute("BEGIN TRANSACTION")
             try:
-                result, runs = self._ingest_in(con, payloads, source)
+                result, runs = self._ingest_in(con, payloads, source, skip_bad)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -150,11 +154,13 @@ class Store:
         return result
 
     def _ingest_in(
-        self, con: duckdb.DuckDBPyConnection, payloads: Iterable[Payload], source: str
-    ) -> tuple[IngestResult, frozenset[str]]:
-        batch = Batch(self.redactor)
+        self, con: duckdb.DuckDBPyConnection, payloads: Iterable[Payload], source: str,
+        skip_bad: bool = False,
+    ) -> tuple[IngestResult, frozenset[str]]:  # fmt: skip
+        batch = Batch(self.redactor, lenient=skip_bad)
         total = IngestResult()
         runs: set[str] = set()
+        rejected: list[str] = []
         requests = 0
         for payload in payloads:
             requests += 1
@@ -162,12 +168,15 @@ class Store:
             if len(batch) >= _CHUNK_SPANS:
                 total += self._write(con, batch)
                 runs |= batch.trace_ids
-                batch = Batch(self.redactor)
+                rejected += batch.rejected
+                batch = Batch(self.redactor, lenient=skip_bad)
         total += self._write(con, batch)
         runs |= batch.trace_ids
+        rejected += batch.rejected
+        runs = {r for r in runs if r in total.run_ids} if rejected else runs
         return IngestResult(
             runs=len(runs), spans=total.spans, skipped=total.skipped, versions=total.versions,
-            requests=requests, run_ids=frozenset(runs),
+            requests=requests, errors=tuple(rejected), run_ids=frozenset(runs),
         ), frozenset(runs)  # fmt: skip
 
     def _write(self, con: duckdb.DuckDBPyConnection, batch: Batch) -> IngestResult:
@@ -271,7 +280,10 @@ class Store:
                 lg = batch.langgraph
                 derived_versions = derive_langgraph(con, sorted(lg)) if lg else 0
                 # New traces are summed from the batch alone; traces seen before, from the store.
-                self._refresh_runs(con, batch.trace_ids, "spans" if known else "_in_spans")
+                self._refresh_runs(
+                    con, batch.trace_ids, "spans" if known else "_in_spans",
+                    handled=bool(known) or batch.has_errors,
+                )  # fmt: skip
                 derive_flows(con, batch.trace_ids, batch.cross_links)
         finally:
             con.unregister("_in_spans")
@@ -284,8 +296,9 @@ class Store:
             versions = _count_new_versions(con, tables["state_versions"])
         versions += derived_versions
         return IngestResult(
-            spans=inserted, skipped=n_existing + batch.duplicates, versions=versions
-        )
+            spans=inserted, skipped=n_existing + batch.duplicates, versions=versions,
+            run_ids=frozenset(spans.column("trace_id").unique().to_pylist()),
+        )  # fmt: skip
 
     def ingest_decoded(self, chunks: Iterable[Decoded], *, source: str = "<input>") -> IngestResult:
         """Store batches decoded elsewhere (:mod:`tracer._store._parallel`) in one transaction,
@@ -343,10 +356,12 @@ class Store:
         return result
 
     def _refresh_runs(
-        self, con: duckdb.DuckDBPyConnection, run_ids: Iterable[str], source: str = "spans"
-    ) -> None:
+        self, con: duckdb.DuckDBPyConnection, run_ids: Iterable[str], source: str = "spans",
+        *, handled: bool = True,
+    ) -> None:  # fmt: skip
         """Recompute the ``runs`` rows of ``run_ids`` from ``source`` (``spans``, or the
-        batch being written when it holds every span of those runs)."""
+        batch being written when it holds every span of those runs); ``handled=False``
+        when ``source`` has no error span (nothing to tell handled errors from)."""
         con.execute(
             """INSERT OR REPLACE INTO runs
             WITH s AS (SELECT * FROM $source WHERE trace_id IN (SELECT unnest($ids))),
@@ -361,11 +376,7 @@ class Store:
             -- An error is handled when its parent ended without one: something caught it
             -- (a retry, a fallback). Errors that reached the root, or whose parent has not
             -- arrived, are not.
-            handled AS (
-                SELECT e.trace_id, count(*) AS n FROM s e
-                JOIN s p ON p.trace_id = e.trace_id AND p.span_id = e.parent_span_id
-                WHERE e.status_code = 'ERROR' AND p.status_code <> 'ERROR' AND NOT e.cycle
-                GROUP BY e.trace_id),
+            handled AS ($handled),
             agg AS (
                 SELECT trace_id, min(start_ns) AS start_ns, max(end_ns) AS end_ns, count(*) AS n,
                        count(*) FILTER (WHERE status_code = 'ERROR') AS errors,
@@ -392,7 +403,9 @@ class Store:
                    r.root_attrs->>'agentrace.run.scenario',
                    coalesce(r.root_attrs, '{}'), coalesce(h.n, 0), agg.trace_id
             FROM agg LEFT JOIN roots r USING (trace_id) LEFT JOIN v ON v.run_id = agg.trace_id
-            LEFT JOIN handled h ON h.trace_id = agg.trace_id""".replace("$source", source),
+            LEFT JOIN handled h ON h.trace_id = agg.trace_id""".replace(
+                "$handled", _HANDLED if handled else _NO_HANDLED
+            ).replace("$source", source),
             {"ids": sorted(run_ids)},
         )
 
@@ -410,7 +423,7 @@ class Store:
                 ids = sorted(set(run_ids))
             if not ids:
                 return IngestResult()
-            rederive_stored(con, ids)
+            rederive_stored(con, ids, full=True)
             versions = 0
             if langgraph:
                 versions = derive_langgraph(con, ids)
@@ -479,6 +492,22 @@ class Store:
                 FROM runs r ORDER BY start_ns, run_id"""
         ).fetchall()
         return [_run(row) for row in rows]
+
+    def run_tokens(self) -> dict[str, tuple[int, int]]:
+        """Per run: the input and output tokens of its model calls (each call's own usage,
+        GenAI or OpenInference spelling; an agent span's aggregate is not counted again)."""
+        rows = self.sql(
+            """SELECT trace_id,
+                      sum(coalesce(TRY_CAST(attributes->>'gen_ai.usage.input_tokens' AS BIGINT),
+                                   TRY_CAST(attributes->>'gen_ai.usage.prompt_tokens' AS BIGINT),
+                                   TRY_CAST(attributes->>'llm.token_count.prompt' AS BIGINT), 0)),
+                      sum(coalesce(TRY_CAST(attributes->>'gen_ai.usage.output_tokens' AS BIGINT),
+                                   TRY_CAST(attributes->>'gen_ai.usage.completion_tokens' AS BIGINT),
+                                   TRY_CAST(attributes->>'llm.token_count.completion' AS BIGINT), 0))
+               FROM spans WHERE operation IN ('chat', 'text_completion', 'generate_content')
+               GROUP BY trace_id"""
+        ).fetchall()
+        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
 
     def run(self, run_id: str) -> Run:
         row = _first(
@@ -567,7 +596,8 @@ class Store:
         expanded waterfall. A span whose parent is not in the run is a root. The
         ``descendants`` of row ``i`` are rows ``i + 1 .. i + descendants``, so a viewer can
         fold a subtree without holding the spans themselves (it pages them with
-        :meth:`span_index`). Spans caught in a parent cycle reach no root and are left out.
+        :meth:`span_index`). A span that is its own ancestor (flagged ``cycle``) is a root
+        too, so every span appears exactly once.
         """
         try:
             # Span ids are 16 hex digits: as UBIGINT the joins hash 8-byte integers, not strings,
@@ -866,6 +896,13 @@ class Store:
         return written
 
 
+_HANDLED = """
+    SELECT e.trace_id, count(*) AS n FROM s e
+    JOIN s p ON p.trace_id = e.trace_id AND p.span_id = e.parent_span_id
+    WHERE e.status_code = 'ERROR' AND p.status_code <> 'ERROR' AND NOT e.cycle
+    GROUP BY e.trace_id"""
+_NO_HANDLED = "SELECT ''::VARCHAR AS trace_id, 0::BIGINT AS n WHERE false"
+
 _RUN_TABLES = (
     ("runs", "run_id"), ("spans", "trace_id"), ("span_events", "trace_id"), ("span_links", "trace_id"),
     ("state_versions", "run_id"), ("state_reads", "run_id"), ("messages", "run_id"), ("findings", "run_id"),
@@ -878,14 +915,15 @@ def _span_tree_sql(*, as_int: bool) -> str:
     parent_key = "('0x' || parent_span_id)::UBIGINT" if as_int else "parent_span_id"
     out = "lpad(lower(to_hex(t.id)), 16, '0')" if as_int else "t.id"
     return f"""WITH RECURSIVE s AS (
-        SELECT {span_key} AS id, CASE WHEN parent_span_id = '' THEN NULL ELSE {parent_key} END AS pid,
+        SELECT {span_key} AS id,
+               CASE WHEN parent_span_id = '' OR cycle THEN NULL ELSE {parent_key} END AS pid,
                row_number() OVER (ORDER BY start_ns, span_id)::INTEGER AS rn
         FROM spans WHERE trace_id = $run),
     t(id, depth, path) AS (
-        SELECT id, 0, [rn] FROM s WHERE pid IS NULL OR pid = id OR pid NOT IN (SELECT id FROM s)
+        SELECT id, 0, [rn] FROM s WHERE pid IS NULL OR pid NOT IN (SELECT id FROM s)
         UNION ALL
         SELECT c.id, t.depth + 1, list_append(t.path, c.rn)
-        FROM s c JOIN t ON c.pid = t.id AND c.id <> t.id),
+        FROM s c JOIN t ON c.pid = t.id),
     sizes AS (SELECT unnest(path) AS rn, count(*) - 1 AS descendants FROM t GROUP BY 1)
     SELECT {out} AS span_id, t.depth::INTEGER AS depth, z.descendants::INTEGER AS descendants
     FROM t JOIN sizes z ON z.rn = t.path[-1]
@@ -983,6 +1021,7 @@ def _count_new_versions(con: duckdb.DuckDBPyConnection, versions: pa.Table) -> i
 
 def add_payload(batch: Batch, payload: Payload, source: str, index: int) -> None:
     """Add one payload to ``batch``, placing any error in its source and line."""
+    batch.where = (payload.source, payload.line) if isinstance(payload, Record) else (source, index)
     if isinstance(payload, SpanBatch):
         batch.add_spans(payload.spans, payload.resource, payload.scope)
     elif isinstance(payload, Record):

@@ -251,7 +251,7 @@ class RunContext:
                       (SELECT count(*) FROM messages WHERE run_id IN (SELECT unnest($flow))),
                       (SELECT list(DISTINCT name) FROM span_events
                        WHERE trace_id = $run AND starts_with(name, 'agentrace.'))""",
-            {"run": self.run_id, "flow": self.flow_runs if self.heads_flow else []},
+            {"run": self.run_id, "flow": self.flow_runs},
         ).fetchall()[0]
         return Present(row[0], row[1], row[2], frozenset(row[3] or ()))
 
@@ -328,8 +328,9 @@ class RunContext:
         ]
 
     @cached_property
-    def inferred_handoffs(self) -> list[tuple[str, str, str, str, int]]:
-        """Foreign traces: handoffs as ``(from, to, outcome, span id, time)``, told by the spans.
+    def inferred_handoffs(self) -> list[tuple[str, str, str, str, int, str]]:
+        """Foreign traces: handoffs as ``(from, to, outcome, span id, time, how)``, told by the
+        spans; ``how`` is ``recorded``, ``delegation`` (nested) or ``sequence``.
 
         A recorded handoff span (``operation=handoff``, the OpenAI Agents SDK's
         ``handoff to {agent}``) is one. A step nested (through any spans) inside another
@@ -347,7 +348,7 @@ class RunContext:
             [self.run_id],
         ).fetchall()
         out = [
-            (src, dst, "failed" if err else "ok", sid, t)
+            (src, dst, "failed" if err else "ok", sid, t, "recorded")
             for sid, src, dst, t, err in explicit
             if dst
         ]
@@ -375,7 +376,9 @@ class RunContext:
             outer = enclosing(s)
             if outer is not None:
                 if outer.agent != s.agent:
-                    out.append((outer.agent, s.agent, s.outcome, s.span_id, s.start_ns))
+                    out.append(
+                        (outer.agent, s.agent, s.outcome, s.span_id, s.start_ns, "delegation")
+                    )
                 continue
             if (
                 not explicit
@@ -383,7 +386,7 @@ class RunContext:
                 and prev.agent != s.agent
                 and prev.end_ns <= s.start_ns
             ):
-                out.append((prev.agent, s.agent, s.outcome, s.span_id, s.start_ns))
+                out.append((prev.agent, s.agent, s.outcome, s.span_id, s.start_ns, "sequence"))
             prev = s
         out.sort(key=lambda h: (h[4], h[3]))
         return out

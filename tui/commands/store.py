@@ -25,7 +25,7 @@ from .._cli_base import (
     short,
 )
 from .._output import OutputRefused, check_target, write_file
-from .._text import fmt_duration, fmt_when
+from .._text import error_counts, fmt_duration, fmt_when
 
 
 @cli.command()
@@ -36,14 +36,17 @@ def runs(db: str, as_json: bool) -> None:
     """List the runs in the store."""
     with open_store(db) as store:
         all_runs = store.runs()
+        tokens = store.run_tokens() if as_json else {}
     if as_json:
         print_json(
             [
                 {
                     "run_id": r.run_id, "workflow": r.workflow, "pattern": r.pattern, "status": r.status,
                     "start_ns": r.start_ns, "duration_ns": r.duration_ns, "agents": list(r.agents),
-                    "spans": r.span_count, "errors": r.error_count, "versions": r.version_count,
-                    "findings": r.finding_count, "scenario": r.scenario, "parent_run_id": r.parent_run_id,
+                    "spans": r.span_count, "errors": r.error_count, "handled_errors": r.handled_error_count,
+                    "tokens": dict(zip(("input", "output"), tokens.get(r.run_id, (0, 0)), strict=True)),
+                    "versions": r.version_count, "findings": r.finding_count, "scenario": r.scenario,
+                    "parent_run_id": r.parent_run_id, "flow_id": r.flow_id,
                 }
                 for r in all_runs
             ]
@@ -55,7 +58,7 @@ def runs(db: str, as_json: bool) -> None:
     table = Table(box=None, header_style="bold", pad_edge=False)
     with_scenario = any(r.scenario for r in all_runs)
     cols = ["run", "workflow", *(["scenario"] if with_scenario else []), "pattern", "status",
-            "started", "duration", "agents", "spans", "versions", "findings"]  # fmt: skip
+            "errors", "started", "duration", "agents", "spans", "versions", "findings"]  # fmt: skip
     for col in cols:
         right = col in ("duration", "agents", "spans", "versions", "findings")
         table.add_column(col, justify="right" if right else "left", no_wrap=True)
@@ -67,7 +70,8 @@ def runs(db: str, as_json: bool) -> None:
             cell(short(r.run_id)), cell(r.workflow or ""),
             *([cell(r.scenario or "")] if with_scenario else []),
             cell(r.pattern or ""), f"[{style}]{cell(status)}[/]" if style else cell(status),
-            fmt_when(r.start_ns), fmt_duration(r.duration_ns), str(len(r.agents)), str(r.span_count),
+            error_counts(r.error_count, r.handled_error_count), fmt_when(r.start_ns),
+            fmt_duration(r.duration_ns), str(len(r.agents)), str(r.span_count),
             str(r.version_count), str(r.finding_count),
         )  # fmt: skip
     console().print(table)

@@ -283,6 +283,9 @@ class RunScreen(Screen[None]):
             (clip(r.workflow or "-", 30), "bold"),
             f" · {r.pattern or '-'} · ",
             (r.status or "-", "bold"),
+            f" ({_n(r.error_count, 'error')}, {r.handled_error_count} handled)"
+            if r.error_count or r.handled_error_count
+            else "",
             f" · {fmt_duration(r.duration_ns)} · {_n(len(r.agents), 'agent')} · {_n(r.span_count, 'span')}"
             f" · {_n(r.finding_count, 'finding')}   ",
         ]

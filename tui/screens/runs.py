@@ -222,6 +222,8 @@ class RunsScreen(Screen[None]):
             parts += ["  replay of ", (run.parent_run_id[:12], "bold")]
         if run.error_count:
             parts += ["  ", (f"{run.error_count} error span(s)", self._styles()["error"])]
+        if run.handled_error_count:
+            parts += ["  ", f"{run.handled_error_count} handled error(s)"]
         detail.text = Text.assemble(*parts)
 
     @on(DataTable.RowSelected)

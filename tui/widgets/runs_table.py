@@ -65,7 +65,11 @@ class RunsTable(DataTable[Text]):
                 plain(r.run_id[:10], styles["dim"]),
                 plain(clip(r.workflow or "-", 22)),
                 plain(r.pattern or "-"),
-                plain(status, styles.get(status, "")),
+                plain(
+                    status
+                    + (f" ({r.handled_error_count} handled)" if r.handled_error_count else ""),
+                    styles.get(status, ""),
+                ),
                 plain(fmt_when(r.start_ns)[5:16], styles["dim"]),
                 Text(fmt_duration(r.duration_ns), justify="right"),
                 Text(str(len(r.agents)), justify="right"),
