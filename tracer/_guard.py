@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -170,6 +171,9 @@ def _peer(transport: Any) -> str:
     return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) and len(peer) >= 2 else "?"
 
 
+_NUMBERS: Final = re.compile(r"0x[0-9a-fA-F]+|\d+(?:\.\d+)?")
+
+
 class OneLineLogs(logging.Filter):
     """One escaped line per record, no traceback; at most ``burst`` per ``window`` s per message."""
 
@@ -184,7 +188,8 @@ class OneLineLogs(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, str(record.msg))
+        # Messages that differ only in numbers (ports, fds, times, addresses) are one kind.
+        key = (record.name, _NUMBERS.sub("#", str(record.msg))[:80])
         now = self.clock()
         with self._lock:
             slot = self._seen.get(key)

@@ -117,8 +117,23 @@ def any_from_json(v: Any, where: str = "attribute") -> Any:
     if "kvlistValue" in v:
         return attrs_from_json((v["kvlistValue"] or {}).get("values") or (), where)
     if "bytesValue" in v:
-        return {"bytesValue": v["bytesValue"]}
+        b = v["bytesValue"]
+        try:
+            # Stored as sent (base64), checked now: an export decodes it.
+            bytes_from_b64(b)
+        except (TypeError, ValueError):  # binascii.Error is a ValueError
+            raise DecodeError(f"{where}: bytesValue {str(b)[:40]!r} is not base64") from None
+        return {"bytesValue": b}
     return None
+
+
+def bytes_from_b64(text: str) -> bytes:
+    """OTLP/JSON bytes: base64, standard or URL-safe, padding optional (ValueError otherwise)."""
+    if not isinstance(text, str):
+        raise ValueError("not a string")
+    padded = text + "=" * (-len(text) % 4)
+    alphabet = b"-_" if "-" in text or "_" in text else None
+    return base64.b64decode(padded, altchars=alphabet, validate=True)
 
 
 def attrs_from_json(kvs: Any, where: str = "attributes") -> dict[str, Any]:
@@ -161,7 +176,7 @@ def fill_any(target: PB2AnyValue, value: Any) -> None:
             fill_any(arr.values.add(), item)
     elif isinstance(value, dict):
         if len(value) == 1 and isinstance(value.get("bytesValue"), str):
-            target.bytes_value = base64.b64decode(value["bytesValue"])
+            target.bytes_value = bytes_from_b64(value["bytesValue"])
         elif len(value) == 1 and value.get("doubleValue") in ("NaN", "Infinity", "-Infinity"):
             target.double_value = float(value["doubleValue"].replace("Infinity", "inf"))
         else:

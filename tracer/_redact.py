@@ -4,14 +4,19 @@ On by default for the obvious ones:
 
 * values of attributes whose key names a credential (``...authorization``,
   ``...cookie``, ``set-cookie``, ``x-api-key``, ``api_key``, ``password``,
-  ``client_secret``, ``access_token``, ``private_key``, ...), at any depth of a
-  kvlist;
+  ``client_secret``, ``access_token``, ``private_key``, ``token``, ``secret``,
+  ``aws_secret_access_key``, ...), at any depth of a kvlist;
 * API-key shapes anywhere in text: OpenAI/Anthropic ``sk-...``, Stripe
   ``sk_live_...``, GitHub ``ghp_...``/``github_pat_...``, Slack ``xox?-...``,
   AWS ``AKIA...``, Google ``AIza...``, Hugging Face ``hf_...``, JWTs, PEM
   private keys, the credentials after ``Bearer``/``Basic``, and
-  ``Authorization:``/``Cookie:``/``api_key=``/``password=`` pairs inside text
-  (headers dumped into a log line, JSON held in a string attribute).
+  ``Authorization:``/``Cookie:``/``api_key=``/``password=``/``token=`` pairs
+  inside text, also with a prefix (``DATABASE_PASSWORD=``, ``OPENAI_API_KEY=``,
+  ``AWS_SECRET_ACCESS_KEY=``), the password in a connection URL
+  (``postgres://user:PASSWORD@host``), the value after a command-line flag
+  naming a secret (``--token VALUE``, also as the next item of an array such as
+  ``process.command_args``);
+* bytes values that hold text are redacted like strings (and stay bytes).
 
 Where: span names, status messages, span, event and link attributes, and
 resource attributes. Not in state documents (``agentrace.state.snapshot`` and
@@ -30,6 +35,7 @@ A :class:`Redactor` is immutable once built and safe to share between threads.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -48,7 +54,7 @@ EXEMPT_KEYS: Final = frozenset({"agentrace.state.snapshot", "agentrace.state.pat
 _KEY_WORDS: Final = (
     r"authorization|cookie|set-cookie|x-api-key|api[-_]?key|apikey|passw(?:or)?d|passphrase"
     r"|client[-_]secret|secret[-_]key|api[-_]secret|(?:access|refresh|id|auth|bearer|session)[-_]token"
-    r"|private[-_]key|credentials?"
+    r"|private[-_]key|credentials?|token|secrets?|secret[-_]access[-_]key"
 )
 _KEY: Final = rf"(?i:(?:^|[._\-])(?:{_KEY_WORDS})$)"
 
@@ -102,10 +108,31 @@ _DEFAULT_PATTERNS: Final = (
     ),
     _Pattern(
         "key-value",
-        r"(?i:\b(?:x-api-key|api[-_]?key|apikey|passw(?:or)?d|passphrase|client[-_]secret|secret[-_]key"
-        r"|api[-_]secret|(?:access|refresh|auth)[-_]token)[\"']?\s*[:=]\s*[\"']?)(?P<secret>[^\"'\s,;&}]+)",
-        r"(?i:api[-_]?key|apikey|passw(?:or)?d|passphrase|secret|(?:access|refresh|auth)[-_]token)",
+        # An optional prefix of words (DATABASE_, OPENAI_, AWS_) before the credential's name.
+        r"(?i:\b(?:[A-Za-z0-9]+[-_])*(?:x-api-key|api[-_]?key|apikey|passw(?:or)?d|pwd|passphrase"
+        r"|client[-_]secret|secret[-_](?:access[-_])?key|api[-_]secret|(?:access|refresh|auth)[-_]token"
+        r"|token|secret)[\"']?\s*[:=]\s*[\"']?)(?P<secret>[^\"'\s,;&}]+)",
+        # "token" only before its separator: "input_tokens" (in every LLM span) is not flagged.
+        r"(?i:api[-_]?key|apikey|passw(?:or)?d|pwd|passphrase|secret"
+        r"|token(?:\\?[\"'])?(?:\s|\\[tnr])*[:=])",
     ),
+    _Pattern(
+        "url-password",
+        r"(?i:\b[a-z][a-z0-9+.\-]*://[^\s:/@\"']*:)(?P<secret>[^\s@/\"']+)(?=@)",
+        r"://[^\s/@]*:[^\s@/]+@",
+    ),
+    _Pattern(
+        "flag",
+        r"(?i:(?:^|\s)--?(?:[a-z0-9]+[-_])*(?:token|secret|passw(?:or)?d|api[-_]?key|apikey"
+        r"|access[-_]key|private[-_]key)\s+)(?P<secret>[^\s\-][^\s]*)",
+        r"(?i:-[a-z0-9_\-]*(?:token|secret|passw|api[-_]?key|apikey|access[-_]key|private[-_]key))",
+    ),
+)
+
+# A command-line flag naming a secret, as one item of an argument list: the next item is it.
+_FLAG_ITEM: Final = re.compile(
+    r"(?i:--?(?:[a-z0-9]+[-_])*(?:token|secret|passw(?:or)?d|api[-_]?key|apikey|access[-_]key"
+    r"|private[-_]key))"
 )
 
 
@@ -157,7 +184,11 @@ class Redactor:
         scans = [p.scan for p in pats]
         key_scans = [re.escape(k) for k in self.keys]
         if defaults:
-            key_scans.append(rf"(?i:{_KEY_WORDS})")
+            # A key named by these words ends where its quote does in the JSON text.
+            key_scans.append(rf"(?i:(?:{_KEY_WORDS})\\?\")")
+        if pats:
+            # Secrets inside base64 are only seen decoded: rows with bytes are walked.
+            key_scans.append("bytesValue")
         scan = "|".join(f"(?:{s})" for s in scans + key_scans)
         self._scan: str | None = scan or None
         self._scan_py = re.compile(scan) if scan else None
@@ -202,14 +233,35 @@ class Redactor:
         return self.replacement
 
     def value(self, v: Any) -> Any:
-        """A JSON value with secrets replaced (strings, lists, kvlist objects)."""
+        """A JSON value with secrets replaced (strings, lists, kvlist objects, bytes holding text)."""
         if isinstance(v, str):
             return self.text(v)
         if isinstance(v, list):
-            return [self.value(x) for x in v]
+            return self._items(v)
         if isinstance(v, dict):
+            if len(v) == 1 and isinstance(v.get("bytesValue"), str):
+                return self._bytes(v)
             return self.attributes(v)
         return v
+
+    def _items(self, items: list[Any]) -> list[Any]:
+        out = [self.value(x) for x in items]
+        if self._key_re is not None:
+            # ["app", "--token", "abc"]: the item after a flag naming a secret is the secret.
+            for i in range(len(out) - 1):
+                if isinstance(items[i], str) and _FLAG_ITEM.fullmatch(items[i]):
+                    out[i + 1] = self._mask(out[i + 1])
+        return out
+
+    def _bytes(self, v: dict[str, Any]) -> dict[str, Any]:
+        try:
+            text = base64.b64decode(v["bytesValue"], validate=True).decode()
+        except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError
+            return v  # not text: nothing a pattern could match
+        redacted = self.text(text)
+        if redacted == text:
+            return v
+        return {"bytesValue": base64.b64encode(redacted.encode()).decode("ascii")}
 
     def _mask(self, v: Any) -> Any:
         if v is None:

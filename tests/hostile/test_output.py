@@ -107,10 +107,13 @@ def test_a_real_process_through_a_pipe(store) -> None:
 
 def test_what_is_printed_of_a_huge_value_is_bounded(tmp_path) -> None:
     db = tmp_path / "big.duckdb"
-    a, _ = hostile_store(db, value_size=10_000_000 // 50)
+    a, b = hostile_store(db, value_size=10_000_000 // 50)
     r = CliRunner().invoke(cli, ["state", a, "-v", "2", "--db", str(db)])
     assert r.exit_code == 0
     assert len(r.stdout) < 40_000, len(r.stdout)
     assert "more characters" in r.stdout and "more key(s)" in r.stdout
+    for args in (["diff", a, b], ["findings"], ["replay", a], ["runs"]):
+        r = CliRunner().invoke(cli, [*args, "--db", str(db)])
+        assert len(r.stdout) + len(r.stderr) < 40_000, args
     whole = CliRunner().invoke(cli, ["state", a, "-v", "2", "--db", str(db), "--json"])
     assert len(json.loads(whole.stdout)["big"]) == 10_000_000 // 50

@@ -128,7 +128,8 @@ def test_secrets_are_replaced_everywhere_they_travel() -> None:
     assert a["llm.token_count.prompt"] == 42
     assert a["note"] == "a basic understanding of the task-runner"
     assert span.status_message == "Incorrect API key provided: [REDACTED]"
-    assert span.resource == {"service.name": "svc", "deploy.token": "Bearer [REDACTED]"}
+    # A key named token: the whole value goes, not only the credential in it.
+    assert span.resource == {"service.name": "svc", "deploy.token": "[REDACTED]"}
     (ev,) = store.events(span.trace_id)
     assert ev.attributes["exception.message"] == "401: token [REDACTED] expired"
     (ln,) = store.links(span.trace_id)
