@@ -40,10 +40,11 @@ from .._redact import Redactor
 from ._ingest import Batch
 from ._workers import pool
 
-# A chunk is about this many bytes of encoded requests: ~20,000 spans of protobuf, a few
-# thousand of JSON. Small enough that a window of them stays a few tens of MiB, large
-# enough that the pool's per-task cost (pickling, a pipe round trip: ~0.2 ms) is noise.
-CHUNK_BYTES = 4 << 20
+# A chunk is about this many bytes of encoded requests: ~3,000 spans of protobuf, fewer
+# of JSON. Small enough that the writer starts early and a window of them stays a few
+# MiB, large enough that the pool's per-task cost (pickling, a pipe round trip: ~0.2 ms)
+# and the writer's per-batch statements are noise.
+CHUNK_BYTES = 1 << 20
 # Below this much input, decoding in this process is cheaper than a round trip to the pool.
 PARALLEL_MIN_BYTES = 8 << 20
 
