@@ -145,3 +145,35 @@ def test_out_of_file_descriptors_the_server_logs_a_few_lines_and_stays_up(tmp_pa
     # asyncio's own retries fail too ("Exception in callback ..."): a few lines as well.
     assert len(text.splitlines()) <= 60, text[-2000:]
     assert "1 request(s)" in text
+
+
+def test_grpc_over_tls_with_a_lowercase_bearer(tmp_path: Path) -> None:
+    import asyncio
+
+    import grpc
+
+    cert, key = _self_signed(tmp_path)
+    store = t.Store(tmp_path / "g.duckdb")
+    body = t.decode_json(BODY).SerializeToString()
+    method = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+    async def main() -> None:
+        rx = await t.start_receiver(store, "127.0.0.1", 0)
+        server = await t.start_grpc_receiver(
+            rx.writer, "127.0.0.1", 0, token="tok", tls=(key.read_bytes(), cert.read_bytes())
+        )
+        try:
+            creds = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+            async with grpc.aio.secure_channel(f"127.0.0.1:{server.port}", creds) as channel:
+                export = channel.unary_unary(method)
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await export(body, metadata=(("authorization", "bearer wrong"),))
+                assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+                await export(body, metadata=(("authorization", "bearer tok"),))
+        finally:
+            await server.close()
+            await rx.close()
+
+    asyncio.run(main())
+    assert store.sql("SELECT count(*) FROM spans").fetchall()[0][0] == 1
+    store.close()
