@@ -11,7 +11,7 @@ trace of 500 agent spans per request, ids derived from sender and number):
   pre-encoded bodies over loopback HTTP, counted from the first post to the
   last 200 (each answered only once committed); plain and gzip bodies.
 
-The goal for the receiver is 200,000 spans/s on 2 cores.
+Goals on 2 cores: 150,000 spans/s with 512-span requests, 20,000 with 10-span ones.
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ from bench import Measure, best_of
 
 ROOT = Path(__file__).resolve().parent.parent
 SENDERS = 8
-SPANS_PER_SENDER = 25_000
-BATCH = 500
+SPANS_PER_SENDER = 25_600
+BATCH = 512  # the OpenTelemetry SDK's default batch
+SMALL_BATCH = 10
+SMALL_SPANS = 2_000  # per sender: 200 requests each
 
 
 def _load_module() -> Any:
@@ -75,11 +77,13 @@ class _Server:
         self.thread.join(120)
 
 
-def _through_receiver(tmp: Path, gzip: bool) -> tuple[float, int, float]:
-    store = t.Store(tmp / f"recv-{int(gzip)}.duckdb")
+def _through_receiver(
+    tmp: Path, gzip: bool, batch: int = BATCH, spans: int = SPANS_PER_SENDER
+) -> tuple[float, int, float]:
+    store = t.Store(tmp / f"recv-{int(gzip)}-{batch}.duckdb")
     with _Server(store) as server:
         args = [sys.executable, str(ROOT / "scripts" / "otlp_load.py"), server.receiver.url, "--quiet",
-                "--senders", str(SENDERS), "--spans", str(SPANS_PER_SENDER), "--batch", str(BATCH)]  # fmt: skip
+                "--senders", str(SENDERS), "--spans", str(spans), "--batch", str(batch)]  # fmt: skip
         if gzip:
             args.append("--gzip")
         done = subprocess.run(args, capture_output=True, text=True, timeout=1800, check=False)
@@ -143,6 +147,19 @@ def run() -> list[Measure]:
         for gz in (False, True):
             rate, acked, group = _through_receiver(tmp, gz)
             label = "receiver: 8 senders, protobuf" + (" + gzip" if gz else "")
-            note = f"{acked:,} spans, {group:.1f} requests a commit; goal 200,000/s"
+            note = f"{acked:,} spans, {group:.1f} requests a commit; {rate / (n / parse):.3f}x the parse floor; goal 150,000/s"
             out.append(Measure("receiver", label, rate, "spans/s", note))
+        # Small requests, as exporters with a short schedule send them: decoded in the writer
+        # (below the pool's threshold), committed in groups.
+        rate, acked, group = _through_receiver(tmp, False, SMALL_BATCH, SMALL_SPANS)
+        note = f"{acked:,} spans, {group:.1f} requests a commit; {rate / (n / parse):.3f}x the parse floor; goal 20,000/s"
+        out.append(
+            Measure(
+                "receiver",
+                f"receiver: 8 senders, {SMALL_BATCH}-span requests",
+                rate,
+                "spans/s",
+                note,
+            )
+        )
     return out

@@ -34,6 +34,7 @@ from ._files import Progress, Record, read_records, sniff
 from ._langgraph import import_checkpointer, import_history, looks_like_history
 from ._store._ingest import Batch
 from ._store._models import IngestResult
+from ._store._parallel import PARALLEL_MIN_BYTES, decode_records
 from ._store._store import Store, add_payload
 
 ImportFormat = Literal["auto", "otlp-json", "otlp-proto", "langgraph"]
@@ -70,13 +71,23 @@ def import_file(
             return import_checkpointer(store, source, thread=thread)
         return _import_langgraph(store, path, source, progress, thread)
     records = read_records(path, fmt, progress=progress)
-    if not skip_bad:
+    if not skip_bad and _large(path):
+        # Decoded by the pool's processes, written here in the file's one transaction.
+        result = store.ingest_decoded(decode_records(records, store.redactor), source=source)
+    elif not skip_bad:
         result = store.ingest(records, source=source)
     else:
         errors: list[str] = []
         result = store.ingest(_good_records(records, errors), source=source, skip_bad=True)
         result = _with(result, errors=(*errors, *result.errors))
     return result
+
+
+def _large(path: str | Path) -> bool:
+    try:
+        return Path(path).stat().st_size >= PARALLEL_MIN_BYTES
+    except OSError:
+        return False  # read_records names the file
 
 
 def _with(r: IngestResult, **changes: Any) -> IngestResult:

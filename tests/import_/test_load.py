@@ -22,7 +22,14 @@ import tracer as t
 ROOT = Path(__file__).resolve().parents[2]
 LOAD = ROOT / "scripts" / "otlp_load.py"
 AGENTRACE = Path(sys.executable).parent / "agentrace"
-WAIT = 120  # seconds: the longest any step may take before the test fails instead of hanging
+# Every step waits on the work itself: a line from the child, or the child's exit (its
+# stdout closes either way, so a reader never waits on a dead process). This limit is
+# only a guard against a hang, far above what the work costs even on a loaded machine
+# (the heaviest step, 400,000 spans through the receiver, takes seconds alone).
+GUARD = 3600
+# An exporter's per-request timeout, as generous: a commit delayed by a busy machine is
+# slow, not lost, and a sender that timed out would post again.
+HTTP_TIMEOUT = "600"
 
 pytestmark = pytest.mark.slow
 
@@ -45,15 +52,15 @@ class Proc:
         self.q.put(None)
 
     def next(self) -> str | None:
-        return self.q.get(timeout=WAIT)
+        return self.q.get(timeout=GUARD)
 
     @property
     def stderr(self) -> str:
         return self.err_path.read_text()
 
     def wait(self) -> int:
-        code = self.proc.wait(WAIT)
-        self._pump.join(WAIT)
+        code = self.proc.wait(GUARD)
+        self._pump.join(GUARD)
         assert self.proc.stdout is not None
         self.proc.stdout.close()
         return code
@@ -81,7 +88,9 @@ def _stop(server: Proc) -> str:
 
 
 def _load(url: str, tmp: Path, *args: str) -> Proc:
-    return Proc([sys.executable, str(LOAD), url, *args], tmp / "load.err")
+    return Proc(
+        [sys.executable, str(LOAD), url, "--timeout", HTTP_TIMEOUT, *args], tmp / "load.err"
+    )
 
 
 def test_eight_concurrent_exporters_store_every_span_exactly_once(tmp_path: Path) -> None:

@@ -47,6 +47,7 @@ from ._models import (
     VerifyResult,
 )
 from ._open import check_store_file, damaged, masked
+from ._parallel import Decoded, decoded_from
 from ._schema import migrate
 
 DEFAULT_DB = "agentrace.duckdb"
@@ -189,27 +190,40 @@ class Store:
         """
         if not batch.spans:
             return IngestResult(skipped=batch.duplicates)
-        known = [
-            r[0]
-            for r in con.execute(
-                "SELECT run_id FROM runs WHERE run_id IN (SELECT unnest($ids))",
-                {"ids": sorted(batch.trace_ids)},
-            ).fetchall()
-        ]
+        known = _known(con, batch.trace_ids)
         # New traces: every span of them is in the batch, so their agents are worked out
         # before the rows are written; traces seen before are re-derived from the store.
         batch.resolve(batch.trace_ids.difference(known))
-        tables = batch.tables()
+        return self._write_decoded(con, decoded_from(batch), known)
+
+    def _write_decoded(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        batch: Decoded,
+        known: list[str],
+        *,
+        derive: bool = True,
+    ) -> IngestResult:
+        """Insert one decoded batch (``known``: its traces the store already has). Without
+        ``derive``, the derive phase is left to the caller (once, after its last batch)."""
+        if not batch.spans:
+            return IngestResult(skipped=batch.duplicates)
+        tables = batch.tables
         spans = tables["spans"]
         n_existing = 0
         con.register("_in_spans", spans)
         try:
             if known:
                 con.execute(
+                    # Only the stored spans this batch names again: a trace that grows over
+                    # many batches is not copied whole for each.
                     """CREATE OR REPLACE TEMP TABLE _old_spans AS
-                       SELECT trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns,
-                              status_code, status_message, attributes::VARCHAR AS attributes
-                       FROM spans WHERE trace_id IN (SELECT unnest($known))""",
+                       SELECT t.trace_id, t.span_id, t.parent_span_id, t.name, t.kind, t.start_ns,
+                              t.end_ns, t.status_code, t.status_message,
+                              t.attributes::VARCHAR AS attributes
+                       FROM spans t SEMI JOIN _in_spans s
+                         ON s.trace_id = t.trace_id AND s.span_id = t.span_id
+                       WHERE t.trace_id IN (SELECT unnest($known))""",
                     {"known": known},
                 )
                 clash = _first(
@@ -259,16 +273,18 @@ class Store:
                             ON n.trace_id = r.{key} AND n.span_id = r.span_id"""
                     )
                     con.unregister("_in_rows")
-            if known:
-                rederive_stored(con, sorted(known))
-            lg = batch.langgraph_traces()
-            derived_versions = derive_langgraph(con, sorted(lg)) if lg else 0
-            # New traces are summed from the batch alone; traces seen before, from the store.
-            self._refresh_runs(
-                con, batch.trace_ids, "spans" if known else "_in_spans",
-                handled=bool(known) or batch.has_errors,
-            )  # fmt: skip
-            derive_flows(con, batch.trace_ids, batch.cross_trace_links())
+            derived_versions = 0
+            if derive:
+                if known:
+                    rederive_stored(con, sorted(known))
+                lg = batch.langgraph
+                derived_versions = derive_langgraph(con, sorted(lg)) if lg else 0
+                # New traces are summed from the batch alone; traces seen before, from the store.
+                self._refresh_runs(
+                    con, batch.trace_ids, "spans" if known else "_in_spans",
+                    handled=bool(known) or batch.has_errors,
+                )  # fmt: skip
+                derive_flows(con, batch.trace_ids, batch.cross_links)
         finally:
             con.unregister("_in_spans")
         inserted = spans.num_rows - n_existing
@@ -283,6 +299,61 @@ class Store:
             spans=inserted, skipped=n_existing + batch.duplicates, versions=versions,
             run_ids=frozenset(spans.column("trace_id").unique().to_pylist()),
         )  # fmt: skip
+
+    def ingest_decoded(self, chunks: Iterable[Decoded], *, source: str = "<input>") -> IngestResult:
+        """Store batches decoded elsewhere (:mod:`tracer._store._parallel`) in one transaction,
+        in order; as :meth:`ingest`, a bad chunk raises and stores nothing.
+
+        Each chunk's agents were resolved over the chunk alone: its traces that an earlier
+        chunk (or ingest) already stored are re-derived from the store, as any known trace is.
+        """
+        with self._write_lock:
+            con = self._cur()
+            con.execute("BEGIN TRANSACTION")
+            try:
+                total = IngestResult()
+                requests = 0
+                # The derive phase runs once, after the last chunk, over every trace the
+                # chunks touched: a trace cut across many chunks is derived once, not per chunk.
+                written: set[str] = set()
+                rederive: set[str] = set()
+                langgraph: set[str] = set()
+                links: set[tuple[str, str]] = set()
+                for chunk in chunks:
+                    requests += chunk.requests
+                    if not chunk.spans:
+                        total += IngestResult(skipped=chunk.duplicates)
+                        continue
+                    known = sorted(set(_known(con, chunk.trace_ids)) | (chunk.trace_ids & written))
+                    try:
+                        total += self._write_decoded(con, chunk, known, derive=False)
+                    except DecodeError as exc:
+                        raise chunk.placed(exc, source) from None
+                    written |= chunk.trace_ids
+                    rederive.update(known)
+                    langgraph |= chunk.langgraph
+                    links |= chunk.cross_links
+                if written:
+                    if rederive:
+                        rederive_stored(con, sorted(rederive))
+                    if langgraph:
+                        total += IngestResult(versions=derive_langgraph(con, sorted(langgraph)))
+                    self._refresh_runs(con, written)
+                    derive_flows(con, written, links)
+                total += IngestResult(run_ids=frozenset(written))
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        runs = total.run_ids
+        result = IngestResult(
+            runs=len(runs), spans=total.spans, skipped=total.skipped, versions=total.versions,
+            requests=requests, run_ids=runs,
+        )  # fmt: skip
+        self._invalidate(runs)
+        for listener in self._listeners:
+            listener(result, runs)
+        return result
 
     def _refresh_runs(
         self, con: duckdb.DuckDBPyConnection, run_ids: Iterable[str], source: str = "spans",
@@ -922,6 +993,17 @@ def _rebuild(run_id: str, rows: list[tuple[Any, ...]]) -> JSON:
             # A row edited by hand: say which version, as `verify` would.
             raise StoreError(f"run {run_id}: version {version} does not apply: {exc!r}") from None
     return doc
+
+
+def _known(con: duckdb.DuckDBPyConnection, trace_ids: Iterable[str]) -> list[str]:
+    """The traces among ``trace_ids`` that the store already has."""
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT run_id FROM runs WHERE run_id IN (SELECT unnest($ids))",
+            {"ids": sorted(trace_ids)},
+        ).fetchall()
+    ]
 
 
 def _count_new_versions(con: duckdb.DuckDBPyConnection, versions: pa.Table) -> int:

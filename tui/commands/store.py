@@ -70,7 +70,8 @@ def runs(db: str, as_json: bool) -> None:
             cell(short(r.run_id)), cell(r.workflow or ""),
             *([cell(r.scenario or "")] if with_scenario else []),
             cell(r.pattern or ""), f"[{style}]{cell(status)}[/]" if style else cell(status),
-            error_counts(r.error_count, r.handled_error_count), fmt_when(r.start_ns), fmt_duration(r.duration_ns), str(len(r.agents)), str(r.span_count),
+            error_counts(r.error_count, r.handled_error_count), fmt_when(r.start_ns),
+            fmt_duration(r.duration_ns), str(len(r.agents)), str(r.span_count),
             str(r.version_count), str(r.finding_count),
         )  # fmt: skip
     console().print(table)
