@@ -9,6 +9,7 @@ immutable and safe to hand to the UI. Only the store's read API is used, plus
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -31,6 +32,8 @@ from tracer import (
 from tracer import conventions as c
 
 from ._graph_draw import Layout, layout
+from ._json_lines import json_lines
+from ._llm import Conversation, conversation, parse_json
 
 __all__ = [
     "Change",
@@ -40,6 +43,7 @@ __all__ = [
     "ReadView",
     "RunMeta",
     "SpanData",
+    "SpanView",
     "StateData",
     "find_position",
     "load_graph",
@@ -48,6 +52,7 @@ __all__ = [
     "load_span",
     "load_state",
     "positions_of",
+    "prepare_span",
     "versions_of",
     "writer_of",
 ]
@@ -330,6 +335,45 @@ def load_span(store: Store, run_id: str, span_id: str, meta: RunMeta | None = No
             parent = None
     versions = meta.spans_by_version.get(span_id, ()) if meta else ()
     return SpanData(span, events, tuple(links), parent, tuple(versions))
+
+
+ATTR_PAGE = 500  # attributes laid out at first, and per "more"
+_FOLD_ABOVE = 30  # a JSON value longer than this opens with its second level folded
+
+
+@dataclass(frozen=True, slots=True)
+class SpanView:
+    """A span prepared for the pane off the UI thread (see the module docstring)."""
+
+    data: SpanData
+    attrs: tuple[tuple[str, Any], ...]  # the first ``shown`` attributes, by key
+    total_attrs: int
+    chat: Conversation | None
+    json: Mapping[str, Any] = field(default_factory=dict)  # attribute key -> parsed JSON
+    folded: frozenset[tuple[str, str]] = frozenset()  # (attribute key, JSON pointer)
+
+    @property
+    def span(self) -> Span:
+        return self.data.span
+
+
+def prepare_span(data: SpanData, shown: int = ATTR_PAGE) -> SpanView:
+    """Sort (the first ``shown`` of) the attributes, parse JSON values, find the conversation."""
+    attrs = data.span.attributes
+    # The first ``shown`` keys without sorting a million: a heap, O(n log shown).
+    keys = heapq.nsmallest(shown, attrs) if len(attrs) > shown else sorted(attrs)
+    items = tuple((k, attrs[k]) for k in keys)
+    parsed: dict[str, Any] = {}
+    folded: set[tuple[str, str]] = set()
+    for k, v in items:
+        doc = parse_json(v)
+        if doc is not None:
+            parsed[k] = doc
+            lines = json_lines(doc, limit=_FOLD_ABOVE + 1)
+            if len(lines) > _FOLD_ABOVE:
+                folded |= {(k, ln.path) for ln in lines if ln.depth == 1 and ln.kind != "value"}
+    chat = conversation(attrs, data.events)
+    return SpanView(data, items, len(attrs), chat, parsed, frozenset(folded))
 
 
 def positions_of(tree: pa.Table, span_ids: Sequence[str]) -> list[int]:

@@ -28,11 +28,12 @@ from textual.worker import Worker, WorkerState
 
 from tracer import IngestResult, Store
 
-from .messages import FindingsStored, OpenRun, StoreChanged
+from .messages import FindingsStored, OpenRun, OpenText, StoreChanged
 from .palette import AgentraceCommands
 from .screens.help import HelpScreen
 from .screens.run import RunScreen
 from .screens.runs import RunsScreen
+from .screens.text import TextScreen
 
 # Two themes with the same roles: colours chosen to keep their contrast on their own
 # background (errors and successes are darker on the light one).
@@ -74,6 +75,8 @@ class AgentraceApp(App[None]):
         Binding("question_mark", "help", "Help"),
         Binding("ctrl+t", "toggle_theme", "Theme", show=False),
         Binding("q", "quit", "Quit"),
+        # Quits even while a worker is busy (Textual's default only says how to quit).
+        Binding("ctrl+c", "quit", "Quit", show=False),
     ]
 
     def __init__(
@@ -212,6 +215,9 @@ class AgentraceApp(App[None]):
             self.notify(str(exc), severity="error", markup=False)
             return
         self.push_screen(RunScreen(self.store, run_id, span_id=message.span_id))
+
+    def on_open_text(self, message: OpenText) -> None:
+        self.push_screen(TextScreen(message.title, message.text))
 
     def action_show_runs(self) -> None:
         """Back to the runs screen (popping every run screen above it)."""

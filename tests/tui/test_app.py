@@ -238,7 +238,7 @@ async def test_the_waterfall_moves_folds_and_feeds_the_span_detail(
         await settle(app, pilot)
         assert wf.cursor == 2
         assert detail.view.span.name == "invoke_agent scorer"
-        assert detail.view.versions == (2,)
+        assert detail.view.data.versions == (2,)
 
         await pilot.press("home", "enter")  # fold the root
         assert wf.rows.visible == 1

@@ -72,7 +72,7 @@ class RunsScreen(Screen[None]):
         yield search
         yield RunsTable(id="runs-table")
         yield TitleBar(id="runs-detail")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one(RunsTable).focus()

@@ -45,7 +45,7 @@ class CoordinationGraph(RoleStyles, ScrollView, can_focus=True):
         self.edges: frozenset[int] = frozenset()
         self.note = "loading the coordination graph…"
         self.first_paint: float | None = None  # perf_counter() when the graph was first drawn
-        self._zoomed = False
+        self._fill = False
 
     def set_data(self, data: GraphData) -> None:
         self.data = data
@@ -56,18 +56,20 @@ class CoordinationGraph(RoleStyles, ScrollView, can_focus=True):
     max_rows = 16
 
     @property
-    def zoomed(self) -> bool:
-        return self._zoomed
+    def fill(self) -> bool:
+        """Take the height given (zoomed, or a tab), not only the picture's."""
+        return self._fill
 
-    @zoomed.setter
-    def zoomed(self, value: bool) -> None:
-        self._zoomed = value
-        self._fit()
+    @fill.setter
+    def fill(self, value: bool) -> None:
+        if value != self._fill:
+            self._fill = value
+            self._fit()
 
     def _fit(self) -> None:
         # As tall as the picture (plus border and scrollbar), within reason: the rows it does
-        # not need go to the waterfall and the state. Zoomed, it takes the whole screen.
-        if self._zoomed:
+        # not need go to the waterfall and the state. Zoomed or a tab, it takes what it is given.
+        if self._fill:
             self.styles.height = "1fr"
             return
         rows = self.picture.height if self.picture is not None else 1
