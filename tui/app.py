@@ -106,6 +106,7 @@ class AgentraceApp(App[None]):
         self._pending: set[str] = set()
         self._pending_lock = threading.Lock()
         self.ingested_spans = 0
+        self.live_runs: set[str] = set()  # runs that received spans since the app started
         self.register_theme(DARK)
         self.register_theme(LIGHT)
         self.theme = theme or default_theme()
@@ -184,6 +185,7 @@ class AgentraceApp(App[None]):
             runs, self._pending = frozenset(self._pending), set()
         if not runs:
             return
+        self.live_runs |= runs
         self._refresh_screens(runs, spans=True)
         self._analyze(runs)
 

@@ -22,9 +22,10 @@ class StoreChanged(Message):
 
 
 class RunsLoaded(Message):
-    def __init__(self, runs: list[Run]) -> None:
+    def __init__(self, runs: list[Run], kinds: dict[str, tuple[str, ...]] | None = None) -> None:
         super().__init__()
         self.runs = runs
+        self.kinds = kinds or {}  # run id -> its findings' kinds, most frequent first
 
 
 class OpenRun(Message):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import ClassVar
 
 from textual.app import ComposeResult
@@ -45,6 +46,26 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
 )  # fmt: skip
 
 
+def help_lines(width: int) -> list[Line]:
+    """The keys, their descriptions wrapped to ``width`` (beside the key, or under it when narrow)."""
+    lines: list[Line] = []
+    key_w = 24 if width >= 70 else 0
+    for section, keys in KEYS:
+        lines.append(Line.of((f" {section}", "title")))
+        for key, what in keys:
+            room = max(12, width - key_w - 4)
+            pieces = textwrap.wrap(what, room) or [""]
+            if key_w:
+                lines.append(Line.of((f"   {key:<{key_w - 2}}  ", "key"), (pieces[0], "dim")))
+            else:
+                lines.append(Line.of((f"   {key}", "key")))
+                lines.append(Line.of(("     ", "dim"), (pieces[0], "dim")))
+            pad = " " * (key_w + 3 if key_w else 5)
+            lines += [Line.of((pad, "dim"), (p, "dim")) for p in pieces[1:]]
+        lines.append(Line.of(("", "dim")))
+    return lines
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,question_mark,q", "dismiss", "Close"),
@@ -58,14 +79,8 @@ class HelpScreen(ModalScreen[None]):
             yield view
 
     def on_mount(self) -> None:
-        lines: list[Line] = []
-        for section, keys in KEYS:
-            lines.append(Line.of((f" {section}", "title")))
-            for key, what in keys:
-                lines.append(Line.of((f"   {key:<24}", "key"), (what, "dim")))
-            lines.append(Line.of(("", "dim")))
         view = self.query_one(LineView)
-        view.set_lines(lines)
+        view.set_builder(help_lines)
         view.focus()
 
     async def action_dismiss(self, result: None = None) -> None:

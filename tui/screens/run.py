@@ -108,7 +108,7 @@ class RunScreen(Screen[None]):
         with Horizontal(id="run-bottom"):
             yield FindingsList(id="findings")
             yield SpanDetail(self.store, self.run_id, id="span")
-        yield Footer(compact=True)
+        yield Footer()
 
     def on_mount(self) -> None:
         titles = {

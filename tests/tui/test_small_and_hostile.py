@@ -1,0 +1,245 @@
+"""Small and resized terminals, spans too big to lay out, and LLM spans read as conversations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from tracer import Store, import_file
+from tracer._otlp import fill_attrs
+from tui._llm import conversation, span_kind, span_model, span_tokens
+from tui.app import AgentraceApp
+from tui.screens.help import HelpScreen
+from tui.screens.run import RunScreen
+from tui.screens.text import TextScreen
+from tui.widgets._lines import LineView
+from tui.widgets.graph import CoordinationGraph
+from tui.widgets.runs_table import columns_for
+from tui.widgets.span_detail import SpanDetail
+from tui.widgets.text_view import TextView
+
+from .helpers import settle, stale_read_run
+
+FOREIGN = Path(__file__).parents[1] / "fixtures" / "foreign"
+BIG = 10_000_000
+MANY = 200_000
+
+
+# -- small terminals --------------------------------------------------------------------------
+
+
+async def test_at_80x24_the_panes_are_tabs_and_the_graph_loads(
+    small_store: tuple[Store, str],
+) -> None:
+    store, run_id = small_store
+    app = AgentraceApp(store, run_id=run_id)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, RunScreen) and screen.tabbed
+        waterfall = screen.query_one("#waterfall")
+        assert waterfall.display and waterfall.size.height >= 15
+        assert not screen.query_one("#state").display
+        # The slower loads do not wait for a pane that is not shown.
+        graph = screen.query_one(CoordinationGraph)
+        assert graph.data is not None and graph.data.layout is not None
+        await pilot.press("1")
+        assert graph.display and graph.size.height >= 15 and not waterfall.display
+        await pilot.press("tab")
+        assert screen.active == "waterfall" and waterfall.has_focus
+
+        await pilot.resize_terminal(160, 48)
+        await settle(app, pilot)
+        assert not screen.tabbed
+        for pane in ("graph", "waterfall", "state", "findings", "span"):
+            widget = screen.query_one(f"#{pane}")
+            assert widget.display and widget.size.height >= 5, pane
+        await pilot.resize_terminal(100, 30)
+        await settle(app, pilot)
+        assert screen.tabbed and screen.query_one(f"#{screen.active}").size.height >= 15
+
+
+def test_the_runs_list_drops_columns_by_priority() -> None:
+    narrow = [c.key for c in columns_for(78)]
+    assert narrow[:2] == ["run", "workflow"]
+    assert {"status", "findings"} <= set(narrow) and "agents" not in narrow
+    assert sum(c.width for c in columns_for(78)) <= 78
+    wide = [c.key for c in columns_for(200)]
+    assert {"scenario", "kinds", "spans", "versions", "agents", "pattern"} <= set(wide)
+
+
+async def test_help_wraps_and_pages_at_80x24(small_store: tuple[Store, str]) -> None:
+    store, run_id = small_store
+    app = AgentraceApp(store, run_id=run_id)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("question_mark")
+        await settle(app, pilot)
+        assert isinstance(app.screen, HelpScreen)
+        view = app.screen.query_one(LineView)
+        assert view.size.width <= 80 and all(ln.width <= view.size.width for ln in view.lines)
+        assert len(view.lines) > view.size.height
+        await pilot.press("pagedown")
+        await settle(app, pilot)
+        assert view.scroll_offset.y > 0
+
+
+# -- hostile spans ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hostile_store(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """One run: a span with a 10 MB value, one with 200,000 attributes."""
+    store = Store(Path(tmp_path_factory.mktemp("hostile")) / "h.duckdb")
+    req = ExportTraceServiceRequest()
+    spans = req.resource_spans.add().scope_spans.add().spans
+    big = {"big.value": "x" * BIG, "gen_ai.input.messages": "[" * 5 + "oops"}
+    many = {f"attr.{j:07d}": j for j in range(MANY)}
+    for i, attrs in enumerate([big, many]):
+        sp = spans.add()
+        sp.trace_id, sp.span_id = bytes(range(16)), bytes([1, 2, 3, 4, 5, 6, 7, i + 1])
+        sp.name = f"hostile {i}"
+        sp.start_time_unix_nano = 1_700_000_000_000_000_000 + i
+        sp.end_time_unix_nano = sp.start_time_unix_nano + 1_000
+        fill_attrs(sp.attributes, attrs)
+    store.ingest([req], source="test")
+    yield store, store.runs()[0].run_id
+    store.close()
+
+
+async def _open_span(app: AgentraceApp, pilot: Any, span_id: str) -> SpanDetail:
+    await settle(app, pilot)
+    detail = app.screen.query_one(SpanDetail)
+    detail.show(span_id)
+    await settle(
+        app, pilot, until=lambda: detail.view is not None and detail.view.span.span_id == span_id
+    )
+    return detail
+
+
+async def test_a_10_mb_value_is_cut_and_shown_whole_on_request(hostile_store: Any) -> None:
+    store, run_id = hostile_store
+    app = AgentraceApp(store, run_id=run_id)
+    async with app.run_test(size=(160, 48)) as pilot:
+        detail = await _open_span(app, pilot, "0102030405060701")
+        assert len(detail.lines) < 100
+        assert max(ln.width for ln in detail.lines) <= detail.size.width
+        assert not detail.move_to_key(("more", 0))
+        cut = next(i for i, ln in enumerate(detail.lines) if ln.key and ln.key[0] == "text")
+        assert "10,000,000 characters" in "".join(t for t, _ in detail.lines[cut].runs)
+        detail.focus()
+        detail.cursor = cut
+        await pilot.press("enter")
+        await settle(app, pilot)
+        assert isinstance(app.screen, TextScreen)
+        view = app.screen.query_one(TextView)
+        width = view.scrollable_content_region.width
+        assert view.rows == -(-BIG // width)
+        await pilot.press("end")
+        await settle(app, pilot)
+        assert view.row_text(view.rows - 1) == "x" * (BIG - (view.rows - 1) * width)
+        await pilot.press("escape")
+        assert isinstance(app.screen, RunScreen)
+
+
+async def test_a_span_with_many_attributes_shows_a_page_of_them(hostile_store: Any) -> None:
+    store, run_id = hostile_store
+    app = AgentraceApp(store, run_id=run_id)
+    async with app.run_test(size=(160, 48)) as pilot:
+        detail = await _open_span(app, pilot, "0102030405060702")
+        view = detail.view
+        assert view is not None and view.total_attrs == MANY and len(view.attrs) == 500
+        assert [k for k, _ in view.attrs[:2]] == ["attr.0000000", "attr.0000001"]
+        assert len(detail.lines) < 1_000
+        detail.focus()
+        assert detail.move_to_key(("more", 1_000))
+        await pilot.press("enter")
+        await settle(app, pilot, until=lambda: len(detail.view.attrs) == 1_000)  # type: ignore[union-attr]
+        await pilot.press("q")
+        await settle(app, pilot, until=lambda: not app.is_running)
+
+
+# -- conversations ----------------------------------------------------------------------------
+
+
+def _spans(tmp_path: Path, name: str) -> list[Any]:
+    store = Store(tmp_path / "f.duckdb")
+    import_file(store, FOREIGN / name)
+    out = [s for r in store.runs() for s in store.spans(r.run_id)]
+    store.close()
+    return out
+
+
+def test_pydantic_ai_chat_reads_as_a_conversation(tmp_path: Path) -> None:
+    spans = _spans(tmp_path, "pydantic_ai.jsonl")
+    chat = next(s for s in spans if s.name == "chat scripted-coordinator")
+    conv = conversation(chat.attributes)
+    assert conv is not None
+    assert conv.system == ("You coordinate. Delegate research questions to the researcher.",)
+    assert conv.tools == ("ask_researcher",)
+    assert next((m.role, m.content) for m in conv.input) == (
+        "user",
+        "Explain OpenTelemetry in one line.",
+    )
+    calls = [c for m in conv.output for c in m.tool_calls]
+    assert calls and calls[0].name == "ask_researcher"
+    assert calls[0].arguments == {"question": "What is OpenTelemetry?"}
+    assert span_tokens(chat.attributes) == (56, 7)
+    assert span_model(chat.attributes) == "scripted-coordinator"
+    assert span_kind(chat.attributes) == "llm"
+    tool = next(s for s in spans if s.name == "execute_tool ask_researcher")
+    tconv = conversation(tool.attributes)
+    assert tconv is not None and tconv.tool_call is not None
+    assert tconv.tool_result == "OpenTelemetry defines traces, metrics and logs."
+    # An agent span's aggregated usage is not a model call of its own.
+    agent = next(s for s in spans if s.name == "invoke_agent coordinator")
+    assert span_tokens(agent.attributes) is None and span_kind(agent.attributes) == "agent"
+
+
+def test_openinference_messages_read_in_order(tmp_path: Path) -> None:
+    spans = _spans(tmp_path, "langgraph_openinference.jsonl")
+    llm = next(s for s in spans if s.attributes.get("llm.model_name") == "fake-supervisor")
+    conv = conversation(llm.attributes)
+    assert conv is not None
+    assert conv.system[0].startswith("You are a supervisor")
+    assert [m.role for m in conv.input] == ["user"]
+    assert [m.content for m in conv.output] == ["researcher"]
+    assert span_tokens(llm.attributes) == (42, 1)
+
+    spans = _spans(tmp_path / "..", "openai_agents.jsonl")
+    response = next(s for s in spans if s.name == "response" and "transfer" in str(s.attributes))
+    conv = conversation(response.attributes)
+    assert conv is not None
+    assert conv.output[0].tool_calls[0].name == "transfer_to_billing_agent"
+    assert "transfer_to_billing_agent" in conv.tools
+
+
+async def test_the_span_pane_shows_the_chat(tmp_path: Path) -> None:
+    store = Store(tmp_path / "p.duckdb")
+    import_file(store, FOREIGN / "pydantic_ai.jsonl")
+    run_id = store.runs()[0].run_id
+    chat = next(s for s in store.spans(run_id) if s.name == "chat scripted-coordinator")
+    app = AgentraceApp(store, run_id=run_id)
+    async with app.run_test(size=(120, 40)) as pilot:
+        detail = await _open_span(app, pilot, chat.span_id)
+        text = "\n".join("".join(t for t, _ in ln.runs) for ln in detail.lines)
+        assert "conversation" in text and "Explain OpenTelemetry in one line." in text
+        assert "→ ask_researcher" in text and "56 in · 7 out" in text
+        # JSON values fold: the tool definitions start open (short), Enter folds them.
+        key = ("fold", "gen_ai.tool.definitions", "")
+        detail.focus()
+        assert detail.move_to_key(key)
+        before = len(detail.lines)
+        await pilot.press("enter")
+        assert len(detail.lines) < before
+    store.close()
+
+
+def test_a_stale_read_run_is_not_an_llm_run(small_store: tuple[Store, str]) -> None:
+    store, run_id = small_store
+    assert stale_read_run is not None
+    for s in store.spans(run_id):
+        assert conversation(s.attributes) is None
