@@ -50,6 +50,7 @@ LIGHT = Theme(
 
 
 DEFAULT_MEMORY_MB = 160
+OSC52_LIMIT = 74_000  # bytes of text: base64 makes it ~99 KB, under what terminals accept
 
 
 def default_theme(env: dict[str, str] | None = None) -> str:
@@ -74,6 +75,7 @@ class AgentraceApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("question_mark", "help", "Help"),
         Binding("ctrl+t", "toggle_theme", "Theme", show=False),
+        Binding("ctrl+s", "screenshot", "Screenshot", show=False),
         Binding("q", "quit", "Quit"),
         # Quits even while a worker is busy (Textual's default only says how to quit).
         Binding("ctrl+c", "quit", "Quit", show=False),
@@ -232,6 +234,28 @@ class AgentraceApp(App[None]):
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
+
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        """Write an SVG of the screen into the current directory (the palette's command too)."""
+        try:
+            written = self.save_screenshot(filename, path or os.getcwd())
+        except OSError as exc:
+            self.notify(f"cannot write the screenshot: {exc}", severity="error", markup=False)
+            return
+        self.notify(f"screenshot written to {written}", markup=False)
+
+    def copy_text(self, text: str, what: str) -> None:
+        """Copy ``text``: to the terminal's clipboard (OSC 52) when it is small enough for
+        terminals to take (xterm and tmux cap the sequence near 100 KB), else to a file in the
+        current directory. Either way the user is told where it went."""
+        if len(text.encode()) <= OSC52_LIMIT and os.environ.get("TERM") != "linux":
+            self.copy_to_clipboard(text)
+            self.notify(f"copied {what} to the clipboard", markup=False)
+            return
+        fd, name = tempfile.mkstemp(prefix="agentrace-copy-", suffix=".txt", dir=os.getcwd())
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        self.notify(f"{what} is too big for the clipboard: written to {name}", markup=False)
 
     def action_toggle_theme(self) -> None:
         self.theme = "agentrace-light" if self.theme == "agentrace-dark" else "agentrace-dark"

@@ -323,6 +323,11 @@ async def test_following_a_link_goes_from_consumer_to_producer(scenario_store: S
         assert wf.cursor_span == producer
         assert detail.view.span.span_id == producer and detail.view.span.kind == "PRODUCER"
 
+        await pilot.press("backspace")  # back to where the link was followed from
+        await settle(app, pilot)
+        assert wf.cursor_span == consumer.span_id
+        assert detail.view.span.span_id == consumer.span_id
+
 
 # -- findings --------------------------------------------------------------------------------
 

@@ -243,3 +243,47 @@ def test_a_stale_read_run_is_not_an_llm_run(small_store: tuple[Store, str]) -> N
     assert stale_read_run is not None
     for s in store.spans(run_id):
         assert conversation(s.attributes) is None
+
+
+# -- the span pane, copy, screenshots ---------------------------------------------------------
+
+
+async def test_the_span_pane_follows_the_stepper(small_store: tuple[Store, str]) -> None:
+    store, run_id = small_store
+    versions = {v.version: v.span_id for v in store.state_versions(run_id)}
+    app = AgentraceApp(store, run_id=run_id)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, RunScreen)
+        detail = screen.query_one(SpanDetail)
+        await pilot.press("left_square_bracket")
+        await settle(app, pilot)
+        assert detail.view is not None
+        assert detail.view.span.span_id == versions[screen.version]
+        await pilot.press("left_square_bracket")
+        await settle(app, pilot)
+        assert detail.view.span.span_id == versions[screen.version]
+
+
+async def test_copy_goes_to_the_clipboard_or_a_file(
+    small_store: tuple[Store, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, run_id = small_store
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    app = AgentraceApp(store, run_id=run_id)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("c")  # in the waterfall: the span id
+        wf_span = app.screen.query_one(SpanDetail).view
+        assert wf_span is not None and app.clipboard == wf_span.span.span_id
+        assert not list(tmp_path.glob("agentrace-copy-*"))
+        big = "y" * 200_000
+        app.copy_text(big, "a value")
+        (written,) = tmp_path.glob("agentrace-copy-*.txt")
+        assert written.read_text() == big and app.clipboard != big
+
+        await pilot.press("ctrl+s")
+        (svg,) = tmp_path.glob("*.svg")
+        assert "<svg" in svg.read_text()[:200]

@@ -69,6 +69,7 @@ class RunScreen(Screen[None]):
         Binding("d", "diff", "Diff", show=False),
         Binding("f", "next_finding", "Finding"),
         Binding("z", "zoom", "Zoom"),
+        Binding("backspace", "go_back", "Back", show=False),
     ]
 
     # repaint=False: a screen's repaint redraws every pane; the watchers refresh what changed.
@@ -89,6 +90,7 @@ class RunScreen(Screen[None]):
         self._shown: set[str] = set()
         self._after_paint = False
         self.tabbed = False
+        self.history: list[tuple[str | None, int]] = []  # (span, version) before each jump
         self.active = "waterfall"  # the pane shown when the panes are tabs
 
     def compose(self) -> ComposeResult:
@@ -314,8 +316,13 @@ class RunScreen(Screen[None]):
 
     # -- the shared state ------------------------------------------------------------------
 
-    def watch_version(self) -> None:
+    def watch_version(self, old: int, new: int) -> None:
         self._apply_version()
+        meta = self.meta
+        vm = meta.version(new) if meta is not None and old else None
+        if vm is not None and vm.span_id:
+            # Stepping: the span detail follows to the span that committed the version.
+            self.query_one(SpanDetail).show(vm.span_id, meta)
 
     def watch_base(self) -> None:
         self._apply_version()
@@ -404,6 +411,7 @@ class RunScreen(Screen[None]):
             self._pending_version = message.version
             return
         k = max(1, min(self.meta.last_version, message.version)) if self.meta.last_version else 0
+        self._remember()
         self.finding = None
         if message.set_base:
             self.base = message.base
@@ -454,8 +462,28 @@ class RunScreen(Screen[None]):
         waterfall.focus()
         waterfall.search(event.value)
 
+    def _remember(self) -> None:
+        """Where the user is (the waterfall's span, the version), for the back key."""
+        here = (self.query_one(Waterfall).cursor_span, self.version)
+        if not self.history or self.history[-1] != here:
+            self.history.append(here)
+            del self.history[:-100]
+
+    def action_go_back(self) -> None:
+        """Back to where the user was before following a link or a STALE line."""
+        if not self.history:
+            self.app.bell()
+            return
+        span_id, version = self.history.pop()
+        if span_id is not None:
+            self.query_one(Waterfall).select_span(span_id)
+        if version and self.meta is not None and version != self.version:
+            self.finding = None
+            self.version = version
+
     @on(FollowLink)
     def _follow(self, message: FollowLink) -> None:
+        self._remember()
         if message.trace_id == self.run_id:
             if not self.query_one(Waterfall).select_span(message.span_id):
                 self.notify("that span is not in this run", severity="warning")

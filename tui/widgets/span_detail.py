@@ -18,9 +18,10 @@ parent line goes to the parent.
 from __future__ import annotations
 
 import textwrap
-from typing import Any
+from typing import Any, ClassVar
 
 from textual import work
+from textual.binding import Binding, BindingType
 from textual.worker import get_current_worker
 
 from tracer import Store
@@ -40,6 +41,8 @@ JSON_LINES = 300  # lines of one pretty-printed JSON value in the pane
 class SpanDetail(LineView):
     """Shows the span given to :meth:`show`, loaded by a thread worker."""
 
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("c", "copy", "Copy")]
+
     def __init__(self, store: Store, run_id: str, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.store = store
@@ -49,7 +52,8 @@ class SpanDetail(LineView):
         self.meta: RunMeta | None = None
         self.t0 = 0
         self.folded: set[tuple[str, str]] = set()
-        self._texts: dict[int, tuple[str, str]] = {}  # key of a cut value -> (title, whole text)
+        # Line key ("text", n) -> (title, the whole value): Enter shows it whole, c copies it.
+        self._texts: dict[int, tuple[str, Any]] = {}
 
     def set_meta(self, meta: RunMeta) -> None:
         """The run's metadata (its start is the zero of the times shown; versions by span)."""
@@ -263,8 +267,15 @@ class SpanDetail(LineView):
         """A JSON value pretty-printed, its containers foldable (Enter)."""
         folded = {p for k, p in self.folded if k == key}
         lines = json_lines(doc, folded=folded, limit=JSON_LINES)
+        n = len(self._texts)
+        self._texts[n] = (key, whole)  # made text only when asked for (a copy, a view)
         out = [
-            Line.of((" " * indent, "dim"), (clip(key, width - indent - 2), "key"), (" =", "dim"))
+            Line.of(
+                (" " * indent, "dim"),
+                (clip(key, width - indent - 2), "key"),
+                (" =", "dim"),
+                key=("text", n),
+            )
         ]
         pad = " " * max(0, indent - 2)
         for ln in lines:
@@ -289,7 +300,11 @@ class SpanDetail(LineView):
         head_w = min(len(head), max(8, width // 3))
         room = max(16, width - indent - head_w - 1)
         pieces, cut = _wrap(text, room)
-        out = [Line.of((pad, "dim"), (clip(head, head_w), "key"), (pieces[0], "str"))]
+        n = len(self._texts)
+        self._texts[n] = (key, text)
+        out = [
+            Line.of((pad, "dim"), (clip(head, head_w), "key"), (pieces[0], "str"), key=("text", n))
+        ]
         cont = " " * (indent + head_w)
         out += [Line.of((cont, "dim"), (p, "str")) for p in pieces[1:]]
         if cut:
@@ -297,6 +312,16 @@ class SpanDetail(LineView):
         return out
 
     # -- keys ------------------------------------------------------------------------------
+
+    def action_copy(self) -> None:
+        """Copy the value under the cursor (the span id when the cursor is on no value)."""
+        key = self.key_at_cursor()
+        app: Any = self.app
+        if key is not None and key[0] == "text" and key[1] in self._texts:
+            title, value = self._texts[key[1]]
+            app.copy_text(value if isinstance(value, str) else _dump(value), title)
+        elif self.view is not None:
+            app.copy_text(self.view.span.span_id, "the span id")
 
     def on_line_view_activated(self, message: LineView.Activated) -> None:
         message.stop()
@@ -307,8 +332,8 @@ class SpanDetail(LineView):
             self.folded ^= {(key[1], key[2])}
             self.set_builder(self._build)
         elif key[0] == "text" and key[1] in self._texts:
-            title, text = self._texts[key[1]]
-            self.post_message(OpenText(title, text))
+            title, value = self._texts[key[1]]
+            self.post_message(OpenText(title, value if isinstance(value, str) else _dump(value)))
         elif key[0] == "more" and self.requested is not None:
             self._load(self.requested, self.meta, key[1])
 

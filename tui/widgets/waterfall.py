@@ -14,7 +14,7 @@ import bisect
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pyarrow as pa
 from rich.segment import Segment
@@ -54,6 +54,7 @@ class Waterfall(RoleStyles, ScrollView, can_focus=True):
         Binding("minus", "fold_level", "Fold agents", show=False),
         Binding("plus,equals_sign", "unfold_all", "Unfold all", show=False),
         Binding("e", "next_error", "Error"),
+        Binding("c", "copy", "Copy id", show=False),
         Binding("slash", "ask_search", "Find"),
         Binding("n", "next_match(1)", "Next match", show=False),
         Binding("N", "next_match(-1)", "Previous match", show=False),
@@ -387,6 +388,12 @@ class Waterfall(RoleStyles, ScrollView, can_focus=True):
         self._refold(keep)
 
     # -- finding spans: errors and searches, over the whole run ---------------------------
+
+    def action_copy(self) -> None:
+        sid = self.cursor_span
+        if sid is not None:
+            app: Any = self.app
+            app.copy_text(sid, "the span id")
 
     def action_next_error(self) -> None:
         """Go to the next span with an error status after the cursor (wrapping), wherever it is."""
