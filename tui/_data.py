@@ -33,7 +33,17 @@ from tracer import conventions as c
 
 from ._graph_draw import Layout, layout
 from ._json_lines import json_lines
-from ._llm import Conversation, conversation, parse_json
+from ._llm import (
+    INPUT_TOKENS,
+    MODEL_KEYS,
+    OUTPUT_TOKENS,
+    Conversation,
+    conversation,
+    parse_json,
+    span_kind,
+    span_model,
+    span_tokens,
+)
 
 __all__ = [
     "Change",
@@ -43,8 +53,12 @@ __all__ = [
     "ReadView",
     "RunMeta",
     "SpanData",
+    "SpanFacts",
     "SpanView",
     "StateData",
+    "Tokens",
+    "filter_spans",
+    "filtered_tree",
     "find_position",
     "load_graph",
     "load_head",
@@ -53,6 +67,8 @@ __all__ = [
     "load_state",
     "positions_of",
     "prepare_span",
+    "run_tokens",
+    "span_facts",
     "versions_of",
     "writer_of",
 ]
@@ -418,3 +434,180 @@ def edges_for(view: GraphData, span_ids: Sequence[str]) -> set[int]:
         return set()
     wanted = set(span_ids)
     return {e.index for e in view.layout.edges if e.span_ids & wanted}
+
+
+# -- what the waterfall shows beside a span's name: kind, model, tokens, events ------------
+
+# The attributes the waterfall needs of each span, read by DuckDB out of the JSON column
+# (a page of spans at a time) rather than whole: ``tui._llm`` decides what they mean.
+_FACT_KEYS = (
+    "gen_ai.operation.name", "openinference.span.kind", "messaging.system",
+    "messaging.operation.type", *MODEL_KEYS, *INPUT_TOKENS, *OUTPUT_TOKENS,
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class SpanFacts:
+    kind: str | None  # agent, llm, tool, guardrail, message... (tui._llm.span_kind)
+    model: str | None
+    tokens: tuple[int, int] | None  # (input, output) of a model call
+    events: tuple[int, ...] = ()  # times of the span's events (marks on its bar)
+
+
+def _extract_sql(where: str) -> str:
+    cols = ", ".join(f'json_extract_string(attributes, \'$."{k}"\') AS "{k}"' for k in _FACT_KEYS)
+    return f"SELECT span_id, {cols} FROM spans WHERE trace_id = ? {where}"
+
+
+def span_facts(store: Store, run_id: str, span_ids: Sequence[str]) -> dict[str, SpanFacts]:
+    """Kind, model, tokens and event times of ``span_ids`` (a waterfall page)."""
+    if not span_ids:
+        return {}
+    ids = list(span_ids)
+    rows = store.arrow(
+        _extract_sql("AND list_contains(?::VARCHAR[], span_id)"), [run_id, ids]
+    ).to_pylist()
+    events: dict[str, tuple[int, ...]] = {}
+    for r in store.arrow(
+        """SELECT span_id, list(time_ns ORDER BY time_ns)[1:64] AS times FROM span_events
+           WHERE trace_id = ? AND list_contains(?::VARCHAR[], span_id) GROUP BY span_id""",
+        [run_id, ids],
+    ).to_pylist():
+        events[r["span_id"]] = tuple(r["times"])
+    out = {}
+    for r in rows:
+        attrs = {k: v for k, v in r.items() if v is not None}
+        out[r["span_id"]] = SpanFacts(
+            span_kind(attrs), span_model(attrs), span_tokens(attrs), events.get(r["span_id"], ())
+        )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """Tokens of a run's model calls, by agent and by model."""
+
+    input: int = 0
+    output: int = 0
+    by_agent: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    by_model: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return self.input + self.output
+
+
+def run_tokens(store: Store, run_ids: Iterable[str]) -> dict[str, Tokens]:
+    """The input and output tokens of each run's model calls (GenAI and OpenInference names).
+
+    Agent spans' aggregated usage is left out: it repeats their calls'. Runs without a
+    model call get no entry. ``agentrace runs --json`` reports the same numbers.
+    """
+    ids = sorted(set(run_ids))
+    if not ids:
+        return {}
+    tin = " , ".join(f"json_extract_string(attributes, '$.\"{k}\"')" for k in INPUT_TOKENS)
+    tout = " , ".join(f"json_extract_string(attributes, '$.\"{k}\"')" for k in OUTPUT_TOKENS)
+    model = " , ".join(f"json_extract_string(attributes, '$.\"{k}\"')" for k in MODEL_KEYS)
+    rows = store.arrow(
+        f"""SELECT trace_id, coalesce(agent, '') AS agent, coalesce({model}, '') AS model,
+                   sum(TRY_CAST(coalesce({tin}) AS BIGINT)) AS tin,
+                   sum(TRY_CAST(coalesce({tout}) AS BIGINT)) AS tout
+            FROM spans
+            WHERE list_contains(?::VARCHAR[], trace_id)
+              AND (coalesce({tin}) IS NOT NULL OR coalesce({tout}) IS NOT NULL)
+            GROUP BY ALL""",
+        [ids],
+    ).to_pylist()
+    acc: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        a = acc.setdefault(r["trace_id"], {"in": 0, "out": 0, "agent": {}, "model": {}})
+        i, o = int(r["tin"] or 0), int(r["tout"] or 0)
+        a["in"] += i
+        a["out"] += o
+        for dim, name in (("agent", r["agent"]), ("model", r["model"])):
+            if name:
+                pi, po = a[dim].get(name, (0, 0))
+                a[dim][name] = (pi + i, po + o)
+    return {
+        run: Tokens(a["in"], a["out"], dict(a["agent"]), dict(a["model"])) for run, a in acc.items()
+    }
+
+
+def filter_spans(store: Store, run_id: str, query: str) -> list[str]:
+    """Ids of the spans matching every word of ``query``: ``agent:NAME``, ``kind:KIND`` (llm,
+    tool, agent, guardrail, message...), ``status:error`` (or ``ok``/``unset``), ``model:TEXT``,
+    and plain words (in the name, agent or operation)."""
+    wanted: dict[str, list[str]] = {}
+    words: list[str] = []
+    for word in query.split():
+        field_, sep, value = word.partition(":")
+        if sep and field_.lower() in ("agent", "kind", "status", "model") and value:
+            wanted.setdefault(field_.lower(), []).append(value.lower())
+        else:
+            words.append(word.lower())
+    where, params = [], [run_id]
+    for w in words:
+        where.append(
+            "(contains(lower(name), ?) OR contains(lower(coalesce(agent, '')), ?)"
+            " OR contains(lower(coalesce(operation, '')), ?))"
+        )
+        params += [w, w, w]
+    for v in wanted.get("agent", []):
+        where.append("lower(coalesce(agent, '')) = ?")
+        params.append(v)
+    for v in wanted.get("status", []):
+        where.append("lower(status_code) = ?")
+        params.append(v)
+    rows = store.arrow(
+        _extract_sql(("AND " + " AND ".join(where)) if where else "")
+        + " ORDER BY start_ns, span_id",
+        params,
+    ).to_pylist()
+    out = []
+    for r in rows:
+        attrs = {k: v for k, v in r.items() if v is not None}
+        if "kind" in wanted and (span_kind(attrs) or "") not in wanted["kind"]:
+            continue
+        if "model" in wanted:
+            model = (span_model(attrs) or "").lower()
+            if not all(m in model for m in wanted["model"]):
+                continue
+        out.append(r["span_id"])
+    return out
+
+
+def filtered_tree(tree: pa.Table, keep: Iterable[int]) -> pa.Table:
+    """``tree`` (a ``span_tree`` table) cut to positions ``keep`` and their ancestors, with
+    depths and descendant counts recomputed: a waterfall of the matches, in context."""
+    depth = tree.column("depth").to_pylist()
+    wanted = set(keep)
+    kept: list[int] = []
+    stack: list[int] = []  # ancestors of the current position
+    marked: set[int] = set()
+    for pos, d in enumerate(depth):
+        while stack and depth[stack[-1]] >= d:
+            stack.pop()
+        if pos in wanted:
+            marked.update(stack)
+            marked.add(pos)
+        stack.append(pos)
+    kept = sorted(marked)
+    new_depth: list[int] = []
+    desc = [0] * len(kept)
+    open_: list[int] = []  # indices into kept of the ancestors of the current one
+    for i, pos in enumerate(kept):
+        while open_ and depth[kept[open_[-1]]] >= depth[pos]:
+            open_.pop()
+        for j in open_:
+            desc[j] += 1
+        new_depth.append(len(open_))
+        open_.append(i)
+    ids = tree.column("span_id").take(pa.array(kept, pa.int64()))
+    return pa.table(
+        {
+            "span_id": ids,
+            "depth": pa.array(new_depth, tree.schema.field("depth").type),
+            "descendants": pa.array(desc, tree.schema.field("descendants").type),
+        }
+    )

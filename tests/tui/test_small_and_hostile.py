@@ -21,7 +21,7 @@ from tui.widgets.runs_table import columns_for
 from tui.widgets.span_detail import SpanDetail
 from tui.widgets.text_view import TextView
 
-from .helpers import settle, stale_read_run
+from .helpers import screen_text, settle, stale_read_run
 
 FOREIGN = Path(__file__).parents[1] / "fixtures" / "foreign"
 BIG = 10_000_000
@@ -287,3 +287,70 @@ async def test_copy_goes_to_the_clipboard_or_a_file(
         await pilot.press("ctrl+s")
         (svg,) = tmp_path.glob("*.svg")
         assert "<svg" in svg.read_text()[:200]
+
+
+# -- the waterfall: kind, model, tokens, filter, axis -----------------------------------------
+
+
+def test_round_ticks_and_the_filtered_tree() -> None:
+    import pyarrow as pa
+
+    from tui._data import filtered_tree
+    from tui._waterfall_model import axis_ticks, nice_step
+
+    assert nice_step(620_000_000, 60) == 200_000_000
+    ticks = axis_ticks(0, 620_000_000, 60)
+    assert [label for _, label in ticks] == ["0 ns", "200.0 ms", "400.0 ms", "600.0 ms"]
+    assert [x for x, _ in ticks] == [0, 19, 38, 58]
+    # root > a > (a1, a2), root > b > b1: keep a2 and b1 with their ancestors.
+    tree = pa.table(
+        {
+            "span_id": ["r", "a", "a1", "a2", "b", "b1"],
+            "depth": pa.array([0, 1, 2, 2, 1, 2], pa.int32()),
+            "descendants": pa.array([5, 2, 0, 0, 1, 0], pa.int64()),
+        }
+    )
+    cut = filtered_tree(tree, [3, 5]).to_pylist()
+    assert [(r["span_id"], r["depth"], r["descendants"]) for r in cut] == [
+        ("r", 0, 4), ("a", 1, 1), ("a2", 2, 0), ("b", 1, 1), ("b1", 2, 0),
+    ]  # fmt: skip
+
+
+async def test_the_waterfall_shows_kinds_models_tokens_and_filters(tmp_path: Path) -> None:
+    from tui._data import run_tokens
+    from tui.widgets.waterfall import Waterfall
+
+    store = Store(tmp_path / "lg.duckdb")
+    import_file(store, FOREIGN / "langgraph_openinference.jsonl")
+    run_id = store.runs()[0].run_id
+    tokens = run_tokens(store, [run_id])[run_id]
+    llm = [s for s in store.spans(run_id) if s.attributes.get("openinference.span.kind") == "LLM"]
+    assert tokens.input == sum(int(s.attributes["llm.token_count.prompt"]) for s in llm) > 0
+    assert sum(i for i, _ in tokens.by_model.values()) == tokens.input
+    app = AgentraceApp(store, run_id=run_id)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(app, pilot)
+        await pilot.press("2", "z")
+        await settle(app, pilot)
+        text = screen_text(app)
+        assert "llm" in text and "fake-supervisor" in text and "in/out" in text
+        wf = app.screen.query_one(Waterfall)
+        total = wf.rows.visible if wf.rows else 0
+        wf.set_filter("kind:llm")
+        await settle(app, pilot)
+        assert wf.rows is not None and len(llm) < wf.rows.visible < total
+        names = {s.span_id: s for s in store.spans(run_id)}
+        shown = {wf.rows.span_id(p) for p in range(wf.rows.total)}
+        assert {s.span_id for s in llm} <= shown
+        # Every span shown is an LLM span or the ancestor of one.
+        context: set[str] = set()
+        for s in llm:
+            p = s.parent_span_id
+            while p in names:
+                context.add(p)
+                p = names[p].parent_span_id
+        assert shown == {s.span_id for s in llm} | context
+        wf.set_filter("")
+        await settle(app, pilot)
+        assert wf.rows.visible == total
+    store.close()
