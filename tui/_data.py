@@ -88,6 +88,7 @@ class RunMeta:
     findings: tuple[Finding, ...]
     spans_by_version: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     complete: bool = True
+    tokens: Tokens | None = None  # the run's model calls (with the full load)
 
     @property
     def last_version(self) -> int:
@@ -123,7 +124,11 @@ def load_meta(store: Store, run_id: str) -> RunMeta:
     for v in versions:
         by_span.setdefault(v.span_id, []).append(v.version)
     return RunMeta(
-        run, versions, tuple(store.findings(run_id)), {k: tuple(v) for k, v in by_span.items()}
+        run,
+        versions,
+        tuple(store.findings(run_id)),
+        {k: tuple(v) for k, v in by_span.items()},
+        tokens=run_tokens(store, [run_id]).get(run_id),
     )
 
 

@@ -354,3 +354,60 @@ async def test_the_waterfall_shows_kinds_models_tokens_and_filters(tmp_path: Pat
         await settle(app, pilot)
         assert wf.rows.visible == total
     store.close()
+
+
+# -- tokens and cost --------------------------------------------------------------------------
+
+
+def test_prices_from_a_toml_file(tmp_path: Path) -> None:
+    from tui._prices import PriceError, load_prices
+
+    assert load_prices(tmp_path / "none.toml") is None
+    path = tmp_path / "prices.toml"
+    path.write_text(
+        '[models."fake-supervisor"]\ninput = 1.0\noutput = 2.0\n'
+        '[models."fake-*"]\ninput = 10.0\noutput = 20.0\n'
+    )
+    prices = load_prices(path)
+    assert prices is not None
+    assert prices.price_of("fake-supervisor") == (1.0, 2.0)
+    assert prices.price_of("fake-writer") == (10.0, 20.0) and prices.price_of("gpt") is None
+    usd, unpriced = prices.cost({"fake-supervisor": (1_000_000, 500_000), "gpt": (7, 3)})
+    assert usd == pytest.approx(2.0) and unpriced == 10
+    path.write_text('[models."x"]\ninput = "cheap"\n')
+    with pytest.raises(PriceError, match="prices.toml: models.x"):
+        load_prices(path)
+
+
+def test_runs_json_reports_tokens(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from tui.cli import cli
+
+    db = tmp_path / "p.duckdb"
+    with Store(db) as store:
+        import_file(store, FOREIGN / "pydantic_ai.jsonl")
+    out = CliRunner().invoke(cli, ["runs", "--db", str(db), "--json"])
+    assert out.exit_code == 0, out.output
+    (run,) = json.loads(out.output)
+    # The two chat calls of each agent; the agents' aggregated usage is not added again.
+    assert run["tokens"] == {"input": 229, "output": 42}
+
+
+async def test_the_run_header_shows_tokens_and_cost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text('[models."scripted-coordinator"]\ninput = 1000.0\noutput = 1000.0\n')
+    monkeypatch.setenv("AGENTRACE_PRICES", str(prices))
+    store = Store(tmp_path / "p.duckdb")
+    import_file(store, FOREIGN / "pydantic_ai.jsonl")
+    app = AgentraceApp(store, run_id=store.runs()[0].run_id)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(app, pilot)
+        header = screen_text(app).splitlines()[0]
+        # 119 + 25 tokens of the coordinator's model at $1000 a million; the researcher's unpriced.
+        assert "229 in/42 out tokens" in header and "$0.1440 (+127 unpriced)" in header
+    store.close()

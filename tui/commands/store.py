@@ -40,8 +40,11 @@ def _console() -> Console:
 @errors_to_exit
 def runs(db: str, as_json: bool) -> None:
     """List the runs in the store."""
+    from .._data import run_tokens
+
     with open_store(db) as store:
         all_runs = store.runs()
+        tokens = run_tokens(store, [r.run_id for r in all_runs]) if as_json else {}
     if as_json:
         print_json(
             [
@@ -50,6 +53,8 @@ def runs(db: str, as_json: bool) -> None:
                     "start_ns": r.start_ns, "duration_ns": r.duration_ns, "agents": list(r.agents),
                     "spans": r.span_count, "errors": r.error_count, "versions": r.version_count,
                     "findings": r.finding_count, "scenario": r.scenario, "parent_run_id": r.parent_run_id,
+                    "tokens": {"input": t.input, "output": t.output} if (t := tokens.get(r.run_id)) else
+                              {"input": 0, "output": 0},
                 }
                 for r in all_runs
             ]

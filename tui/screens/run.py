@@ -26,7 +26,9 @@ from textual.worker import get_current_worker
 from tracer import Finding, Store
 
 from .._data import GraphData, RunMeta, edges_for, load_graph, load_head, load_meta
+from .._prices import PriceError, Prices, load_prices
 from .._text import clip, fmt_duration
+from .._waterfall_model import fmt_tokens
 from ..messages import (
     FindingsDetected,
     FindingSelected,
@@ -90,6 +92,7 @@ class RunScreen(Screen[None]):
         self._shown: set[str] = set()
         self._after_paint = False
         self.tabbed = False
+        self._price_cache: tuple[Prices | None] | None = None
         self.history: list[tuple[str | None, int]] = []  # (span, version) before each jump
         self.active = "waterfall"  # the pane shown when the panes are tabs
 
@@ -367,6 +370,16 @@ class RunScreen(Screen[None]):
             return None
         return next((f for f in self.meta.findings if f.finding_id == self.finding), None)
 
+    def _prices(self) -> Prices | None:
+        """The user's price file, read once per screen; a bad file is said once, not fatal."""
+        if self._price_cache is None:
+            try:
+                self._price_cache = (load_prices(),)
+            except PriceError as exc:
+                self._price_cache = (None,)
+                self.notify(str(exc), severity="warning", markup=False)
+        return self._price_cache[0]
+
     def _update_header(self) -> None:
         meta = self.meta
         header = self.query_one("#run-header", TitleBar)
@@ -383,6 +396,19 @@ class RunScreen(Screen[None]):
             (3, _n(r.span_count, "span")),
             (2, _n(r.finding_count, "finding")),
         ]
+        if meta.tokens is not None:
+            t = meta.tokens
+            facts.append((3, (f"{fmt_tokens(t.input)} in/{fmt_tokens(t.output)} out tokens", "")))
+            prices = self._prices()
+            if prices is not None:
+                usd, unpriced = prices.cost(t.by_model)
+                facts.append(
+                    (
+                        3,
+                        f"${usd:.4f}"
+                        + (f" (+{fmt_tokens(unpriced)} unpriced)" if unpriced else ""),
+                    )
+                )
         tail: list[tuple[str, str] | str] = []
         if meta.last_version:
             tail.append((f" v{self.version}/{meta.last_version} ", "reverse"))
