@@ -375,7 +375,7 @@ def test_prices_from_a_toml_file(tmp_path: Path) -> None:
     usd, unpriced = prices.cost({"fake-supervisor": (1_000_000, 500_000), "gpt": (7, 3)})
     assert usd == pytest.approx(2.0) and unpriced == 10
     path.write_text('[models."x"]\ninput = "cheap"\n')
-    with pytest.raises(PriceError, match="prices.toml: models.x"):
+    with pytest.raises(PriceError, match=r"prices\.toml: models\.x"):
         load_prices(path)
 
 
