@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -60,6 +61,7 @@ __all__ = [
     "filter_spans",
     "filtered_tree",
     "find_position",
+    "focus_graph",
     "load_graph",
     "load_head",
     "load_meta",
@@ -433,6 +435,29 @@ def load_graph(store: Store, run_id: str) -> GraphData:
     return GraphData(graph, layout(graph))
 
 
+def focus_graph(view: GraphData, node: str) -> GraphData:
+    """``view`` cut to ``node``, its neighbours and, through a topic, the agents on its other
+    side: the edges a person asks about when they pick an agent, laid out on their own."""
+    graph = view.graph
+    if graph is None or node not in graph:
+        return view
+    topics = {
+        n
+        for n in (*graph.predecessors(node), *graph.successors(node))
+        if graph.nodes[n].get("kind") == "topic"
+    }
+    around = {node} | topics
+    multi = graph.is_multigraph()
+    edges = [
+        e
+        for e in (graph.edges(keys=True) if multi else graph.edges())
+        if e[0] in around or e[1] in around
+    ]
+    sub = graph.edge_subgraph(edges).copy()
+    sub.add_node(node, **graph.nodes[node])
+    return GraphData(sub, layout(sub), f"focus on {node}")
+
+
 def edges_for(view: GraphData, span_ids: Sequence[str]) -> set[int]:
     """Indices of the layout's edges that carry any of ``span_ids``."""
     if view.layout is None:
@@ -540,12 +565,17 @@ def run_tokens(store: Store, run_ids: Iterable[str]) -> dict[str, Tokens]:
 
 
 def filter_spans(store: Store, run_id: str, query: str) -> list[str]:
-    """Ids of the spans matching every word of ``query``: ``agent:NAME``, ``kind:KIND`` (llm,
+    """Ids of the spans matching every word of ``query`` (shell quoting for spaces):
+    ``agent:NAME``, ``kind:KIND`` (llm,
     tool, agent, guardrail, message...), ``status:error`` (or ``ok``/``unset``), ``model:TEXT``,
     and plain words (in the name, agent or operation)."""
     wanted: dict[str, list[str]] = {}
     words: list[str] = []
-    for word in query.split():
+    try:
+        tokens = shlex.split(query)  # agent:'Billing agent' keeps its space
+    except ValueError:
+        tokens = query.split()
+    for word in tokens:
         field_, sep, value = word.partition(":")
         if sep and field_.lower() in ("agent", "kind", "status", "model") and value:
             wanted.setdefault(field_.lower(), []).append(value.lower())

@@ -411,3 +411,40 @@ async def test_the_run_header_shows_tokens_and_cost(
         # 119 + 25 tokens of the coordinator's model at $1000 a million; the researcher's unpriced.
         assert "229 in/42 out tokens" in header and "$0.1440 (+127 unpriced)" in header
     store.close()
+
+
+# -- the graph: pick an agent, focus on it, filter the waterfall ------------------------------
+
+
+async def test_picking_an_agent_focuses_the_graph_and_filters_the_waterfall(
+    scenario_store: Any,
+) -> None:
+    from tui.widgets.waterfall import Waterfall
+
+    store, runs = scenario_store
+    run_id = runs["trading-saga"][0]
+    app = AgentraceApp(store, run_id=run_id)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(app, pilot)
+        graph = app.screen.query_one(CoordinationGraph)
+        full = graph.data
+        assert full is not None and full.graph is not None
+        await pilot.press("1", "a")
+        agent = graph.selected
+        assert agent is not None and full.graph.nodes[agent].get("kind") != "topic"
+        await pilot.press("o")
+        assert graph.focused_on == agent and graph.data is not None
+        focus = graph.data.graph
+        assert agent in focus and focus.number_of_nodes() <= full.graph.number_of_nodes()
+        assert all(agent in (u, v) or focus.nodes[u].get("kind") == "topic"
+                   or focus.nodes[v].get("kind") == "topic" for u, v in focus.edges())  # fmt: skip
+        await pilot.press("o")
+        assert graph.focused_on is None and graph.data is full
+        await pilot.press("enter")
+        await settle(app, pilot)
+        wf = app.screen.query_one(Waterfall)
+        assert wf.filter_text.startswith("agent:") and wf.rows is not None
+        agents = {s.span_id: s.agent for s in store.spans(run_id)}
+        shown = [wf.rows.span_id(p) for p in range(wf.rows.total)]
+        assert any(agents[sid] == agent for sid in shown)
+        assert wf.rows.total < len(agents)

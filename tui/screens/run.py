@@ -9,6 +9,7 @@ the panes. Panes speak up with messages (``VersionRequested``, ``SpanSelected``,
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import replace
 from typing import ClassVar
 
@@ -474,6 +475,16 @@ class RunScreen(Screen[None]):
         if f.span_ids:
             self.query_one(Waterfall).select_span(f.span_ids[0])
         self._highlight()
+
+    @on(CoordinationGraph.AgentChosen)
+    def _agent_chosen(self, message: CoordinationGraph.AgentChosen) -> None:
+        """An agent picked in the graph: the waterfall shows only its spans (and their parents)."""
+        if message.agent is None:
+            self.app.bell()
+            return
+        self.query_one(Waterfall).set_filter("agent:" + shlex.quote(message.agent))
+        if self.tabbed:
+            self._show_pane("waterfall")
 
     @on(Waterfall.SearchAsked)
     def _ask_search(self) -> None:

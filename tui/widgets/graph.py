@@ -15,6 +15,7 @@ from typing import ClassVar
 from rich.segment import Segment
 from textual.binding import Binding, BindingType
 from textual.geometry import Region, Size
+from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -30,26 +31,106 @@ LEGEND = (
 class CoordinationGraph(RoleStyles, ScrollView, can_focus=True):
     """Draws a :class:`GraphData`; ``highlight`` marks the current agent(s) and edge(s)."""
 
+    data: GraphData | None
+    selected: str | None
+    focused_on: str | None
+    _full: GraphData | None
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up,k", "scroll_up", "Up", show=False),
         Binding("down,j", "scroll_down", "Down", show=False),
         Binding("left,h", "scroll_left", "Left", show=False),
         Binding("right,l", "scroll_right", "Right", show=False),
+        Binding("home", "scroll_home_x", "Left end", show=False),
+        Binding("end", "scroll_end_x", "Right end", show=False),
+        Binding("a", "select(1)", "Agent"),
+        Binding("A", "select(-1)", "Prev agent", show=False),
+        Binding("o", "focus_mode", "Focus"),
+        Binding("enter", "choose", "Filter spans"),
     ]
+
+    class AgentChosen(Message):
+        """The user picked an agent (Enter): the screen filters the waterfall to it."""
+
+        def __init__(self, agent: str | None) -> None:
+            super().__init__()
+            self.agent = agent
+
+    def action_scroll_home_x(self) -> None:
+        self.scroll_to(x=0, animate=False)
+
+    def action_scroll_end_x(self) -> None:
+        self.scroll_to(x=self.max_scroll_x, animate=False)
+
+    def _agents(self) -> list[str]:
+        """The agents (not topics) in reading order: left to right, then top to bottom."""
+        full = self._full
+        if full is None or full.layout is None:
+            return []
+        boxes = [
+            (b.x, b.y, name)
+            for name, b in full.layout.boxes.items()
+            if b.kind != "topic" and not b.dummy
+        ]
+        return [name for _, _, name in sorted(boxes)]
+
+    def action_select(self, step: int) -> None:
+        agents = self._agents()
+        if not agents:
+            self.app.bell()
+            return
+        i = agents.index(self.selected) + step if self.selected in agents else 0
+        self.selected = agents[i % len(agents)]
+        if self.focused_on is not None:
+            self._set_focus(self.selected)
+        self._repaint()
+        self.call_after_refresh(self._scroll_to_highlight)
+        self.border_subtitle = f"{self.selected}  enter: its spans · o: its edges only"
+
+    def action_focus_mode(self) -> None:
+        """Only the selected agent's edges (and the agents they reach), or the whole graph."""
+        if self.focused_on is not None:
+            self._set_focus(None)
+        elif self.selected is not None:
+            self._set_focus(self.selected)
+        else:
+            self.app.bell()
+            return
+        self._repaint()
+        self._fit()
+
+    def _set_focus(self, node: str | None) -> None:
+        from .._data import focus_graph
+
+        self.focused_on = node
+        if self._full is None:
+            return
+        self.data = self._full if node is None else focus_graph(self._full, node)
+        self.scroll_to(0, 0, animate=False)
+
+    def action_choose(self) -> None:
+        self.post_message(self.AgentChosen(self.selected))
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.data: GraphData | None = None
+        self.data = None
         self.picture: Picture | None = None
         self.nodes: frozenset[str] = frozenset()
         self.edges: frozenset[int] = frozenset()
         self.note = "loading the coordination graph…"
         self.first_paint: float | None = None  # perf_counter() when the graph was first drawn
         self._fill = False
+        self._full: GraphData | None = (
+            None  # the whole graph (``data`` may be a focus on one agent)
+        )
+        self.selected: str | None = None  # the agent picked with a / A
+        self.focused_on: str | None = None
 
     def set_data(self, data: GraphData) -> None:
-        self.data = data
+        self._full = self.data = data
         self.note = data.note
+        if self.focused_on is not None:
+            self._set_focus(self.focused_on)
         self._repaint()
         self._fit()
 
@@ -77,6 +158,11 @@ class CoordinationGraph(RoleStyles, ScrollView, can_focus=True):
 
     def highlight(self, nodes: Iterable[str] = (), edges: Iterable[int] = ()) -> None:
         nodes, edges = frozenset(nodes), frozenset(edges)
+        if self.focused_on is not None and self._full is not None and self._full.layout:
+            # Indices are the whole graph's: find the same edges (by their spans) in the focus.
+            spans = {s for e in self._full.layout.edges if e.index in edges for s in e.span_ids}
+            lay = self.data.layout if self.data is not None else None
+            edges = frozenset(e.index for e in lay.edges if e.span_ids & spans) if lay else edges
         if (nodes, edges) == (self.nodes, self.edges) and self.picture is not None:
             return
         self.nodes, self.edges = nodes, edges
@@ -85,7 +171,8 @@ class CoordinationGraph(RoleStyles, ScrollView, can_focus=True):
 
     def _scroll_to_highlight(self) -> None:
         if self.picture is not None:
-            boxes = [self.picture.boxes[n] for n in self.nodes if n in self.picture.boxes]
+            wanted = [self.selected] if self.selected else self.nodes
+            boxes = [self.picture.boxes[n] for n in wanted if n in self.picture.boxes]
             if boxes:
                 x, y, w, h = min(boxes)
                 self.scroll_to_region(Region(x, y, w, h), animate=False, immediate=True)
@@ -95,7 +182,8 @@ class CoordinationGraph(RoleStyles, ScrollView, can_focus=True):
             self.picture = None
             self.virtual_size = Size(0, 1)
         else:
-            self.picture = paint(self.data.layout, nodes=self.nodes, edges=self.edges)
+            nodes = self.nodes | ({self.selected} if self.selected else set())
+            self.picture = paint(self.data.layout, nodes=nodes, edges=self.edges)
             self.virtual_size = Size(self.picture.width, self.picture.height)
         self.refresh()
 

@@ -30,19 +30,20 @@ class Column:
     priority: int  # 1 is shown first; the highest numbers drop first when the table is narrow
 
 
+# Widths are the cells a column takes with its padding (cells are clipped to fit them).
 COLUMNS: tuple[Column, ...] = (
-    Column("run", "run", lambda r: r.run_id, 11, 1),
-    Column("workflow", "workflow", lambda r: (r.workflow or "").lower(), 23, 1),
-    Column("scenario", "scenario", lambda r: (r.scenario or "").lower(), 17, 6),
-    Column("pattern", "pattern", lambda r: r.pattern or "", 14, 9),
-    Column("status", "status", lambda r: r.status or "", 12, 2),
+    Column("run", "run", lambda r: r.run_id, 12, 1),
+    Column("workflow", "workflow", lambda r: (r.workflow or "").lower(), 22, 1),
+    Column("scenario", "scenario", lambda r: (r.scenario or "").lower(), 18, 6),
+    Column("pattern", "pattern", lambda r: r.pattern or "", 15, 9),
+    Column("status", "status", lambda r: r.status or "", 13, 2),
     Column("started", "started", lambda r: r.start_ns, 13, 5),
-    Column("duration", "duration", lambda r: r.duration_ns, 10, 4),
-    Column("agents", "agents", lambda r: len(r.agents), 7, 10),
+    Column("duration", "duration", lambda r: r.duration_ns, 11, 3),
+    Column("agents", "agents", lambda r: len(r.agents), 8, 10),
     Column("spans", "spans", lambda r: r.span_count, 8, 7),
-    Column("versions", "versions", lambda r: r.version_count, 9, 8),
-    Column("findings", "findings", lambda r: r.finding_count, 9, 2),
-    Column("kinds", "finding kinds", lambda r: r.finding_count, 26, 3),
+    Column("versions", "versions", lambda r: r.version_count, 10, 8),
+    Column("findings", "findings", lambda r: r.finding_count, 10, 2),
+    Column("kinds", "finding kinds", lambda r: r.finding_count, 20, 4),
 )
 SORT_KEYS = tuple(c.key for c in COLUMNS)
 
@@ -59,7 +60,7 @@ class RunsTable(DataTable[Text]):
     """Shows the runs it is given; the screen decides the order and the filter.
 
     Only the columns that fit are shown (:func:`columns_for`): at 80 cells the run,
-    workflow, status, duration, findings and their kinds; the rest as the width allows.
+    workflow, status, duration and findings; from 100 the findings' kinds; at 160 all.
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -130,14 +131,14 @@ class RunsTable(DataTable[Text]):
                 return plain("● " + r.run_id[:8], styles.get("ok", ""))
             return plain(r.run_id[:10], styles.get("dim", ""))
         if key == "workflow":
-            return plain(clip(r.workflow or "-", 22))
+            return plain(clip(r.workflow or "-", 20))
         if key == "scenario":
             return plain(clip(r.scenario or "-", 16), styles.get("dim", ""))
         if key == "pattern":
             return plain(r.pattern or "-")
         if key == "status":
             status = r.status or ""
-            return plain(status, styles.get(status, ""))
+            return plain(clip(status, 11), styles.get(status, ""))
         if key == "started":
             return plain(fmt_when(r.start_ns)[5:16], styles.get("dim", ""))
         if key == "duration":
@@ -156,7 +157,7 @@ class RunsTable(DataTable[Text]):
         kinds = self.kinds.get(r.run_id, ())
         if not kinds:
             return plain("not analysed" if not self.analysed else "", styles.get("dim", ""))
-        return plain(clip(", ".join(kinds), 25), styles.get("warn", ""))
+        return plain(clip(", ".join(kinds), 18), styles.get("warn", ""))
 
     @property
     def current_run(self) -> Run | None:
