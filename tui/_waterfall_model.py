@@ -249,6 +249,9 @@ def fmt_tokens(n: int) -> str:
     return f"{n / 1_000_000:.1f}M"
 
 
+# Kinds in the 6 cells of their column.
+_SHORT_KINDS = {"workflow": "flow", "message": "msg", "guardrail": "guard", "retriever": "retr"}
+
 # Columns beside the name, by width: (name, cells); the widget picks those that fit.
 EXTRA_COLUMNS = (("kind", 7), ("model", 17), ("tokens", 11))
 
@@ -310,7 +313,7 @@ def render_row(
     for col, w in columns:
         text, role = "", "dim"
         if span is not None and col == "kind":
-            text, role = span.label or "", "kind"
+            text, role = _SHORT_KINDS.get(span.label or "", span.label or ""), "kind"
         elif span is not None and col == "model":
             text, role = span.model or "", "key"
         elif span is not None and col == "tokens" and span.tokens:

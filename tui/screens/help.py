@@ -15,26 +15,36 @@ from ..widgets._lines import Line, LineView
 KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("Everywhere", (
         ("?", "this help"), ("ctrl+p", "command palette: runs, versions, findings, panes, themes"),
-        ("ctrl+t", "switch between the dark and the light theme"), ("q / ctrl+q", "quit"),
+        ("ctrl+t", "switch between the dark and the light theme"),
+        ("ctrl+s", "write an SVG screenshot into the current directory"), ("q / ctrl+c", "quit"),
     )),
     ("Runs", (
-        ("↑ ↓  enter", "move, open the run"), ("/", "search (words in workflow, scenario, agents, status, id)"),
+        ("↑ ↓  enter", "move, open the run (newest first; ● marks runs receiving spans)"),
+        ("/", "search (words in workflow, scenario, agents, status, finding kinds, id)"),
         ("s  r", "sort by the next column, reverse the order (or click a header)"),
         ("p", "filter by pattern: orchestration, choreography, hybrid, imported"),
         ("x", "only runs with findings"), ("escape", "clear the search"),
     )),
     ("Run", (
-        ("1 2 3 4 5  tab", "graph, waterfall, state, findings, span detail"),
+        ("1 2 3 4 5  tab", "graph, waterfall, state, findings, span detail (tabs on small terminals)"),
         ("z", "zoom the focused pane to the whole screen (again to restore)"),
         ("[  ]", "previous / next state version, from any pane"),
         ("g", "go to a version"), ("d", "diff any two versions"),
-        ("f", "next finding: jumps stepper, graph and waterfall to it"), ("escape", "back to the runs"),
+        ("f", "next finding: jumps stepper, graph and waterfall to it"),
+        ("backspace", "back to where you were before following a link or a STALE line"),
+        ("escape", "back to the runs"),
     )),
     ("Waterfall", (
         ("↑ ↓ pgup pgdn home end", "move"), ("enter / space", "fold or unfold a span's children"),
         ("← →", "fold, go to parent / unfold, go to first child"),
         ("-  +", "fold every agent step / unfold all"), ("e", "next span with an error, anywhere in the run"),
         ("/  n  N", "find spans by name, agent or operation; next / previous match"),
+        ("x", "filter: words, agent:NAME kind:llm|tool|agent|guardrail|message status:error model:TEXT"),
+        ("c", "copy the span id"),
+    )),
+    ("Graph", (
+        ("← → ↑ ↓  home end", "scroll"), ("a  A", "next / previous agent"),
+        ("o", "focus: only the agent's edges"), ("enter", "filter the waterfall to the agent's spans"),
     )),
     ("State", (
         ("← →  home end", "step versions"), ("b  B", "diff later versions against this one / against the previous"),
@@ -42,6 +52,8 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     )),
     ("Findings, span detail", (
         ("enter / click", "jump to the finding; follow a link (consumer → producer) or go to the parent"),
+        ("enter on a value", "fold or unfold JSON; show a value whole (cut ones say how long they are)"),
+        ("c", "copy the value under the cursor (to the clipboard, or a file when too big)"),
     )),
 )  # fmt: skip
 
