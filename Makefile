@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: demo test check bench lock clean redis
+.PHONY: demo test check bench lock clean redis rabbitmq
 
 $(STAMP): requirements-dev.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ bench: $(STAMP)
 # Debian's redis-server for the Redis tests and benchmark (as root; nothing if one is there).
 redis:
 	scripts/redis.sh install
+
+# Debian's rabbitmq-server for the broker tests (as root; nothing if one is there).
+rabbitmq:
+	scripts/rabbitmq.sh install
 
 # Re-resolve the lock after changing dependencies in pyproject.toml.
 lock: $(STAMP)

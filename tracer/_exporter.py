@@ -39,7 +39,6 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ._errors import AgentraceError
-from ._langgraph import derive_trace_state, langgraph_roots
 from ._otlp import fill_attrs
 from ._store._models import IngestResult
 from ._store._store import Store
@@ -153,9 +152,6 @@ class StoreSpanExporter(SpanExporter):
         req = encode_spans(spans)
         try:
             result = self.store.ingest([req], source="exporter")
-            roots = langgraph_roots(req)
-            if roots:
-                result += derive_trace_state(self.store, roots)
         except AgentraceError as exc:
             log.error("agentrace could not store %d span(s): %s", len(spans), exc)
             return SpanExportResult.FAILURE

@@ -5,13 +5,14 @@ LangGraph ``get_state_history`` dumps (:mod:`tracer._langgraph`), detected from
 their first bytes or forced with ``fmt``. A bad record stops its file's import
 and leaves the store as it was, unless ``skip_bad`` is set: then each record is
 checked first, the good ones are stored (still in one transaction) and the bad
-ones reported; a file that breaks off (a truncated record) keeps the records
+ones reported, and within a good record (JSON line or protobuf request) each
+span that does not validate is left out and reported the same way; a file that breaks off (a truncated record) keeps the records
 before the break. Spans that clash with stored spans of the same id always
 fail the whole file.
 
-After a file holding LangChain/LangGraph (OpenInference) spans, the state of
-the LangGraph runs it completed is rebuilt from their node outputs, in a second
-transaction (see :func:`tracer._langgraph.derive_trace_state`).
+What is derived from the spans (agents, runs, flows, the state of LangGraph
+runs rebuilt from their node outputs) is recomputed by the store in the same
+transaction, whatever order the files come in (docs/store.md).
 
 Progress is reported through a callback with the bytes of the file read so far;
 nothing here prints. Blocking; call from one thread per file.
@@ -20,7 +21,7 @@ nothing here prints. Blocking; call from one thread per file.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,20 +29,13 @@ import orjson
 
 from ._errors import DecodeError
 from ._files import Progress, Record, read_records, sniff
-from ._langgraph import (
-    LANGCHAIN_SCOPE_PREFIX,
-    derive_trace_state,
-    import_history,
-    looks_like_history,
-)
+from ._langgraph import import_history, looks_like_history
 from ._store._ingest import Batch
 from ._store._models import IngestResult
 from ._store._store import Store, add_payload
 
 ImportFormat = Literal["auto", "otlp-json", "otlp-proto", "langgraph"]
 FORMATS: tuple[ImportFormat, ...] = ("auto", "otlp-json", "otlp-proto", "langgraph")
-
-_LANGCHAIN = LANGCHAIN_SCOPE_PREFIX.encode()
 
 
 def detect_format(path: str | Path) -> ImportFormat:
@@ -66,27 +60,13 @@ def import_file(
         fmt = detect_format(path)
     if fmt == "langgraph":
         return _import_langgraph(store, path, source, progress)
-    saw_langchain = False
-
-    def watch(records: Iterable[Record]) -> Iterator[Record]:
-        nonlocal saw_langchain
-        for rec in records:
-            if not saw_langchain and _LANGCHAIN in rec.data:
-                saw_langchain = True
-            yield rec
-
     records = read_records(path, fmt, progress=progress)
     if not skip_bad:
-        result = store.ingest(watch(records), source=source)
+        result = store.ingest(records, source=source)
     else:
         errors: list[str] = []
-        result = store.ingest(watch(_good_records(records, errors)), source=source)
-        result = _with(result, errors=tuple(errors))
-    if saw_langchain:
-        derived = derive_trace_state(store)
-        result = _with(
-            result, spans=result.spans + derived.spans, versions=result.versions + derived.versions
-        )
+        result = store.ingest(_good_records(records, errors), source=source, skip_bad=True)
+        result = _with(result, errors=(*errors, *result.errors))
     return result
 
 
@@ -98,8 +78,9 @@ def _good_records(records: Iterator[Record], errors: list[str]) -> Iterator[Reco
     try:
         for rec in records:
             try:
-                # Validation only: the real batch is built by the store, in its transaction.
-                add_payload(Batch(), rec, rec.source, rec.line)
+                # Validation only: the real batch is built by the store, in its transaction,
+                # and leaves out (and names) the bad spans of a good record.
+                add_payload(Batch(lenient=True), rec, rec.source, rec.line)
             except DecodeError as exc:
                 errors.append(str(exc))
             else:

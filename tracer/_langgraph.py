@@ -399,49 +399,14 @@ def import_history(store: Store, doc: Any, *, source: str = "<input>") -> Ingest
 LANGCHAIN_SCOPE_PREFIX: Final = "openinference.instrumentation.lang"
 
 
-def langgraph_roots(request: PB2ExportTraceServiceRequest) -> set[str]:
-    """Trace ids of the LangChain-instrumented root spans in a request (cheap: scopes first)."""
-    out: set[str] = set()
-    for rs in request.resource_spans:
-        for ss in rs.scope_spans:
-            if ss.scope.name.startswith(LANGCHAIN_SCOPE_PREFIX):
-                out.update(sp.trace_id.hex() for sp in ss.spans if not sp.parent_span_id)
-    return out
-
-
 def derive_trace_state(store: Store, run_ids: Iterable[str] | None = None) -> IngestResult:
-    """Rebuild the state of stored LangGraph (OpenInference) runs that have no state versions.
+    """Rebuild the state of stored LangGraph (OpenInference) runs from their spans.
 
-    Looks at ``run_ids`` (or every such run when None); a run whose root span has not
-    arrived yet, or whose spans carry no input/output values, is left alone. Ingests
-    one request for all the runs it can rebuild; safe to call again (nothing twice).
+    Every write already does this for the traces it touches (see docs/store.md); this
+    recomputes ``run_ids`` (or every run with LangChain-instrumented spans) on demand,
+    for a store written by an older agentrace. Returns how many versions they have.
     """
-    q = """SELECT trace_id, span_id, start_ns, attributes FROM spans
-           WHERE parent_span_id = '' AND starts_with(scope_name, $scope)
-             AND trace_id NOT IN (SELECT DISTINCT run_id FROM state_versions)"""
-    params: dict[str, Any] = {"scope": LANGCHAIN_SCOPE_PREFIX}
-    if run_ids is not None:
-        ids = sorted(set(run_ids))
-        if not ids:
-            return IngestResult()
-        q += " AND trace_id IN (SELECT unnest($ids))"
-        params["ids"] = ids
-    req = PB2ExportTraceServiceRequest()
-    ss = None
-    for trace_id, root_sid, root_start, root_attrs_text in store.sql(q, params).fetchall():
-        spans = _rebuild(store, trace_id, root_sid, root_start, orjson.loads(root_attrs_text))
-        if not spans:
-            continue
-        if ss is None:
-            rs = req.resource_spans.add()
-            fill_attrs(rs.resource.attributes, {c.SERVICE_NAME: "langgraph"})
-            ss = rs.scope_spans.add()
-            ss.scope.name = SCOPE
-        for sp in spans:
-            ss.spans.add().CopyFrom(sp)
-    if ss is None:
-        return IngestResult()
-    return store.ingest([req], source="langgraph-trace")
+    return store.rederive(run_ids, langgraph=True)
 
 
 def _json_obj(text: Any) -> Any:
@@ -453,20 +418,28 @@ def _json_obj(text: Any) -> Any:
         return None
 
 
-def _rebuild(
-    store: Store, trace_id: str, root_sid: str, root_start: int, root_attrs: dict[str, Any]
-) -> list[PB2Span]:
+def trace_versions(trace_id: str, spans: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The ``state_versions`` rows of a LangGraph run rebuilt from its stored spans.
+
+    ``spans``: ``(span_id, parent_span_id, name, start_ns, end_ns, attributes JSON)`` of
+    the run's root and node spans. Version 1 (the input) points at the root span, each
+    later version at the node span whose returned update made it. No root, or a root
+    without an input value: no versions.
+    """
+    roots = sorted((r for r in spans if not r[1]), key=lambda r: (r[3], r[0]))
+    if not roots:
+        return []
+    root_sid, _, _, root_start, _, root_text = roots[0]
+    root_attrs = orjson.loads(root_text)
     initial = _json_obj(root_attrs.get("input.value"))
     if not isinstance(initial, dict):
         return []
     final = _json_obj(root_attrs.get("output.value"))
+    final = final if isinstance(final, dict) else None
     nodes: list[tuple[int, int, str, str, int, dict[str, Any]]] = []
-    rows = store.sql(
-        """SELECT span_id, name, start_ns, end_ns, attributes FROM spans
-           WHERE trace_id = ? AND parent_span_id = ?""",
-        [trace_id, root_sid],
-    ).fetchall()
-    for sid, name, start, end, attrs_text in rows:
+    for sid, pid, name, start, end, attrs_text in spans:
+        if pid != root_sid:
+            continue
         attrs = orjson.loads(attrs_text)
         meta = langgraph_metadata(attrs)
         if meta is None or meta["langgraph_node"] != name:
@@ -479,51 +452,31 @@ def _rebuild(
     if not nodes:
         return []
     nodes.sort(key=lambda n: (n[0], n[1], n[2]))
-    modes = _infer_modes(initial, [n[5] for n in nodes], final if isinstance(final, dict) else None)
-    tid = bytes.fromhex(trace_id)
-    out: list[PB2Span] = []
+    modes = _infer_modes(initial, [n[5] for n in nodes], final)
     doc: JSON = initial
     h = chain_hash("", doc)
-    sp = PB2Span()
-    _fill_span(
-        sp, tid, _id(8, "agentrace/langgraph/state", trace_id, root_sid), bytes.fromhex(root_sid),
-        "commit_state input", root_start, root_start, {},
-    )  # fmt: skip
-    _add_commit(
-        sp,
-        root_start,
-        _commit_attrs(1, doc, None, h, kind="initial", base=None, agent=None, source=SOURCE_TRACE),
-    )
-    out.append(sp)
+    out = [_version_row(trace_id, 1, None, root_sid, root_start, doc, None, h, None)]
     for version, (step, _start, sid, node, end, update) in enumerate(nodes, start=2):
-        new = _merge(doc, update, modes, final if isinstance(final, dict) else None)
+        new = _merge(doc, update, modes, final)
         h_new = chain_hash(h, new)
-        sp = PB2Span()
-        _fill_span(
-            sp, tid, _id(8, "agentrace/langgraph/state", trace_id, sid), bytes.fromhex(sid),
-            f"commit_state {node}", end, end, {c.GEN_AI_AGENT_NAME: node, c.AGENT_STEP: step},
-        )  # fmt: skip
-        attrs = _commit_attrs(
-            version,
-            new,
-            doc,
-            h_new,
-            kind="commit",
-            base=version - 1,
-            agent=node,
-            source=SOURCE_TRACE,
-        )
-        _add_commit(sp, end, attrs)
-        out.append(sp)
+        out.append(_version_row(trace_id, version, node, sid, end, new, doc, h_new, step))
         doc, h = new, h_new
     return out
 
 
-def _add_commit(sp: PB2Span, when: int, attrs: dict[str, Any]) -> None:
-    ev = sp.events.add()
-    ev.time_unix_nano = when
-    ev.name = c.EV_STATE_COMMIT
-    fill_attrs(ev.attributes, attrs)
+def _version_row(
+    run_id: str, version: int, agent: str | None, span_id: str, when: int, doc: JSON,
+    prev: JSON, h: str, step: int | None,
+) -> tuple[Any, ...]:  # fmt: skip
+    a = _commit_attrs(
+        version, doc, prev, h, kind="initial" if version == 1 else "commit",
+        base=None if version == 1 else version - 1, agent=agent, source=SOURCE_TRACE,
+    )  # fmt: skip
+    return (
+        run_id, version, version - 1 or None, None if version == 1 else version - 1, a[c.STATE_KIND],
+        agent, span_id, when, a.get(c.STATE_SNAPSHOT), a.get(c.STATE_PATCH), h, a[c.STATE_KEYS],
+        SOURCE_TRACE, SOURCE_TRACE, step,
+    )  # fmt: skip
 
 
 def _item_id(item: Any) -> Any:

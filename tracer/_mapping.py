@@ -111,6 +111,7 @@ _MSG_OPS: Final = {
     "settle": "settle",
 }
 _HANDOFF_PREFIX: Final = "handoff to "
+_RUN_SUFFIX: Final = ".run"
 
 
 def _str(v: Any) -> str | None:
@@ -201,6 +202,10 @@ def _openinference(
         return None, agent
     if oi == "AGENT":
         if agent is None:
+            if name.endswith(_RUN_SUFFIX) and len(name) > len(_RUN_SUFFIX):
+                # smolagents: "{agent name}.run", the manager at the root as much as the
+                # agents it manages below.
+                return c.OP_INVOKE_AGENT, name[: -len(_RUN_SUFFIX)]
             if root:
                 return c.OP_INVOKE_WORKFLOW, None
             agent = name
@@ -216,9 +221,63 @@ def _messaging_op(kind: int, attrs: dict[str, Any]) -> str | None:
     if mop is None:
         mop = attrs.get(MESSAGING_OPERATION_DEPRECATED)
     if mop is not None:
-        return _MSG_OPS.get(str(mop))
-    if c.MESSAGING_DESTINATION in attrs or MESSAGING_DESTINATION_DEPRECATED in attrs:
+        op = _MSG_OPS.get(str(mop))
+        if op is not None or kind not in (_PRODUCER, _CONSUMER):
+            return op
+    if (
+        c.MESSAGING_DESTINATION in attrs
+        or MESSAGING_DESTINATION_DEPRECATED in attrs
+        or c.MESSAGING_SYSTEM in attrs
+        or CELERY_TASK_NAME in attrs
+    ):
         return "send" if kind == _PRODUCER else "process" if kind == _CONSUMER else None
+    return None
+
+
+# Older spellings the official instrumentations still send (pika, celery, kafka-python).
+MESSAGING_MESSAGE_ID_DEPRECATED: Final = "messaging.message_id"
+KAFKA_MESSAGE_KEY: Final = "messaging.kafka.message.key"
+KAFKA_CONSUMER_GROUP: Final = "messaging.kafka.consumer.group"
+CELERY_TASK_NAME: Final = "celery.task_name"
+CELERY_TASK_ID: Final = "celery.task_id"
+
+MessagingFact = tuple[
+    str, str | None, str | None, str | None, str | None, str | None, int | None
+]  # event, message id, topic, key, consumer group, consumer, attempt
+
+
+def messaging_fact(kind: int, attrs: dict[str, Any]) -> MessagingFact | None:
+    """What a PRODUCER (``publish``) or CONSUMER (``deliver``) span says about its message,
+    from the OpenTelemetry messaging conventions and the older spellings of the official
+    instrumentations; None for a span that carries no messaging attributes.
+
+    The message id is ``messaging.message.id`` (or ``messaging.message_id``, Celery's task
+    id); where the producer set none, analysis identifies the message by the producer span
+    the consumer carries as its parent or link.
+    """
+    topic = _first_str(
+        attrs, c.MESSAGING_DESTINATION, MESSAGING_DESTINATION_DEPRECATED, CELERY_TASK_NAME
+    )
+    if topic is None and c.MESSAGING_SYSTEM not in attrs:
+        return None
+    attempt = _int(attrs.get(c.MESSAGING_DELIVERY_COUNT))
+    return (
+        "publish" if kind == _PRODUCER else "deliver",
+        _first_text(attrs, c.MESSAGING_MESSAGE_ID, MESSAGING_MESSAGE_ID_DEPRECATED, CELERY_TASK_ID),
+        topic,
+        _first_text(attrs, c.MESSAGE_KEY, KAFKA_MESSAGE_KEY),
+        _first_str(attrs, c.MESSAGING_CONSUMER_GROUP, KAFKA_CONSUMER_GROUP),
+        _first_str(attrs, c.MESSAGE_CONSUMER),
+        attempt if attempt is not None and attempt > 0 else None,
+    )
+
+
+def _first_text(attrs: dict[str, Any], *keys: str) -> str | None:
+    """The first of ``keys`` present, as text (ids and keys may be sent as numbers)."""
+    for k in keys:
+        v = attrs.get(k)
+        if v is not None and v != "" and not isinstance(v, bool | dict | list):
+            return str(v)
     return None
 
 

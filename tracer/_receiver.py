@@ -55,7 +55,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from ._errors import AgentraceError, DecodeError
 from ._files import _zstd
-from ._langgraph import LANGCHAIN_SCOPE_PREFIX, derive_trace_state, langgraph_roots
 from ._otlp import decode_proto
 from ._store._ingest import Batch
 from ._store._store import Store
@@ -256,25 +255,6 @@ def _span_count(payload: Payload) -> int:
     return sum(len(ss.spans) for rs in payload.resource_spans for ss in rs.scope_spans)
 
 
-def _json_langgraph_roots(obj: dict[str, Any]) -> set[str]:
-    out: set[str] = set()
-    for rs in obj.get("resourceSpans") or ():
-        for ss in (rs.get("scopeSpans") or ()) if isinstance(rs, dict) else ():
-            scope = ss.get("scope") if isinstance(ss, dict) else None
-            name = scope.get("name") if isinstance(scope, dict) else None
-            if isinstance(name, str) and name.startswith(LANGCHAIN_SCOPE_PREFIX):
-                for sp in ss.get("spans") or ():
-                    if (
-                        isinstance(sp, dict)
-                        and not sp.get("parentSpanId")
-                        and isinstance(sp.get("traceId"), str)
-                    ):
-                        out.add(sp["traceId"].lower())
-    return out
-
-
-# -- partial success -------------------------------------------------------------------------
-
 _Single = tuple[tuple[str, str], Payload, bytes]  # (trace, span), one-span request, content
 
 
@@ -293,7 +273,14 @@ def _split(payload: Payload) -> list[_Single]:
                         "resourceSpans": [
                             {
                                 "resource": rs.get("resource") or {},
-                                "scopeSpans": [{"scope": ss.get("scope") or {}, "spans": [sp]}],
+                                "schemaUrl": rs.get("schemaUrl") or "",
+                                "scopeSpans": [
+                                    {
+                                        "scope": ss.get("scope") or {},
+                                        "schemaUrl": ss.get("schemaUrl") or "",
+                                        "spans": [sp],
+                                    }
+                                ],
                             }
                         ]
                     }
@@ -589,7 +576,6 @@ class Writer:
             self.stats.stored += result.spans
             for job, _, n in group:
                 self._finish(job, Outcome(200, spans=n))
-        self._derive(group)
 
     def _one(self, job: Job, payload: Payload, *, tried: bool = False) -> Outcome:
         """One request in its own transaction; what can be stored of it when it fails."""
@@ -614,21 +600,6 @@ class Writer:
             return Outcome(
                 500, message=f"the request could not be stored: {type(exc).__name__}: {exc}"
             )
-
-    def _derive(self, group: list[tuple[Job, Payload, int]]) -> None:
-        roots: set[str] = set()
-        for _, payload, _ in group:
-            roots |= (
-                _json_langgraph_roots(payload)
-                if isinstance(payload, dict)
-                else langgraph_roots(payload)
-            )
-        if not roots:
-            return
-        try:
-            self.stats.versions += derive_trace_state(self.store, roots).versions
-        except AgentraceError as exc:
-            log.warning("could not rebuild LangGraph state for %d run(s): %s", len(roots), exc)
 
 
 # -- HTTP ------------------------------------------------------------------------------------

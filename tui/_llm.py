@@ -36,8 +36,12 @@ __all__ = [
     "span_tokens",
 ]
 
-INPUT_TOKENS = ("gen_ai.usage.input_tokens", "llm.token_count.prompt")
-OUTPUT_TOKENS = ("gen_ai.usage.output_tokens", "llm.token_count.completion")
+INPUT_TOKENS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt")
+OUTPUT_TOKENS = (
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.completion_tokens",
+    "llm.token_count.completion",
+)
 MODEL_KEYS = ("gen_ai.response.model", "gen_ai.request.model", "llm.model_name")
 # JSON text bigger than this is shown as text: parsing and laying it out is the user's call.
 JSON_PARSE_LIMIT = 1_000_000

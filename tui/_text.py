@@ -86,3 +86,10 @@ def fmt_when(ns: int) -> str:
     if ns <= 0:
         return "-"
     return datetime.fromtimestamp(ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def error_counts(errors: int, handled: int) -> str:
+    """A run's errors with the handled ones apart: ``2``, ``0 (+1 handled)``, ``-`` for none."""
+    if not errors and not handled:
+        return "-"
+    return f"{errors} (+{handled} handled)" if handled else str(errors)

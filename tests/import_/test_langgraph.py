@@ -213,11 +213,15 @@ def test_a_langgraph_trace_gets_its_state_rebuilt_from_node_outputs(suffix: str)
             sp.agent for sp in sorted(nodes, key=lambda s: s.start_ns)
         ]
         assert {v.source for v in versions} == {"langgraph-trace"}
-        # Each version hangs under the span of the node that wrote it.
+        assert {v.derived for v in versions} == {"langgraph-trace"}
+        # Each version points at the real span of the node that wrote it (the input at the
+        # root), and no span is invented for it.
         by_id = {sp.span_id: sp for sp in spans}
-        assert [by_id[by_id[v.span_id].parent_span_id].agent for v in versions[1:]] == [
-            v.agent for v in versions[1:]
-        ]
+        assert versions[0].span_id == root.span_id
+        assert [by_id[v.span_id].name for v in versions[1:]] == [v.agent for v in versions[1:]]
+        steps = [v.step for v in versions[1:]]
+        assert None not in steps and steps == sorted(s or 0 for s in steps)
+        assert not [sp for sp in spans if sp.name.startswith("commit_state")]
         assert store.verify(run.run_id)[0].ok
 
 

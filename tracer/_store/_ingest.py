@@ -9,7 +9,7 @@ columns in one transpose per table, and DuckDB inserts them in bulk.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from .. import conventions as c
 from .._errors import DecodeError, DuplicateSpanError
-from .._mapping import classify
+from .._mapping import classify, messaging_fact
 from .._otlp import (
     INT64_MAX,
     INT64_MIN,
@@ -32,9 +32,28 @@ from .._otlp import (
     check_hex_id,
 )
 from .._redact import Redactor
+from ._derive import LANGCHAIN_SCOPE_PREFIX, resolve_batch
 
 if TYPE_CHECKING:
     from .._recorder import SpanData
+
+
+DERIVED_MESSAGING = "messaging"
+
+
+def _json_entity_refs(refs: Any) -> str:
+    if not refs:
+        return "[]"
+    if not isinstance(refs, list) or not all(isinstance(e, dict) for e in refs):
+        raise DecodeError("resource entityRefs is not a list of objects")
+    return _dumps(
+        [
+            {"schema_url": e.get("schemaUrl") or "", "type": e.get("type") or "",
+             "id_keys": [str(k) for k in e.get("idKeys") or ()],
+             "description_keys": [str(k) for k in e.get("descriptionKeys") or ()]}
+            for e in refs
+        ]
+    ).decode()  # fmt: skip
 
 
 def _dumps(value: Any) -> bytes:
@@ -90,6 +109,8 @@ SPAN_COLUMNS = (
     "start_ns", "end_ns", "status_code", "status_message", "attributes", "resource",
     "scope_name", "scope_version", "service_name", "operation", "agent",
     "dropped_attributes_count", "dropped_events_count", "dropped_links_count",
+    "scope_attributes", "scope_dropped_attributes_count", "scope_schema_url",
+    "resource_dropped_attributes_count", "resource_schema_url", "resource_entity_refs", "cycle",
 )  # fmt: skip
 EVENT_COLUMNS = (
     "trace_id", "span_id", "seq", "time_ns", "name", "attributes", "dropped_attributes_count",
@@ -100,15 +121,15 @@ LINK_COLUMNS = (
 )  # fmt: skip
 VERSION_COLUMNS = (
     "run_id", "version", "parent_version", "base_version", "kind", "agent", "span_id",
-    "committed_ns", "snapshot", "patch", "hash", "keys", "source",
+    "committed_ns", "snapshot", "patch", "hash", "keys", "source", "derived", "step",
 )  # fmt: skip
 READ_COLUMNS = (
     "run_id", "span_id", "seq", "agent", "version", "head_version", "keys", "via", "cache",
-    "read_ns",
+    "read_ns", "derived",
 )  # fmt: skip
 MESSAGE_COLUMNS = (
     "run_id", "span_id", "seq", "event", "message_id", "topic", "msg_key", "consumer_group",
-    "consumer", "agent", "attempt", "outcome", "fault", "time_ns",
+    "consumer", "agent", "attempt", "outcome", "fault", "time_ns", "derived",
 )  # fmt: skip
 
 _U32 = pa.uint32()
@@ -122,7 +143,10 @@ SCHEMAS: dict[str, pa.Schema] = {
         [(n, _STR) for n in SPAN_COLUMNS[:4]]
         + [("flags", _U32), ("name", _STR), ("kind", _STR), ("start_ns", _I64), ("end_ns", _I64)]
         + [(n, _STR) for n in SPAN_COLUMNS[9:18]]
-        + [(n, _U32) for n in SPAN_COLUMNS[18:]]
+        + [(n, _U32) for n in SPAN_COLUMNS[18:21]]
+        + [("scope_attributes", _STR), ("scope_dropped_attributes_count", _U32)]
+        + [("scope_schema_url", _STR), ("resource_dropped_attributes_count", _U32)]
+        + [("resource_schema_url", _STR), ("resource_entity_refs", _STR), ("cycle", pa.bool_())]
     ),
     "span_events": pa.schema(
         [
@@ -163,6 +187,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("hash", _STR),
             ("keys", _STRS),
             ("source", _STR),
+            ("derived", _STR),
+            ("step", _I64),
         ]
     ),
     "state_reads": pa.schema(
@@ -177,6 +203,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("via", _STR),
             ("cache", _STR),
             ("read_ns", _I64),
+            ("derived", _STR),
         ]
     ),
     "messages": pa.schema(
@@ -195,11 +222,18 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("outcome", _STR),
             ("fault", _STR),
             ("time_ns", _I64),
+            ("derived", _STR),
         ]
     ),
 }
 
 Event = tuple[int, str, dict[str, Any], int]  # time_ns, name, attributes, dropped count
+# Where a span came from: resource JSON, service name, scope name, scope version, scope
+# attributes JSON, scope dropped count, scope schema URL, resource dropped count,
+# resource schema URL, resource entity refs JSON.
+Origin = tuple[str, str | None, str, str, str, int, str, int, str, str]
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
 Link = tuple[
     str, str, str, int, dict[str, Any], int
 ]  # trace, span, trace_state, flags, attrs, dropped
@@ -235,8 +269,13 @@ class Batch:
     the text columns of :meth:`tables`, before anything reaches the store.
     """
 
-    def __init__(self, redactor: Redactor | None = None) -> None:
+    def __init__(self, redactor: Redactor | None = None, *, lenient: bool = False) -> None:
         self.redactor = redactor if redactor is not None and redactor.active else None
+        # Lenient: a span that does not validate is left out and reported in ``rejected``
+        # (placed in ``where``: the source and line being added), the rest kept.
+        self.lenient = lenient
+        self.rejected: list[str] = []
+        self.where: tuple[str, int | None] = ("<input>", None)
         self.spans: list[tuple[Any, ...]] = []
         self.events: list[tuple[Any, ...]] = []
         self.links: list[tuple[Any, ...]] = []
@@ -246,6 +285,9 @@ class Batch:
         self._seen: dict[str, int] = {}
         self.trace_ids: set[str] = set()
         self.duplicates = 0
+        # Positions in ``messages`` of the rows taken from a PRODUCER/CONSUMER span itself:
+        # their agent is the span's, which ``resolve_agents`` may still change.
+        self.message_spans: list[int] = []
 
     def __len__(self) -> int:
         return len(self.spans)
@@ -255,66 +297,40 @@ class Batch:
     def add_proto(self, req: PB2ExportTraceServiceRequest) -> int:
         """Add every span of a request; returns how many were added."""
         before = len(self.spans)
-        span_fn = self._span
+        proto_fn = self._proto_span
+        lenient = self.lenient
         for rs in req.resource_spans:
-            resource_attrs = attrs_from_proto(rs.resource.attributes)
+            res = rs.resource
+            resource_attrs = attrs_from_proto(res.attributes)
             resource = _dumps(resource_attrs).decode()
             if self.redactor is not None:
                 resource = self.redactor.json_text(resource)
             service = resource_attrs.get(c.SERVICE_NAME)
             service = service if isinstance(service, str) else None
+            refs = (
+                _dumps(
+                    [
+                        {"schema_url": e.schema_url, "type": e.type, "id_keys": list(e.id_keys),
+                         "description_keys": list(e.description_keys)}
+                        for e in res.entity_refs
+                    ]
+                ).decode()
+                if len(res.entity_refs)
+                else "[]"
+            )  # fmt: skip
             for ss in rs.scope_spans:
-                scope_name = ss.scope.name
-                scope_version = ss.scope.version
+                scope = ss.scope
+                origin = (
+                    resource, service, scope.name, scope.version,
+                    _dumps(attrs_from_proto(scope.attributes)).decode() if len(scope.attributes) else "{}",
+                    scope.dropped_attributes_count, ss.schema_url, res.dropped_attributes_count,
+                    rs.schema_url, refs,
+                )  # fmt: skip
                 for sp in ss.spans:
-                    name = sp.name
-                    tid = sp.trace_id.hex()
-                    sid = sp.span_id.hex()
-                    pid = sp.parent_span_id.hex()
-                    if len(tid) != 32 or len(sid) != 16 or (pid and len(pid) != 16):
-                        # The slow path only to say precisely what is wrong.
-                        try:
-                            check_bytes_id(sp.trace_id, 16, "trace id", allow_empty=False)
-                            check_bytes_id(sp.span_id, 8, "span id", allow_empty=False)
-                            check_bytes_id(sp.parent_span_id, 8, "parent span id", allow_empty=True)
-                        except DecodeError as exc:
-                            raise DecodeError(f"span {name!r}: {exc.detail}") from None
-                    events = (
-                        [
-                            (e.time_unix_nano, e.name, attrs_from_proto(e.attributes),
-                             e.dropped_attributes_count)
-                            for e in sp.events
-                        ]
-                        if len(sp.events)
-                        else []
-                    )  # fmt: skip
-                    links = []
-                    for ln in sp.links:
-                        try:
-                            ltid = check_bytes_id(
-                                ln.trace_id, 16, "link trace id", allow_empty=False
-                            )
-                            lsid = check_bytes_id(ln.span_id, 8, "link span id", allow_empty=False)
-                        except DecodeError as exc:
-                            raise DecodeError(f"span {name!r} ({sid}): {exc.detail}") from None
-                        links.append(
-                            (
-                                ltid,
-                                lsid,
-                                ln.trace_state,
-                                ln.flags,
-                                attrs_from_proto(ln.attributes),
-                                ln.dropped_attributes_count,
-                            )
-                        )
-                    status = sp.status
-                    span_fn(
-                        tid, sid, pid, sp.trace_state, sp.flags, name, sp.kind,
-                        sp.start_time_unix_nano, sp.end_time_unix_nano, status.code, status.message,
-                        attrs_from_proto(sp.attributes), resource, scope_name, scope_version, service,
-                        sp.dropped_attributes_count, sp.dropped_events_count, sp.dropped_links_count,
-                        events, links,
-                    )  # fmt: skip
+                    if lenient:
+                        self._lenient(proto_fn, sp, origin)
+                    else:
+                        proto_fn(sp, origin)
         return len(self.spans) - before
 
     # -- the recorder's own spans --------------------------------------------------------------
@@ -330,7 +346,7 @@ class Batch:
             resource = self.redactor.json_text(resource)
         service = resource_attrs.get(c.SERVICE_NAME)
         service = service if isinstance(service, str) else None
-        scope_name, scope_version = scope
+        origin = (resource, service, scope[0], scope[1], "{}", 0, "", 0, "", "[]")
         span_fn = self._span
         for sp in spans:
             try:
@@ -343,8 +359,7 @@ class Batch:
             events = [(et, en, _wire_attrs(ea), ed) for et, en, ea, ed in sp.events]
             span_fn(
                 tid, sid, pid, "", 0, sp.name, sp.kind, sp.start_ns, sp.end_ns, sp.status_code,
-                sp.status_message, _wire_attrs(sp.attributes), resource, scope_name, scope_version,
-                service, 0, 0, 0, events, links,
+                sp.status_message, _wire_attrs(sp.attributes), origin, 0, 0, 0, events, links,
             )  # fmt: skip
         return len(self.spans) - before
 
@@ -362,7 +377,8 @@ class Batch:
         if not isinstance(obj.get("resourceSpans") or [], list):
             raise DecodeError("resourceSpans is not a list")
         before = len(self.spans)
-        span_fn = self._span
+        json_fn = self._json_span
+        lenient = self.lenient
         for rs in obj.get("resourceSpans") or ():
             res = (rs.get("resource") or {}) if isinstance(rs, dict) else None
             if res is None:
@@ -373,83 +389,172 @@ class Batch:
                 resource = self.redactor.json_text(resource)
             service = resource_attrs.get(c.SERVICE_NAME)
             service = service if isinstance(service, str) else None
+            refs = _json_entity_refs(res.get("entityRefs"))
+            res_dropped = _int(
+                res.get("droppedAttributesCount") or 0, "resource droppedAttributesCount"
+            )
+            res_schema = rs.get("schemaUrl") or ""
             for ss in rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or ():
+                if not isinstance(ss, dict):
+                    raise DecodeError("scopeSpans entry is not an object")
                 scope = ss.get("scope") or ss.get("instrumentationLibrary") or {}
-                scope_name = scope.get("name") or ""
-                scope_version = scope.get("version") or ""
+                scope_attrs = attrs_from_json(scope.get("attributes") or [], "scope attributes")
+                origin = (
+                    resource, service, scope.get("name") or "", scope.get("version") or "",
+                    _dumps(scope_attrs).decode() if scope_attrs else "{}",
+                    _int(scope.get("droppedAttributesCount") or 0, "scope droppedAttributesCount"),
+                    ss.get("schemaUrl") or "", res_dropped, res_schema, refs,
+                )  # fmt: skip
                 for sp in ss.get("spans") or ():
-                    if not isinstance(sp, dict):
-                        raise DecodeError("a span is not an object")
-                    name = sp.get("name") or ""
-                    try:
-                        sid = check_hex_id(sp.get("spanId"), 8, "span id", allow_empty=False)
-                        tid = check_hex_id(sp.get("traceId"), 16, "trace id", allow_empty=False)
-                        pid = check_hex_id(
-                            sp.get("parentSpanId"), 8, "parent span id", allow_empty=True
-                        )
-                        events = [
-                            (
-                                _int(e.get("timeUnixNano") or 0, "event timeUnixNano"),
-                                e.get("name") or "",
-                                attrs_from_json(
-                                    e.get("attributes") or [], f"event {e.get('name')!r} attributes"
-                                ),
-                                _int(
-                                    e.get("droppedAttributesCount") or 0, "droppedAttributesCount"
-                                ),
-                            )
-                            for e in sp.get("events") or ()
-                        ]
-                        links = [
-                            (
-                                check_hex_id(
-                                    ln.get("traceId"), 16, "link trace id", allow_empty=False
-                                ),
-                                check_hex_id(
-                                    ln.get("spanId"), 8, "link span id", allow_empty=False
-                                ),
-                                ln.get("traceState") or "",
-                                _int(ln.get("flags") or 0, "link flags"),
-                                attrs_from_json(ln.get("attributes") or [], "link attributes"),
-                                _int(
-                                    ln.get("droppedAttributesCount") or 0, "droppedAttributesCount"
-                                ),
-                            )
-                            for ln in sp.get("links") or ()
-                        ]
-                        kind = sp.get("kind") or 0
-                        if isinstance(kind, str):
-                            kind = KIND_BY_NAME.get(kind.removeprefix("SPAN_KIND_"), -1)
-                        status = sp.get("status") or {}
-                        code = status.get("code") or 0
-                        if isinstance(code, str):
-                            code = STATUS_BY_NAME.get(code.removeprefix("STATUS_CODE_"), -1)
-                        attrs = attrs_from_json(sp.get("attributes") or [], "attributes")
-                        start = _int(sp.get("startTimeUnixNano") or 0, "startTimeUnixNano")
-                        end = _int(sp.get("endTimeUnixNano") or 0, "endTimeUnixNano")
-                        dropped = (
-                            _int(sp.get("droppedAttributesCount") or 0, "droppedAttributesCount"),
-                            _int(sp.get("droppedEventsCount") or 0, "droppedEventsCount"),
-                            _int(sp.get("droppedLinksCount") or 0, "droppedLinksCount"),
-                        )
-                    except DecodeError as exc:
-                        raise DecodeError(f"span {name!r}: {exc.detail}") from None
-                    span_fn(
-                        tid, sid, pid, sp.get("traceState") or "", _int(sp.get("flags") or 0, "flags"),
-                        name, kind, start, end, code, status.get("message") or "", attrs, resource,
-                        scope_name, scope_version, service, *dropped, events, links,
-                    )  # fmt: skip
+                    if lenient:
+                        self._lenient(json_fn, sp, origin)
+                    else:
+                        json_fn(sp, origin)
         return len(self.spans) - before
+
+    # -- one span of each wire form -------------------------------------------------------------
+
+    def _proto_span(self, sp: Any, origin: Origin) -> None:
+        span_fn = self._span
+        name = sp.name
+        tid = sp.trace_id.hex()
+        sid = sp.span_id.hex()
+        pid = sp.parent_span_id.hex()
+        if len(tid) != 32 or len(sid) != 16 or (pid and len(pid) != 16):
+            # The slow path only to say precisely what is wrong.
+            try:
+                check_bytes_id(sp.trace_id, 16, "trace id", allow_empty=False)
+                check_bytes_id(sp.span_id, 8, "span id", allow_empty=False)
+                check_bytes_id(sp.parent_span_id, 8, "parent span id", allow_empty=True)
+            except DecodeError as exc:
+                raise DecodeError(f"span {name!r}: {exc.detail}") from None
+        events = (
+            [
+                (e.time_unix_nano, e.name, attrs_from_proto(e.attributes),
+                 e.dropped_attributes_count)
+                for e in sp.events
+            ]
+            if len(sp.events)
+            else []
+        )  # fmt: skip
+        links = []
+        for ln in sp.links:
+            try:
+                ltid = check_bytes_id(ln.trace_id, 16, "link trace id", allow_empty=False)
+                lsid = check_bytes_id(ln.span_id, 8, "link span id", allow_empty=False)
+            except DecodeError as exc:
+                raise DecodeError(f"span {name!r} ({sid}): {exc.detail}") from None
+            links.append(
+                (
+                    ltid,
+                    lsid,
+                    ln.trace_state,
+                    ln.flags,
+                    attrs_from_proto(ln.attributes),
+                    ln.dropped_attributes_count,
+                )
+            )
+        status = sp.status
+        span_fn(
+            tid, sid, pid, sp.trace_state, sp.flags, name, sp.kind,
+            sp.start_time_unix_nano, sp.end_time_unix_nano, status.code, status.message,
+            attrs_from_proto(sp.attributes), origin,
+            sp.dropped_attributes_count, sp.dropped_events_count, sp.dropped_links_count,
+            events, links,
+        )  # fmt: skip
+
+    def _json_span(self, sp: Any, origin: Origin) -> None:
+        span_fn = self._span
+        if not isinstance(sp, dict):
+            raise DecodeError("a span is not an object")
+        name = sp.get("name") or ""
+        try:
+            sid = check_hex_id(sp.get("spanId"), 8, "span id", allow_empty=False)
+            tid = check_hex_id(sp.get("traceId"), 16, "trace id", allow_empty=False)
+            pid = check_hex_id(sp.get("parentSpanId"), 8, "parent span id", allow_empty=True)
+            events = [
+                (
+                    _int(e.get("timeUnixNano") or 0, "event timeUnixNano"),
+                    e.get("name") or "",
+                    attrs_from_json(
+                        e.get("attributes") or [], f"event {e.get('name')!r} attributes"
+                    ),
+                    _int(e.get("droppedAttributesCount") or 0, "droppedAttributesCount"),
+                )
+                for e in sp.get("events") or ()
+            ]
+            links = [
+                (
+                    check_hex_id(ln.get("traceId"), 16, "link trace id", allow_empty=False),
+                    check_hex_id(ln.get("spanId"), 8, "link span id", allow_empty=False),
+                    ln.get("traceState") or "",
+                    _int(ln.get("flags") or 0, "link flags"),
+                    attrs_from_json(ln.get("attributes") or [], "link attributes"),
+                    _int(ln.get("droppedAttributesCount") or 0, "droppedAttributesCount"),
+                )
+                for ln in sp.get("links") or ()
+            ]
+            kind = sp.get("kind") or 0
+            if isinstance(kind, str):
+                kind = KIND_BY_NAME.get(kind.removeprefix("SPAN_KIND_"), -1)
+            status = sp.get("status") or {}
+            code = status.get("code") or 0
+            if isinstance(code, str):
+                code = STATUS_BY_NAME.get(code.removeprefix("STATUS_CODE_"), -1)
+            attrs = attrs_from_json(sp.get("attributes") or [], "attributes")
+            start = _int(sp.get("startTimeUnixNano") or 0, "startTimeUnixNano")
+            end = _int(sp.get("endTimeUnixNano") or 0, "endTimeUnixNano")
+            dropped = (
+                _int(sp.get("droppedAttributesCount") or 0, "droppedAttributesCount"),
+                _int(sp.get("droppedEventsCount") or 0, "droppedEventsCount"),
+                _int(sp.get("droppedLinksCount") or 0, "droppedLinksCount"),
+            )
+        except DecodeError as exc:
+            raise DecodeError(f"span {name!r}: {exc.detail}") from None
+        span_fn(
+            tid, sid, pid, sp.get("traceState") or "", _int(sp.get("flags") or 0, "flags"),
+            name, kind, start, end, code, status.get("message") or "", attrs, origin,
+            *dropped, events, links,
+        )  # fmt: skip
+
+    def _lenient(self, fn: Callable[[Any, Origin], None], sp: Any, origin: Origin) -> None:
+        """``fn(sp, origin)``; a bad span is left out whole and reported, not raised."""
+        marks = (len(self.spans), len(self.events), len(self.links), len(self.versions),
+                 len(self.reads), len(self.messages))  # fmt: skip
+        try:
+            fn(sp, origin)
+        except DecodeError as exc:
+            n = marks[0]
+            for k in [k for k, i in self._seen.items() if i >= n]:
+                del self._seen[k]
+            del self.spans[n:]
+            del self.events[marks[1] :]
+            del self.links[marks[2] :]
+            del self.versions[marks[3] :]
+            del self.reads[marks[4] :]
+            del self.messages[marks[5] :]
+            self.message_spans = [i for i in self.message_spans if i < marks[5]]
+            source, line = self.where
+            self.rejected.append(str(exc.at(source, line)))
 
     # -- shared ------------------------------------------------------------------------------
 
     def _span(
         self, tid: str, sid: str, pid: str, trace_state: str, flags: int, name: str, kind: int,
-        start: int, end: int, code: int, message: str, attrs: dict[str, Any], resource: str,
-        scope_name: str, scope_version: str, service: str | None, dropped_attrs: int,
-        dropped_events: int, dropped_links: int, events: list[Event], links: list[Link],
+        start: int, end: int, code: int, message: str, attrs: dict[str, Any], origin: Origin,
+        dropped_attrs: int, dropped_events: int, dropped_links: int, events: list[Event],
+        links: list[Link],
     ) -> None:  # fmt: skip
         where = f"span {name!r} ({sid})"
+        if tid == _ZERO_TRACE or sid == _ZERO_SPAN or pid == _ZERO_SPAN:
+            what = (
+                "trace id"
+                if tid == _ZERO_TRACE
+                else "span id"
+                if sid == _ZERO_SPAN
+                else "parent span id"
+            )
+            raise DecodeError(f"{where}: an all-zero {what} is not a valid id")
         if not 0 <= kind < len(KIND_NAMES):
             raise DecodeError(f"{where}: unknown span kind {kind!r}")
         if not 0 <= code < len(STATUS_NAMES):
@@ -481,10 +586,11 @@ class Batch:
         self._seen[key] = len(self.spans)
         self.trace_ids.add(tid)
         op, agent = classify(name, kind, attrs, not pid)
+        resource, service, scope_name, scope_version = origin[:4]
         self.spans.append(
             (tid, sid, pid, trace_state, flags, name, KIND_NAMES[kind], start, end, STATUS_NAMES[code],
              message, attrs_json, resource, scope_name, scope_version, service, op, agent,
-             dropped_attrs, dropped_events, dropped_links)
+             dropped_attrs, dropped_events, dropped_links, *origin[4:], False)
         )  # fmt: skip
         has_message_event = False
         for seq, (t, ename, eattrs, edropped) in enumerate(events):
@@ -501,15 +607,15 @@ class Batch:
             self.links.append(
                 (tid, sid, seq, ltid, lsid, lstate, lflags, _dumps(lattrs).decode(), ldropped)
             )
-        if kind in (4, 5) and not has_message_event and c.MESSAGING_DESTINATION in attrs:
-            self.messages.append(
-                (tid, sid, -1, "publish" if kind == 4 else "deliver",
-                 _s(attrs.get(c.MESSAGING_MESSAGE_ID)), _s(attrs.get(c.MESSAGING_DESTINATION)),
-                 _s(attrs.get(c.MESSAGE_KEY)), _s(attrs.get(c.MESSAGING_CONSUMER_GROUP)),
-                 _s(attrs.get(c.MESSAGE_CONSUMER)), agent,
-                 _opt_int(attrs.get(c.MESSAGING_DELIVERY_COUNT)), None,
-                 _s(attrs.get(c.MESSAGE_FAULT)), start)
-            )  # fmt: skip
+        if kind in (4, 5) and not has_message_event:
+            fact = messaging_fact(kind, attrs)
+            if fact is not None:
+                event, mid, topic, mkey, group, consumer, attempt = fact
+                self.messages.append(
+                    (tid, sid, -1, event, mid, topic, mkey, group, consumer, agent or origin[1],
+                     attempt, None, _s(attrs.get(c.MESSAGE_FAULT)), start, DERIVED_MESSAGING)
+                )  # fmt: skip
+                self.message_spans.append(len(self.messages) - 1)
 
     def _project(
         self, tid: str, sid: str, seq: int, t: int, ename: str, ea: dict[str, Any],
@@ -521,6 +627,7 @@ class Batch:
                 raise DecodeError(f"{where}: {ename} event without a positive {c.STATE_VERSION}")
             snapshot = ea.get(c.STATE_SNAPSHOT)
             patch = ea.get(c.STATE_PATCH)
+            step = span_attrs.get(c.AGENT_STEP)
             if snapshot is None and patch is None:
                 raise DecodeError(
                     f"{where}: {ename} event {version} has neither snapshot nor patch"
@@ -531,7 +638,8 @@ class Batch:
                  _s(ea.get(c.STATE_AGENT)) or agent, sid, t,
                  snapshot if isinstance(snapshot, str) else None,
                  patch if isinstance(patch, str) else None, _s(ea.get(c.STATE_HASH)),
-                 _str_list(ea.get(c.STATE_KEYS)), _s(ea.get(c.STATE_SOURCE)) or "agentrace")
+                 _str_list(ea.get(c.STATE_KEYS)), _s(ea.get(c.STATE_SOURCE)) or "agentrace", None,
+                 step if type(step) is int else None)
             )  # fmt: skip
         elif ename == c.EV_STATE_READ:
             version = ea.get(c.STATE_VERSION)
@@ -540,7 +648,7 @@ class Batch:
             self.reads.append(
                 (tid, sid, seq, _s(ea.get(c.STATE_AGENT)) or agent, version,
                  _opt_int(ea.get(c.STATE_HEAD_VERSION)), _str_list(ea.get(c.STATE_KEYS)),
-                 _s(ea.get(c.STATE_VIA)) or "store", _s(ea.get(c.STATE_CACHE)), t)
+                 _s(ea.get(c.STATE_VIA)) or "store", _s(ea.get(c.STATE_CACHE)), t, None)
             )  # fmt: skip
         elif ename.startswith("agentrace.message."):
 
@@ -556,8 +664,31 @@ class Batch:
                  _s(get(c.MESSAGING_MESSAGE_ID)), _s(get(c.MESSAGING_DESTINATION)),
                  _s(get(c.MESSAGE_KEY)), _s(get(c.MESSAGING_CONSUMER_GROUP)),
                  _s(get(c.MESSAGE_CONSUMER)), _s(ea.get(c.STATE_AGENT)) or agent,
-                 _opt_int(get(c.MESSAGE_ATTEMPT)), _s(outcome), _s(ea.get(c.MESSAGE_FAULT)), t)
+                 _opt_int(get(c.MESSAGE_ATTEMPT)), _s(outcome), _s(ea.get(c.MESSAGE_FAULT)), t, None)
             )  # fmt: skip
+
+    def resolve(self, trace_ids: Iterable[str]) -> None:
+        """Work out the agent and cycle flag of every span of ``trace_ids`` (traces the store
+        has not seen, so this batch holds all their spans) from the batch alone."""
+        ids = set(trace_ids)
+        if not ids:
+            return
+        resolve_batch(self.spans, ids)
+        if self.message_spans:
+            agent_of = {(r[0], r[1]): r[17] or r[15] for r in self.spans if r[0] in ids}
+            for i in self.message_spans:
+                m = self.messages[i]
+                a = agent_of.get((m[0], m[1]), m[9])
+                if a != m[9]:
+                    self.messages[i] = (*m[:9], a, *m[10:])
+
+    def cross_trace_links(self) -> set[tuple[str, str]]:
+        """``(trace, linked trace)`` of every link from one trace to another."""
+        return {(r[0], r[3]) for r in self.links if r[0] != r[3]}
+
+    def langgraph_traces(self) -> set[str]:
+        """Traces with spans of the LangChain instrumentation (whose state can be rebuilt)."""
+        return {r[0] for r in self.spans if r[13].startswith(LANGCHAIN_SCOPE_PREFIX)}
 
     def tables(self) -> dict[str, pa.Table]:
         """The rows as Arrow tables, one per store table (empty tables left out)."""

@@ -25,6 +25,8 @@ class Run:
     workflow_ref: str | None
     scenario: str | None
     attributes: dict[str, Any] = field(default_factory=dict, compare=False)
+    handled_error_count: int = 0  # ERROR spans whose parent ended without error (caught)
+    flow_id: str | None = None  # the first run of the runs joined to this one by span links
 
     @property
     def duration_ns(self) -> int:
@@ -54,6 +56,13 @@ class Span:
     dropped_attributes_count: int = 0
     dropped_events_count: int = 0
     dropped_links_count: int = 0
+    scope_attributes: dict[str, Any] = field(default_factory=dict, compare=False)
+    scope_dropped_attributes_count: int = 0
+    scope_schema_url: str = ""
+    resource_dropped_attributes_count: int = 0
+    resource_schema_url: str = ""
+    resource_entity_refs: tuple[dict[str, Any], ...] = field(default=(), compare=False)
+    cycle: bool = False  # its parent chain leads back to it: every view treats it as a root
 
     @property
     def duration_ns(self) -> int:
@@ -103,6 +112,8 @@ class StateVersion:
     hash: str | None
     keys: tuple[str, ...]
     source: str | None
+    derived: str | None = None  # None: recorded by its producer; else the deriver's name
+    step: int | None = None  # the super-step that wrote it, when known
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +128,7 @@ class StateRead:
     via: str
     cache: str | None
     read_ns: int
+    derived: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +147,7 @@ class Message:
     outcome: str | None
     fault: str | None
     time_ns: int
+    derived: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import duckdb
 
 from .._errors import SchemaError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _V1 = [
     """CREATE TABLE IF NOT EXISTS agentrace_meta (
@@ -138,8 +138,49 @@ _V1 = [
     )""",
 ]
 
+# v2: the store keeps everything OTLP carries (scope attributes, schema URLs, dropped
+# counts, resource entity refs); rows derived from spans say which deriver made them and
+# point at real spans; runs count handled errors apart and belong to a flow. Columns are
+# appended (DuckDB adds them at the end), and the writer's column order follows.
+_V2 = [
+    "ALTER TABLE spans ADD COLUMN scope_attributes JSON DEFAULT '{}'",
+    "ALTER TABLE spans ADD COLUMN scope_dropped_attributes_count UINTEGER DEFAULT 0",
+    "ALTER TABLE spans ADD COLUMN scope_schema_url VARCHAR DEFAULT ''",
+    "ALTER TABLE spans ADD COLUMN resource_dropped_attributes_count UINTEGER DEFAULT 0",
+    "ALTER TABLE spans ADD COLUMN resource_schema_url VARCHAR DEFAULT ''",
+    "ALTER TABLE spans ADD COLUMN resource_entity_refs JSON DEFAULT '[]'",
+    "ALTER TABLE spans ADD COLUMN cycle BOOLEAN DEFAULT false",
+    "ALTER TABLE state_versions ADD COLUMN derived VARCHAR",
+    "ALTER TABLE state_versions ADD COLUMN step BIGINT",
+    "ALTER TABLE state_reads ADD COLUMN derived VARCHAR",
+    "ALTER TABLE messages ADD COLUMN derived VARCHAR",
+    "ALTER TABLE runs ADD COLUMN handled_error_count BIGINT DEFAULT 0",
+    "ALTER TABLE runs ADD COLUMN flow_id VARCHAR",
+    """CREATE TABLE trace_links (
+        trace_id VARCHAR NOT NULL,
+        linked_trace_id VARCHAR NOT NULL,
+        PRIMARY KEY (trace_id, linked_trace_id)
+    )""",
+    # Rows a v1 store derived from foreign spans: messages taken from PRODUCER/CONSUMER spans
+    # themselves (seq -1), LangGraph state rebuilt from a trace.
+    "UPDATE messages SET derived = 'messaging' WHERE seq = -1",
+    "UPDATE state_versions SET derived = 'langgraph-trace' WHERE source = 'langgraph-trace'",
+    # v1 invented a `commit_state` span under each LangGraph node span to carry its version:
+    # the version now points at the node span itself, and the invented spans go.
+    """UPDATE state_versions v SET span_id = s.parent_span_id FROM spans s
+       WHERE v.derived = 'langgraph-trace' AND s.trace_id = v.run_id AND s.span_id = v.span_id
+         AND s.scope_name = 'agentrace.langgraph' AND starts_with(s.name, 'commit_state ')""",
+    """DELETE FROM span_events e USING spans s
+       WHERE s.trace_id = e.trace_id AND s.span_id = e.span_id
+         AND s.scope_name = 'agentrace.langgraph' AND starts_with(s.name, 'commit_state ')""",
+    """DELETE FROM spans
+       WHERE scope_name = 'agentrace.langgraph' AND starts_with(name, 'commit_state ')""",
+    """UPDATE runs r SET span_count = (SELECT count(*) FROM spans s WHERE s.trace_id = r.run_id)""",
+    "UPDATE runs SET flow_id = run_id",
+]
+
 # Index i holds the statements that take a store from version i to version i + 1.
-MIGRATIONS: list[list[str]] = [_V1]
+MIGRATIONS: list[list[str]] = [_V1, _V2]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

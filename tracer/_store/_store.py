@@ -32,6 +32,7 @@ from .._otlp import (
 from .._recorder import SpanBatch
 from .._redact import Redactor
 from .._state import JSON, FieldChange, apply_patch, chain_hash, field_changes
+from ._derive import derive_flows, derive_langgraph, rederive_stored
 from ._ingest import Batch
 from ._models import (
     Finding,
@@ -120,18 +121,22 @@ class Store:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def ingest(self, payloads: Iterable[Payload], *, source: str = "<input>") -> IngestResult:
+    def ingest(
+        self, payloads: Iterable[Payload], *, source: str = "<input>", skip_bad: bool = False
+    ) -> IngestResult:
         """Store every span of ``payloads`` in one transaction.
 
         A payload is a protobuf request, a decoded OTLP/JSON request (dict) or a
         file :class:`Record`. Spans already in the store with the same content are
         skipped; any bad payload raises :class:`DecodeError` and stores nothing.
+        With ``skip_bad``, a span that does not validate is left out and named in
+        ``errors`` instead, and the rest is stored.
         """
         with self._write_lock:
             con = self._cur()
             con.execute("BEGIN TRANSACTION")
             try:
-                result, runs = self._ingest_in(con, payloads, source)
+                result, runs = self._ingest_in(con, payloads, source, skip_bad)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -142,11 +147,13 @@ class Store:
         return result
 
     def _ingest_in(
-        self, con: duckdb.DuckDBPyConnection, payloads: Iterable[Payload], source: str
-    ) -> tuple[IngestResult, frozenset[str]]:
-        batch = Batch(self.redactor)
+        self, con: duckdb.DuckDBPyConnection, payloads: Iterable[Payload], source: str,
+        skip_bad: bool = False,
+    ) -> tuple[IngestResult, frozenset[str]]:  # fmt: skip
+        batch = Batch(self.redactor, lenient=skip_bad)
         total = IngestResult()
         runs: set[str] = set()
+        rejected: list[str] = []
         requests = 0
         for payload in payloads:
             requests += 1
@@ -154,12 +161,15 @@ class Store:
             if len(batch) >= _CHUNK_SPANS:
                 total += self._write(con, batch)
                 runs |= batch.trace_ids
-                batch = Batch(self.redactor)
+                rejected += batch.rejected
+                batch = Batch(self.redactor, lenient=skip_bad)
         total += self._write(con, batch)
         runs |= batch.trace_ids
+        rejected += batch.rejected
+        runs = {r for r in runs if r in total.run_ids} if rejected else runs
         return IngestResult(
             runs=len(runs), spans=total.spans, skipped=total.skipped, versions=total.versions,
-            requests=requests, run_ids=frozenset(runs),
+            requests=requests, errors=tuple(rejected), run_ids=frozenset(runs),
         ), frozenset(runs)  # fmt: skip
 
     def _write(self, con: duckdb.DuckDBPyConnection, batch: Batch) -> IngestResult:
@@ -171,19 +181,23 @@ class Store:
         is skipped, the same ids with other content refused. Cost therefore follows the
         batch, not the size of the store.
         """
-        tables = batch.tables()
-        spans = tables.get("spans")
-        if spans is None:
+        if not batch.spans:
             return IngestResult(skipped=batch.duplicates)
+        known = [
+            r[0]
+            for r in con.execute(
+                "SELECT run_id FROM runs WHERE run_id IN (SELECT unnest($ids))",
+                {"ids": sorted(batch.trace_ids)},
+            ).fetchall()
+        ]
+        # New traces: every span of them is in the batch, so their agents are worked out
+        # before the rows are written; traces seen before are re-derived from the store.
+        batch.resolve(batch.trace_ids.difference(known))
+        tables = batch.tables()
+        spans = tables["spans"]
         n_existing = 0
         con.register("_in_spans", spans)
         try:
-            known = [
-                r[0]
-                for r in con.execute(
-                    "SELECT run_id FROM runs WHERE run_id IN (SELECT DISTINCT trace_id FROM _in_spans)"
-                ).fetchall()
-            ]
             if known:
                 con.execute(
                     """CREATE OR REPLACE TEMP TABLE _old_spans AS
@@ -239,8 +253,13 @@ class Store:
                             ON n.trace_id = r.{key} AND n.span_id = r.span_id"""
                     )
                     con.unregister("_in_rows")
+            if known:
+                rederive_stored(con, sorted(known))
+            lg = batch.langgraph_traces()
+            derived_versions = derive_langgraph(con, sorted(lg)) if lg else 0
             # New traces are summed from the batch alone; traces seen before, from the store.
             self._refresh_runs(con, batch.trace_ids, "spans" if known else "_in_spans")
+            derive_flows(con, batch.trace_ids, batch.cross_trace_links())
         finally:
             con.unregister("_in_spans")
         inserted = spans.num_rows - n_existing
@@ -250,9 +269,11 @@ class Store:
             versions = tables["state_versions"].num_rows
         else:
             versions = _count_new_versions(con, tables["state_versions"])
+        versions += derived_versions
         return IngestResult(
-            spans=inserted, skipped=n_existing + batch.duplicates, versions=versions
-        )
+            spans=inserted, skipped=n_existing + batch.duplicates, versions=versions,
+            run_ids=frozenset(spans.column("trace_id").unique().to_pylist()),
+        )  # fmt: skip
 
     def _refresh_runs(
         self, con: duckdb.DuckDBPyConnection, run_ids: Iterable[str], source: str = "spans"
@@ -267,11 +288,21 @@ class Store:
             roots AS (
                 SELECT trace_id, arg_min(span_id, (start_ns, span_id)) AS root_span_id,
                        arg_min(name, (start_ns, span_id)) AS root_name,
-                       arg_min(attributes, (start_ns, span_id)) AS root_attrs
-                FROM s WHERE parent_span_id = '' GROUP BY trace_id),
+                       arg_min(attributes, (start_ns, span_id)) AS root_attrs,
+                       arg_min(status_code, (start_ns, span_id)) AS root_status
+                FROM s WHERE parent_span_id = '' OR cycle GROUP BY trace_id),
+            -- An error is handled when its parent ended without one: something caught it
+            -- (a retry, a fallback). Errors that reached the root, or whose parent has not
+            -- arrived, are not.
+            handled AS (
+                SELECT e.trace_id, count(*) AS n FROM s e
+                JOIN s p ON p.trace_id = e.trace_id AND p.span_id = e.parent_span_id
+                WHERE e.status_code = 'ERROR' AND p.status_code <> 'ERROR' AND NOT e.cycle
+                GROUP BY e.trace_id),
             agg AS (
                 SELECT trace_id, min(start_ns) AS start_ns, max(end_ns) AS end_ns, count(*) AS n,
                        count(*) FILTER (WHERE status_code = 'ERROR') AS errors,
+                       arg_min(status_code, (start_ns, parent_span_id <> '', span_id)) AS first_status,
                        list_sort(list(DISTINCT agent) FILTER (WHERE agent IS NOT NULL)) AS agents,
                        arg_min(span_id, (start_ns, parent_span_id <> '', span_id)) AS first_span,
                        arg_min(name, (start_ns, parent_span_id <> '', span_id)) AS first_name,
@@ -283,21 +314,43 @@ class Store:
                    coalesce(r.root_attrs->>'gen_ai.workflow.name', r.root_name, agg.first_name),
                    coalesce(r.root_attrs->>'agentrace.run.pattern', 'imported'),
                    coalesce(r.root_attrs->>'agentrace.run.status',
-                            CASE WHEN agg.errors > 0 THEN 'error' ELSE 'ok' END),
+                            lower(coalesce(r.root_status, agg.first_status))),
                    agg.service_name,
                    coalesce(r.root_span_id, agg.first_span),
                    coalesce(r.root_name, agg.first_name),
-                   agg.start_ns, agg.end_ns, agg.n, agg.errors, coalesce(agg.agents, []),
-                   coalesce(v.nv, 0),
+                   agg.start_ns, agg.end_ns, agg.n, agg.errors - coalesce(h.n, 0),
+                   coalesce(agg.agents, []), coalesce(v.nv, 0),
                    r.root_attrs->>'agentrace.run.parent',
                    r.root_attrs->>'agentrace.run.workflow_ref',
                    r.root_attrs->>'agentrace.run.scenario',
-                   coalesce(r.root_attrs, '{}')
-            FROM agg LEFT JOIN roots r USING (trace_id) LEFT JOIN v ON v.run_id = agg.trace_id""".replace(
-                "$source", source
-            ),
+                   coalesce(r.root_attrs, '{}'), coalesce(h.n, 0), agg.trace_id
+            FROM agg LEFT JOIN roots r USING (trace_id) LEFT JOIN v ON v.run_id = agg.trace_id
+            LEFT JOIN handled h ON h.trace_id = agg.trace_id""".replace("$source", source),
             {"ids": sorted(run_ids)},
         )
+
+    def rederive(
+        self, run_ids: Iterable[str] | None = None, *, langgraph: bool = False
+    ) -> IngestResult:
+        """Recompute the derived rows of ``run_ids`` (every run when None) from their stored
+        spans, in one transaction: agents, cycles, runs, flows and (with ``langgraph``) the
+        state rebuilt from LangGraph traces. Writes do this for the traces they touch; this
+        is for a store written by an older agentrace. Returns the derived versions."""
+        with self._transaction() as con:
+            if run_ids is None:
+                ids = [r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY 1").fetchall()]
+            else:
+                ids = sorted(set(run_ids))
+            if not ids:
+                return IngestResult()
+            rederive_stored(con, ids, full=True)
+            versions = 0
+            if langgraph:
+                versions = derive_langgraph(con, ids)
+            self._refresh_runs(con, ids)
+            derive_flows(con, ids, ())
+        self._invalidate(ids)
+        return IngestResult(runs=len(ids), versions=versions, run_ids=frozenset(ids))
 
     def replace_findings(self, run_id: str, findings: Iterable[Finding]) -> int:
         """Replace the stored findings of ``run_id`` with ``findings``, in one transaction."""
@@ -359,6 +412,22 @@ class Store:
                 FROM runs r ORDER BY start_ns, run_id"""
         ).fetchall()
         return [_run(row) for row in rows]
+
+    def run_tokens(self) -> dict[str, tuple[int, int]]:
+        """Per run: the input and output tokens of its model calls (each call's own usage,
+        GenAI or OpenInference spelling; an agent span's aggregate is not counted again)."""
+        rows = self.sql(
+            """SELECT trace_id,
+                      sum(coalesce(TRY_CAST(attributes->>'gen_ai.usage.input_tokens' AS BIGINT),
+                                   TRY_CAST(attributes->>'gen_ai.usage.prompt_tokens' AS BIGINT),
+                                   TRY_CAST(attributes->>'llm.token_count.prompt' AS BIGINT), 0)),
+                      sum(coalesce(TRY_CAST(attributes->>'gen_ai.usage.output_tokens' AS BIGINT),
+                                   TRY_CAST(attributes->>'gen_ai.usage.completion_tokens' AS BIGINT),
+                                   TRY_CAST(attributes->>'llm.token_count.completion' AS BIGINT), 0))
+               FROM spans WHERE operation IN ('chat', 'text_completion', 'generate_content')
+               GROUP BY trace_id"""
+        ).fetchall()
+        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
 
     def run(self, run_id: str) -> Run:
         row = _first(
@@ -447,7 +516,8 @@ class Store:
         expanded waterfall. A span whose parent is not in the run is a root. The
         ``descendants`` of row ``i`` are rows ``i + 1 .. i + descendants``, so a viewer can
         fold a subtree without holding the spans themselves (it pages them with
-        :meth:`span_index`). Spans caught in a parent cycle reach no root and are left out.
+        :meth:`span_index`). A span that is its own ancestor (flagged ``cycle``) is a root
+        too, so every span appears exactly once.
         """
         try:
             # Span ids are 16 hex digits: as UBIGINT the joins hash 8-byte integers, not strings,
@@ -493,32 +563,35 @@ class Store:
     ) -> list[StateVersion]:
         """The run's versions (without documents), by number; only ``versions`` when given."""
         q = """SELECT run_id, version, parent_version, base_version, kind, agent, span_id, committed_ns,
-                      hash, keys, source FROM state_versions WHERE run_id = ?"""
+                      hash, keys, source, derived, step FROM state_versions WHERE run_id = ?"""
         params: list[Any] = [run_id]
         if versions is not None:
             q += " AND list_contains(?::BIGINT[], version)"
             params.append(sorted(set(versions)))
         rows = self.sql(q + " ORDER BY version", params).fetchall()
         return [
-            StateVersion(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tuple(r[9]), r[10])
+            StateVersion(
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], tuple(r[9]), r[10], r[11], r[12]
+            )
             for r in rows
-        ]
+        ]  # fmt: skip
 
     def state_reads(self, run_id: str) -> list[StateRead]:
         rows = self.sql(
-            """SELECT run_id, span_id, seq, agent, version, head_version, keys, via, cache, read_ns
+            """SELECT run_id, span_id, seq, agent, version, head_version, keys, via, cache, read_ns,
+                      derived
                FROM state_reads WHERE run_id = ? ORDER BY read_ns, span_id, seq""",
             [run_id],
         ).fetchall()
         return [
-            StateRead(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6]), r[7], r[8], r[9])
+            StateRead(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6]), r[7], r[8], r[9], r[10])
             for r in rows
         ]
 
     def messages(self, run_id: str) -> list[Message]:
         rows = self.sql(
             """SELECT run_id, span_id, seq, event, message_id, topic, msg_key, consumer_group, consumer,
-                      agent, attempt, outcome, fault, time_ns
+                      agent, attempt, outcome, fault, time_ns, derived
                FROM messages WHERE run_id = ? ORDER BY time_ns, span_id, seq""",
             [run_id],
         ).fetchall()
@@ -661,21 +734,38 @@ class Store:
         for ln in self.links(run_id):
             links[ln.span_id].append(ln)
         req = PB2ExportTraceServiceRequest()
-        groups: dict[tuple[str, str, str], Any] = {}
+        groups: dict[tuple[str, str, str, str, int, str], Any] = {}
         resources: dict[str, Any] = {}
         for sp in self.spans(run_id):
-            res_key = orjson.dumps(sp.resource).decode()
-            key = (res_key, sp.scope_name, sp.scope_version)
+            res_key = orjson.dumps(
+                (sp.resource, sp.resource_dropped_attributes_count, sp.resource_schema_url,
+                 sp.resource_entity_refs)
+            ).decode()  # fmt: skip
+            key = (
+                res_key, sp.scope_name, sp.scope_version, orjson.dumps(sp.scope_attributes).decode(),
+                sp.scope_dropped_attributes_count, sp.scope_schema_url,
+            )  # fmt: skip
             ss = groups.get(key)
             if ss is None:
                 rs = resources.get(res_key)
                 if rs is None:
                     rs = req.resource_spans.add()
                     fill_attrs(rs.resource.attributes, sp.resource)
+                    rs.resource.dropped_attributes_count = sp.resource_dropped_attributes_count
+                    for ref in sp.resource_entity_refs:
+                        e = rs.resource.entity_refs.add()
+                        e.schema_url = ref.get("schema_url") or ""
+                        e.type = ref.get("type") or ""
+                        e.id_keys.extend(ref.get("id_keys") or ())
+                        e.description_keys.extend(ref.get("description_keys") or ())
+                    rs.schema_url = sp.resource_schema_url
                     resources[res_key] = rs
                 ss = rs.scope_spans.add()
                 ss.scope.name = sp.scope_name
                 ss.scope.version = sp.scope_version
+                fill_attrs(ss.scope.attributes, sp.scope_attributes)
+                ss.scope.dropped_attributes_count = sp.scope_dropped_attributes_count
+                ss.schema_url = sp.scope_schema_url
                 groups[key] = ss
             out = ss.spans.add()
             out.trace_id = bytes.fromhex(sp.trace_id)
@@ -738,14 +828,15 @@ def _span_tree_sql(*, as_int: bool) -> str:
     parent_key = "('0x' || parent_span_id)::UBIGINT" if as_int else "parent_span_id"
     out = "lpad(lower(to_hex(t.id)), 16, '0')" if as_int else "t.id"
     return f"""WITH RECURSIVE s AS (
-        SELECT {span_key} AS id, CASE WHEN parent_span_id = '' THEN NULL ELSE {parent_key} END AS pid,
+        SELECT {span_key} AS id,
+               CASE WHEN parent_span_id = '' OR cycle THEN NULL ELSE {parent_key} END AS pid,
                row_number() OVER (ORDER BY start_ns, span_id)::INTEGER AS rn
         FROM spans WHERE trace_id = $run),
     t(id, depth, path) AS (
-        SELECT id, 0, [rn] FROM s WHERE pid IS NULL OR pid = id OR pid NOT IN (SELECT id FROM s)
+        SELECT id, 0, [rn] FROM s WHERE pid IS NULL OR pid NOT IN (SELECT id FROM s)
         UNION ALL
         SELECT c.id, t.depth + 1, list_append(t.path, c.rn)
-        FROM s c JOIN t ON c.pid = t.id AND c.id <> t.id),
+        FROM s c JOIN t ON c.pid = t.id),
     sizes AS (SELECT unnest(path) AS rn, count(*) - 1 AS descendants FROM t GROUP BY 1)
     SELECT {out} AS span_id, t.depth::INTEGER AS depth, z.descendants::INTEGER AS descendants
     FROM t JOIN sizes z ON z.rn = t.path[-1]
@@ -753,11 +844,14 @@ def _span_tree_sql(*, as_int: bool) -> str:
 
 
 _RUN_COLS = """run_id, workflow, pattern, status, service_name, root_span_id, start_ns, end_ns,
-    span_count, error_count, agents, version_count, parent_run_id, workflow_ref, scenario, attributes"""
+    span_count, error_count, agents, version_count, parent_run_id, workflow_ref, scenario, attributes,
+    handled_error_count, flow_id"""
 
 _SPAN_COLS = """trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status_code,
     status_message, attributes, service_name, operation, agent, resource, scope_name, scope_version,
-    trace_state, flags, dropped_attributes_count, dropped_events_count, dropped_links_count"""
+    trace_state, flags, dropped_attributes_count, dropped_events_count, dropped_links_count,
+    scope_attributes, scope_dropped_attributes_count, scope_schema_url,
+    resource_dropped_attributes_count, resource_schema_url, resource_entity_refs, cycle"""
 
 
 def _first(rows: list[tuple[Any, ...]]) -> tuple[Any, ...] | None:
@@ -771,7 +865,8 @@ def _sql_str(s: str) -> str:
 def _run(r: tuple[Any, ...]) -> Run:
     return Run(
         r[0], r[1], r[2], r[3], r[4], r[5], r[6] or 0, r[7] or 0, r[8] or 0, r[9] or 0, tuple(r[10] or ()),
-        r[11] or 0, r[16], r[12], r[13], r[14], orjson.loads(r[15]) if r[15] else {},
+        r[11] or 0, r[18], r[12], r[13], r[14], orjson.loads(r[15]) if r[15] else {}, r[16] or 0,
+        r[17],
     )  # fmt: skip
 
 
@@ -779,6 +874,8 @@ def _span(r: tuple[Any, ...]) -> Span:
     return Span(
         r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], orjson.loads(r[9]), r[10], r[11], r[12],
         orjson.loads(r[13]), r[14], r[15], r[16], r[17], r[18], r[19], r[20],
+        orjson.loads(r[21]) if r[21] else {}, r[22] or 0, r[23] or "", r[24] or 0, r[25] or "",
+        tuple(orjson.loads(r[26])) if r[26] else (), bool(r[27]),
     )  # fmt: skip
 
 
@@ -826,6 +923,7 @@ def _count_new_versions(con: duckdb.DuckDBPyConnection, versions: pa.Table) -> i
 
 def add_payload(batch: Batch, payload: Payload, source: str, index: int) -> None:
     """Add one payload to ``batch``, placing any error in its source and line."""
+    batch.where = (payload.source, payload.line) if isinstance(payload, Record) else (source, index)
     if isinstance(payload, SpanBatch):
         batch.add_spans(payload.spans, payload.resource, payload.scope)
     elif isinstance(payload, Record):

@@ -39,6 +39,8 @@ def detect_duplicate_deliveries(ctx: RunContext) -> list[Finding]:
     notices and acks ``duplicate`` did its job: no finding. Where two or more processings
     committed state the effect was applied twice: ``error``; otherwise ``warning``.
     """
+    if not ctx.heads_flow:
+        return []  # the flow's bus is analysed in its first run
     dups = ctx.message_fates.duplicates
     if not dups:
         return []
@@ -91,10 +93,13 @@ def detect_lost_events(ctx: RunContext) -> list[Finding]:
     """``lost_event``: a message published and, by the end of the run, never handled (acked,
     seen as a duplicate, or dead-lettered) by one of the topic's subscribers.
 
-    Subscribers are the declared subscriptions, or for agentrace runs that declare none
-    the groups seen consuming the topic. Foreign traces get no lost events: their
-    consumers may be recorded in other traces.
+    Subscribers are the declared subscriptions, or for runs that declare none the
+    groups seen consuming the topic anywhere in the run's flow (the runs joined to it by
+    span links). In a foreign trace, a message on a destination nobody was seen
+    consuming, and never delivered, is lost too: published and never consumed.
     """
+    if not ctx.heads_flow:
+        return []
     out = []
     for lost in ctx.message_fates.lost:
         p = lost.publish
@@ -105,10 +110,17 @@ def detect_lost_events(ctx: RunContext) -> list[Finding]:
         else:
             fates = collections.Counter(d.ack or d.fate for d in theirs)
             how = "delivered " + ", ".join(f"{n}× {f}" for f, n in sorted(fates.items()))
-        message = (
-            f"message {p.message_id} on {p.topic} published by {p.agent or 'an unknown publisher'} "
-            f"was never handled by {fmt_list(lost.missing)} ({how})"
-        )
+        by = p.agent or "an unknown publisher"
+        if lost.missing:
+            message = (
+                f"message {p.message_id} on {p.topic} published by {by} "
+                f"was never handled by {fmt_list(lost.missing)} ({how})"
+            )
+        else:
+            message = (
+                f"message {p.message_id} on {p.topic} published by {by} was never consumed: "
+                "no consumer of it, or of anything else on that destination, was recorded"
+            )
         out.append(
             make_finding(
                 ctx,

@@ -226,16 +226,32 @@ class RunContext:
         return DeclaredGraph.parse(self.run.attributes.get(c.RUN_DECLARED_GRAPH))
 
     @cached_property
+    def flow_runs(self) -> list[str]:
+        """The runs of this run's flow (joined by span links; docs/store.md), this one first
+        when it heads the flow. A run no link joins is a flow of one."""
+        flow = self.run.flow_id or self.run_id
+        rows = self.store.sql(
+            "SELECT run_id FROM runs WHERE flow_id = ? ORDER BY start_ns, run_id", [flow]
+        ).fetchall()
+        ids = [r[0] for r in rows]
+        return ids if self.run_id in ids else [self.run_id]
+
+    @cached_property
+    def heads_flow(self) -> bool:
+        """The bus of a flow is analysed once, in its first run (its ``flow_id``)."""
+        return (self.run.flow_id or self.run_id) == self.run_id
+
+    @cached_property
     def present(self) -> Present:
         """What the run has at all, in one query, so detectors with nothing to read skip theirs
         (a store of a hundred small runs is analysed in a hundred times a few queries)."""
         row = self.store.sql(
             """SELECT (SELECT count(*) FROM state_reads WHERE run_id = $run),
                       (SELECT count(*) FROM state_versions WHERE run_id = $run),
-                      (SELECT count(*) FROM messages WHERE run_id = $run),
+                      (SELECT count(*) FROM messages WHERE run_id IN (SELECT unnest($flow))),
                       (SELECT list(DISTINCT name) FROM span_events
                        WHERE trace_id = $run AND starts_with(name, 'agentrace.'))""",
-            {"run": self.run_id},
+            {"run": self.run_id, "flow": self.flow_runs if self.heads_flow else []},
         ).fetchall()[0]
         return Present(row[0], row[1], row[2], frozenset(row[3] or ()))
 
@@ -312,8 +328,9 @@ class RunContext:
         ]
 
     @cached_property
-    def inferred_handoffs(self) -> list[tuple[str, str, str, str, int]]:
-        """Foreign traces: handoffs as ``(from, to, outcome, span id, time)``, told by the spans.
+    def inferred_handoffs(self) -> list[tuple[str, str, str, str, int, str]]:
+        """Foreign traces: handoffs as ``(from, to, outcome, span id, time, how)``, told by the
+        spans; ``how`` is ``recorded``, ``delegation`` (nested) or ``sequence``.
 
         A recorded handoff span (``operation=handoff``, the OpenAI Agents SDK's
         ``handoff to {agent}``) is one. A step nested (through any spans) inside another
@@ -331,7 +348,7 @@ class RunContext:
             [self.run_id],
         ).fetchall()
         out = [
-            (src, dst, "failed" if err else "ok", sid, t)
+            (src, dst, "failed" if err else "ok", sid, t, "recorded")
             for sid, src, dst, t, err in explicit
             if dst
         ]
@@ -359,7 +376,9 @@ class RunContext:
             outer = enclosing(s)
             if outer is not None:
                 if outer.agent != s.agent:
-                    out.append((outer.agent, s.agent, s.outcome, s.span_id, s.start_ns))
+                    out.append(
+                        (outer.agent, s.agent, s.outcome, s.span_id, s.start_ns, "delegation")
+                    )
                 continue
             if (
                 not explicit
@@ -367,7 +386,7 @@ class RunContext:
                 and prev.agent != s.agent
                 and prev.end_ns <= s.start_ns
             ):
-                out.append((prev.agent, s.agent, s.outcome, s.span_id, s.start_ns))
+                out.append((prev.agent, s.agent, s.outcome, s.span_id, s.start_ns, "sequence"))
             prev = s
         out.sort(key=lambda h: (h[4], h[3]))
         return out
@@ -397,12 +416,27 @@ class RunContext:
 
     @cached_property
     def publishes(self) -> list[PublishRow]:
+        """Messages published in the flow (this run's alone when it is not part of one).
+
+        From a foreign trace, one message per publish: a PRODUCER span inside another of the
+        same destination (pika opens two per publish) is the same message, kept once, and a
+        message whose producer set no id is known by its producer span's id.
+        """
         if not self.present.messages:
             return []
         rows = self.store.sql(
-            """SELECT span_id, message_id, topic, msg_key, agent, time_ns FROM messages
-               WHERE run_id = ? AND event = 'publish' ORDER BY time_ns, span_id""",
-            [self.run_id],
+            """SELECT m.span_id, coalesce(m.message_id, m.span_id), m.topic, m.msg_key, m.agent,
+                      m.time_ns
+               FROM messages m
+               WHERE m.run_id IN (SELECT unnest($flow)) AND m.event = 'publish'
+                 AND NOT (m.derived IS NOT NULL AND EXISTS (
+                     SELECT 1 FROM spans c JOIN messages cm
+                         ON cm.run_id = c.trace_id AND cm.span_id = c.span_id AND cm.event = 'publish'
+                     WHERE c.trace_id = m.run_id AND c.parent_span_id = m.span_id
+                       AND cm.topic IS NOT DISTINCT FROM m.topic
+                       AND (m.message_id IS NULL OR cm.message_id = m.message_id)))
+               ORDER BY m.time_ns, m.span_id""",
+            {"flow": self.flow_runs},
         ).fetchall()
         return [PublishRow(*r) for r in rows]
 
@@ -410,21 +444,38 @@ class RunContext:
     def deliveries(self) -> list[DeliveryRow]:
         if not self.present.messages:
             return []
+        # A consumer carries its producer's context as its parent or as a link: where the
+        # message has no id of its own, it is known by that producer span (see publishes).
         rows = self.store.sql(
             """WITH m AS (
-                   SELECT span_id,
+                   SELECT run_id, span_id,
                           any_value(message_id) AS message_id, any_value(topic) AS topic,
                           any_value(consumer_group) AS grp, any_value(consumer) AS consumer,
                           any_value(agent) AS agent, max(attempt) AS attempt,
                           arg_max(outcome, time_ns) FILTER (WHERE event = 'ack') AS ack,
-                          any_value(fault) FILTER (WHERE fault IS NOT NULL) AS fault
-                   FROM messages WHERE run_id = $run AND event IN ('deliver', 'ack')
-                   GROUP BY span_id)
-               SELECT m.span_id, m.message_id, m.topic, m.grp, m.consumer, m.agent, m.attempt,
+                          any_value(fault) FILTER (WHERE fault IS NOT NULL) AS fault,
+                          bool_or(derived IS NOT NULL) AS derived
+                   FROM messages WHERE run_id IN (SELECT unnest($flow)) AND event IN ('deliver', 'ack')
+                   GROUP BY run_id, span_id),
+               producer AS (
+                   SELECT s.trace_id, s.span_id, s.parent_span_id AS pid, s.trace_id AS ptid
+                   FROM spans s SEMI JOIN m ON m.run_id = s.trace_id AND m.span_id = s.span_id
+                   UNION ALL
+                   SELECT l.trace_id, l.span_id, l.linked_span_id, l.linked_trace_id
+                   FROM span_links l SEMI JOIN m ON m.run_id = l.trace_id AND m.span_id = l.span_id),
+               origin AS (
+                   SELECT p.trace_id, p.span_id, min(p.pid) AS pid FROM producer p
+                   JOIN spans ps ON ps.trace_id = p.ptid AND ps.span_id = p.pid AND ps.kind = 'PRODUCER'
+                   GROUP BY p.trace_id, p.span_id)
+               SELECT m.span_id,
+                      CASE WHEN m.message_id IS NOT NULL OR NOT m.derived THEN m.message_id
+                           ELSE o.pid END,
+                      m.topic, m.grp, m.consumer, m.agent, m.attempt,
                       s.start_ns, s.end_ns, m.ack, m.fault, s.status_code = 'ERROR'
-               FROM m JOIN spans s ON s.trace_id = $run AND s.span_id = m.span_id
+               FROM m JOIN spans s ON s.trace_id = m.run_id AND s.span_id = m.span_id
+               LEFT JOIN origin o ON o.trace_id = m.run_id AND o.span_id = m.span_id
                ORDER BY s.start_ns, m.span_id""",
-            {"run": self.run_id},
+            {"flow": self.flow_runs},
         ).fetchall()
         out = []
         for sid, mid, topic, grp, consumer, agent, attempt, start, end, ack, fault, error in rows:
@@ -458,10 +509,8 @@ class RunContext:
     @cached_property
     def subscribers(self) -> dict[str, frozenset[str]]:
         """Who must handle each message of a topic: the declared subscriptions, or (for
-        agentrace runs that declare none) the groups seen consuming the topic. Foreign
-        traces get none: a consumer may well live in another trace."""
-        if not self.is_agentrace:
-            return {}
+        runs that declare none, foreign ones included) the groups seen consuming the topic
+        anywhere in the flow."""
         subs: dict[str, set[str]] = collections.defaultdict(set)
         if self.declared is not None and self.declared.subscriptions:
             for topic, agent in self.declared.subscriptions:
@@ -539,9 +588,11 @@ class RunContext:
             else:
                 fates.edge_outcome[d.span_id] = d.fate
         subscribers = self.subscribers
+        published: set[tuple[str, str]] = set()
         for p in self.publishes:
-            if p.message_id is None or p.topic is None:
+            if p.message_id is None or p.topic is None or (p.topic, p.message_id) in published:
                 continue
+            published.add((p.topic, p.message_id))
             ds = by_message.get((p.topic, p.message_id), [])
             missing = tuple(
                 sorted(
@@ -554,6 +605,10 @@ class RunContext:
             )
             if missing:
                 fates.lost.append(LostMessage(p, missing, tuple(ds)))
+            elif not self.is_agentrace and not ds and p.topic not in subscribers:
+                # A foreign message nobody in the flow ever consumed, on a destination no one
+                # consumes: published into the void (or to consumers that record nothing).
+                fates.lost.append(LostMessage(p, (), ()))
         return fates
 
     # -- the graph -----------------------------------------------------------------------------

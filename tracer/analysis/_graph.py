@@ -70,7 +70,9 @@ def coordination_graph(store: Store, run_id: str) -> nx.MultiDiGraph:
     graph; traffic seen, ``count > 0``); ``span_ids`` (the spans that make up the traffic,
     in time order, to highlight); ``first_ns`` / ``last_ns`` (the traffic's first and last
     time, None when unused); ``inferred`` (the edge was told from nesting and order, not
-    recorded); ``groups`` (deliver edges: the consumer groups).
+    recorded); ``delegation`` (a foreign handoff told from nesting: the other agent ran
+    inside this one's step, as a smolagents manager runs the agents it manages, or a
+    pydantic-ai tool calls another agent); ``groups`` (deliver edges: the consumer groups).
     """
     return RunContext(store, run_id).graph
 
@@ -205,9 +207,12 @@ def build_graph(ctx: RunContext) -> nx.MultiDiGraph:
             for src in s.from_:
                 b.observe(b.edge(src, s.agent, "handoff"), outcome, s.span_id, s.start_ns)
     else:
-        for src, dst, outcome, span_id, time_ns in ctx.inferred_handoffs:
+        for src, dst, outcome, span_id, time_ns, how in ctx.inferred_handoffs:
             e = b.edge(src, dst, "handoff")
             e["inferred"] = True
+            if how == "delegation":
+                # A step inside another agent's step: a manager calling the agent it manages.
+                e["delegation"] = True
             b.observe(e, outcome, span_id, time_ns)
 
     # The bus.

@@ -143,7 +143,8 @@ def import_(
         f"imported {named - bad_files} of {named} file(s): {total.runs} run(s), {total.spans} span(s), "
         f"{total.versions} state version(s); {total.skipped} already stored, {len(total.errors)} bad record(s) skipped"
     )
-    if bad_files:
+    if bad_files or (total.errors and not total.spans and not total.skipped):
+        # Skipping bad records that leaves nothing imported is a failure too.
         sys.exit(1)
 
 

@@ -23,7 +23,7 @@ from .._cli_base import (
     print_json,
     short,
 )
-from .._text import fmt_duration, fmt_when
+from .._text import error_counts, fmt_duration, fmt_when
 
 
 def _console() -> Console:
@@ -40,21 +40,19 @@ def _console() -> Console:
 @errors_to_exit
 def runs(db: str, as_json: bool) -> None:
     """List the runs in the store."""
-    from .._data import run_tokens
-
     with open_store(db) as store:
         all_runs = store.runs()
-        tokens = run_tokens(store, [r.run_id for r in all_runs]) if as_json else {}
+        tokens = store.run_tokens() if as_json else {}
     if as_json:
         print_json(
             [
                 {
                     "run_id": r.run_id, "workflow": r.workflow, "pattern": r.pattern, "status": r.status,
                     "start_ns": r.start_ns, "duration_ns": r.duration_ns, "agents": list(r.agents),
-                    "spans": r.span_count, "errors": r.error_count, "versions": r.version_count,
-                    "findings": r.finding_count, "scenario": r.scenario, "parent_run_id": r.parent_run_id,
-                    "tokens": {"input": t.input, "output": t.output} if (t := tokens.get(r.run_id)) else
-                              {"input": 0, "output": 0},
+                    "spans": r.span_count, "errors": r.error_count, "handled_errors": r.handled_error_count,
+                    "tokens": dict(zip(("input", "output"), tokens.get(r.run_id, (0, 0)), strict=True)),
+                    "versions": r.version_count, "findings": r.finding_count, "scenario": r.scenario,
+                    "parent_run_id": r.parent_run_id, "flow_id": r.flow_id,
                 }
                 for r in all_runs
             ]
@@ -66,7 +64,7 @@ def runs(db: str, as_json: bool) -> None:
     table = Table(box=None, header_style="bold", pad_edge=False)
     with_scenario = any(r.scenario for r in all_runs)
     cols = ["run", "workflow", *(["scenario"] if with_scenario else []), "pattern", "status",
-            "started", "duration", "agents", "spans", "versions", "findings"]  # fmt: skip
+            "errors", "started", "duration", "agents", "spans", "versions", "findings"]  # fmt: skip
     for col in cols:
         right = col in ("duration", "agents", "spans", "versions", "findings")
         table.add_column(col, justify="right" if right else "left", no_wrap=True)
@@ -78,7 +76,7 @@ def runs(db: str, as_json: bool) -> None:
             short(r.run_id), escape(r.workflow or ""),
             *([escape(r.scenario or "")] if with_scenario else []),
             r.pattern or "", f"[{style}]{escape(status)}[/]" if style else escape(status),
-            fmt_when(r.start_ns), fmt_duration(r.duration_ns), str(len(r.agents)), str(r.span_count),
+            error_counts(r.error_count, r.handled_error_count), fmt_when(r.start_ns), fmt_duration(r.duration_ns), str(len(r.agents)), str(r.span_count),
             str(r.version_count), str(r.finding_count),
         )  # fmt: skip
     _console().print(table)

@@ -392,6 +392,9 @@ class RunScreen(Screen[None]):
         facts: list[tuple[int, tuple[str, str] | str]] = [
             (5, r.pattern or "-"),
             (1, (r.status or "-", "bold")),
+            (2, f"{_n(r.error_count, 'error')}, {r.handled_error_count} handled")
+            if r.error_count or r.handled_error_count
+            else (9, ""),
             (2, fmt_duration(r.duration_ns)),
             (4, _n(len(r.agents), "agent")),
             (3, _n(r.span_count, "span")),
@@ -417,7 +420,7 @@ class RunScreen(Screen[None]):
                 tail.append(f" diff base v{self.base}")
         width = header.size.width or self.size.width or 120
         for cut in (9, 5, 4, 3, 2, 1):
-            kept = [f for p, f in facts if p < cut]
+            kept = [f for p, f in facts if p < cut and f]
             text = Text.assemble(
                 (" run ", "bold reverse"),
                 (f" {r.run_id[:12] if width >= 100 else r.run_id[:8]} ", "bold"),

@@ -33,10 +33,10 @@ class Column:
 # Widths are the cells a column takes with its padding (cells are clipped to fit them).
 COLUMNS: tuple[Column, ...] = (
     Column("run", "run", lambda r: r.run_id, 12, 1),
-    Column("workflow", "workflow", lambda r: (r.workflow or "").lower(), 22, 1),
+    Column("workflow", "workflow", lambda r: (r.workflow or "").lower(), 24, 1),
     Column("scenario", "scenario", lambda r: (r.scenario or "").lower(), 18, 6),
     Column("pattern", "pattern", lambda r: r.pattern or "", 15, 9),
-    Column("status", "status", lambda r: r.status or "", 13, 2),
+    Column("status", "status", lambda r: r.status or "", 17, 2),
     Column("started", "started", lambda r: r.start_ns, 13, 5),
     Column("duration", "duration", lambda r: r.duration_ns, 11, 3),
     Column("agents", "agents", lambda r: len(r.agents), 8, 10),
@@ -131,14 +131,15 @@ class RunsTable(DataTable[Text]):
                 return plain("● " + r.run_id[:8], styles.get("ok", ""))
             return plain(r.run_id[:10], styles.get("dim", ""))
         if key == "workflow":
-            return plain(clip(r.workflow or "-", 20))
+            return plain(clip(r.workflow or "-", 22))
         if key == "scenario":
             return plain(clip(r.scenario or "-", 16), styles.get("dim", ""))
         if key == "pattern":
             return plain(r.pattern or "-")
         if key == "status":
             status = r.status or ""
-            return plain(clip(status, 11), styles.get(status, ""))
+            handled = f" ({r.handled_error_count} handled)" if r.handled_error_count else ""
+            return plain(clip(status + handled, 15), styles.get(status, ""))
         if key == "started":
             return plain(fmt_when(r.start_ns)[5:16], styles.get("dim", ""))
         if key == "duration":

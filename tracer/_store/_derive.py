@@ -1,0 +1,309 @@
+"""The derive phase: what agentrace works out from stored spans, recomputed per trace.
+
+Spans are stored as they arrived; everything else about a trace is a function of
+the spans stored so far, recomputed in the writing transaction for every trace a
+batch touches (and, for flows, the traces linked to it). So batch order never
+matters: a late batch, a parent after its children, a root first or last, all end
+in the same rows.
+
+* the agent of every span: its own (``classify``), else that of the nearest
+  enclosing span that has one; and the ``cycle`` flag of spans that are their own
+  ancestor (treated as roots, so an agent is never inherited through a cycle);
+* state versions rebuilt from a LangGraph OpenInference trace (``derived =
+  'langgraph-trace'``), pointing at the node spans that produced them;
+* the flow of each run: the runs joined to it by span links.
+
+A batch of traces the store has never seen holds every span of them, so their
+agents and cycles are worked out on the batch before it is written
+(:func:`resolve_tree` over the batch's rows); only traces seen before are read
+back from the store. Cost follows the traces a batch touches, not the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from .._mapping import classify
+from .._otlp import KIND_BY_NAME
+
+DERIVED_LANGGRAPH_TRACE = "langgraph-trace"
+LANGCHAIN_SCOPE_PREFIX = "openinference.instrumentation.lang"
+
+
+def resolve_tree(
+    parents: Mapping[str, str], own: Mapping[str, str | None]
+) -> tuple[dict[str, str | None], set[str]]:
+    """Each span's agent (its own, else the nearest ancestor's) and the spans in a cycle.
+
+    ``parents`` maps span id to parent span id ('' for a root) and holds every span
+    known of the trace; a parent not in it is unknown (not arrived), so the chain stops
+    there. A span in a parent cycle is a root: it keeps only its own agent.
+    """
+    cycle: set[str] = set()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for start in parents:
+        if start in state:
+            continue
+        path = []
+        sid = start
+        while sid in parents and sid not in state:
+            state[sid] = 1
+            path.append(sid)
+            sid = parents[sid]
+        if state.get(sid) == 1:
+            # The walk came back onto its own path: from sid on, every span is its own ancestor.
+            cycle.update(path[path.index(sid) :])
+        for p in path:
+            state[p] = 2
+    agents: dict[str, str | None] = {}
+    for start in parents:
+        if start in agents:
+            continue
+        path = []
+        sid = start
+        while True:
+            if sid in agents:
+                found = agents[sid]
+                break
+            if sid not in parents:  # a root's '' or a parent that has not arrived
+                found = None
+                break
+            a = own.get(sid)
+            if a is not None:
+                agents[sid] = found = a
+                break
+            path.append(sid)
+            if sid in cycle:
+                found = None
+                break
+            sid = parents[sid]
+        for p in path:
+            agents[p] = found
+    return agents, cycle
+
+
+def _cycles(parents: Mapping[str, str]) -> set[str]:
+    """The spans of ``parents`` that are their own ancestor.
+
+    Peels the spans no remaining span names as parent until none is left to peel: what
+    stays is exactly the cycles. Set operations per level of the tree, so agent traces
+    (wide and shallow) cost little; a deep chain falls back to walking it.
+    """
+    remaining: set[str] = set(parents)
+    for _ in range(64):
+        referenced = {parents[x] for x in remaining}
+        kept = remaining & referenced
+        if len(kept) == len(remaining):
+            return kept
+        remaining = kept
+    return resolve_tree({x: parents[x] for x in remaining}, {})[1]
+
+
+def resolve_batch(rows: list[tuple[Any, ...]], trace_ids: Iterable[str]) -> None:
+    """Fill the agent (index 17) and cycle (index 27) columns of the span rows of
+    ``trace_ids`` in place, from those rows alone (every span of those traces).
+
+    The common case costs a pass over the rows and a few set operations per trace: every
+    span that could inherit an agent (one without its own, under a parent) and every
+    cycle is found first, and only traces that have some are walked span by span.
+    """
+    wanted = set(trace_ids)
+    parents_of: dict[str, dict[str, str]] = {}
+    orphans: dict[str, list[str]] = {}  # spans without an agent of their own, per trace
+    for r in rows:
+        tid = r[0]
+        if tid not in wanted:
+            continue
+        p = parents_of.get(tid)
+        if p is None:
+            p = parents_of[tid] = {}
+        p[r[1]] = r[2]
+        if r[17] is None:
+            orphans.setdefault(tid, []).append(r[1])
+    slow: dict[str, set[str]] = {}  # trace -> its cycles, for traces walked span by span
+    changes: dict[tuple[str, str], tuple[str | None, bool]] = {}
+    for tid, parents in parents_of.items():
+        cycle = _cycles(parents)
+        if cycle or any(parents[x] in parents for x in orphans.get(tid, ())):
+            slow[tid] = cycle
+    if not slow:
+        return
+    own_of: dict[str, dict[str, str | None]] = {tid: {} for tid in slow}
+    for r in rows:
+        own = own_of.get(r[0])
+        if own is not None:
+            own[r[1]] = r[17]
+    for tid, own in own_of.items():
+        agents, cycle = resolve_tree(parents_of[tid], own)
+        for sid, a in agents.items():
+            if a != own[sid] or sid in cycle:
+                changes[(tid, sid)] = (a, sid in cycle)
+    if changes:
+        for i, r in enumerate(rows):
+            ch = changes.get((r[0], r[1]))
+            if ch is not None:
+                rows[i] = (*r[:17], ch[0], *r[18:27], ch[1])
+
+
+def rederive_stored(
+    con: duckdb.DuckDBPyConnection, trace_ids: list[str], *, full: bool = False
+) -> None:
+    """Recompute agents and cycle flags of stored traces (after new spans joined them).
+
+    A new span changes only what lies below it: spans whose parent chain stopped at it
+    (it had not arrived), which had no agent then. So the stored ``agent`` column serves
+    as each span's own agent (a span that has one keeps it), and only the light columns
+    are read. A trace where a cycle appears, or ``full``, is classified again from its
+    attributes (a span in a cycle keeps only its own agent, which the column may not say).
+    """
+    rows = con.execute(
+        """SELECT trace_id, span_id, parent_span_id, agent, cycle, service_name
+           FROM spans WHERE trace_id IN (SELECT unnest($ids))""",
+        {"ids": trace_ids},
+    ).fetchall()
+    by_trace: dict[str, list[tuple[Any, ...]]] = {}
+    for r in rows:
+        by_trace.setdefault(r[0], []).append(r)
+    changed: list[tuple[str, str, str | None, bool, str | None]] = []
+    for tid, spans in by_trace.items():
+        parents = {r[1]: r[2] for r in spans}
+        own: Mapping[str, str | None] = {r[1]: r[3] for r in spans}
+        agents, cycle = resolve_tree(parents, own)
+        if full or cycle != {r[1] for r in spans if r[4]}:
+            own = _classified(con, tid)
+            agents, cycle = resolve_tree(parents, own)
+        for r in spans:
+            a, c = agents.get(r[1]), r[1] in cycle
+            if a != r[3] or c != bool(r[4]):
+                changed.append((tid, r[1], a, c, r[5]))
+    if not changed:
+        return
+    cols = list(zip(*changed, strict=True))
+    table = pa.table(
+        {
+            "trace_id": pa.array(cols[0], pa.string()),
+            "span_id": pa.array(cols[1], pa.string()),
+            "agent": pa.array(cols[2], pa.string()),
+            "cycle": pa.array(cols[3], pa.bool_()),
+            "service_name": pa.array(cols[4], pa.string()),
+        }
+    )
+    con.register("_changed", table)
+    try:
+        con.execute(
+            """UPDATE spans SET agent = c.agent, cycle = c.cycle FROM _changed c
+               WHERE spans.trace_id = c.trace_id AND spans.span_id = c.span_id"""
+        )
+        # Messages taken from a span carry its agent (or, without one, its service).
+        con.execute(
+            """UPDATE messages SET agent = coalesce(c.agent, c.service_name) FROM _changed c
+               WHERE messages.derived = 'messaging' AND messages.run_id = c.trace_id
+                 AND messages.span_id = c.span_id"""
+        )
+    finally:
+        con.unregister("_changed")
+
+
+def _classified(con: duckdb.DuckDBPyConnection, trace_id: str) -> dict[str, str | None]:
+    """Each span's own agent, from its name, kind and attributes."""
+    rows = con.execute(
+        "SELECT span_id, parent_span_id, name, kind, attributes FROM spans WHERE trace_id = ?",
+        [trace_id],
+    ).fetchall()
+    return {
+        sid: classify(name, KIND_BY_NAME.get(kind, 0), orjson.loads(attrs), not pid)[1]
+        for sid, pid, name, kind, attrs in rows
+    }
+
+
+# -- LangGraph state from OpenInference traces ------------------------------------------------
+
+
+def derive_langgraph(con: duckdb.DuckDBPyConnection, trace_ids: list[str]) -> int:
+    """Rebuild the ``langgraph-trace`` state versions of ``trace_ids`` from their stored spans;
+    returns how many more versions they have than before (a late batch adds some)."""
+    from .._langgraph import trace_versions  # the LangGraph reading lives with its importer
+
+    (before,) = con.execute(
+        "SELECT count(*) FROM state_versions WHERE derived = $d AND run_id IN (SELECT unnest($ids))",
+        {"d": DERIVED_LANGGRAPH_TRACE, "ids": trace_ids},
+    ).fetchall()[0]
+    con.execute(
+        "DELETE FROM state_versions WHERE derived = $d AND run_id IN (SELECT unnest($ids))",
+        {"d": DERIVED_LANGGRAPH_TRACE, "ids": trace_ids},
+    )
+    rows = con.execute(
+        """SELECT trace_id, span_id, parent_span_id, name, start_ns, end_ns, attributes
+           FROM spans WHERE trace_id IN (SELECT unnest($ids))
+             AND (parent_span_id = '' OR cycle OR json_exists(attributes, '$.metadata'))
+             AND starts_with(scope_name, $scope)""",
+        {"ids": trace_ids, "scope": LANGCHAIN_SCOPE_PREFIX},
+    ).fetchall()
+    by_trace: dict[str, list[tuple[Any, ...]]] = {}
+    for r in rows:
+        by_trace.setdefault(r[0], []).append(r[1:])
+    versions: list[tuple[Any, ...]] = []
+    for tid in sorted(by_trace):
+        versions.extend(trace_versions(tid, by_trace[tid]))
+    if versions:
+        from ._ingest import SCHEMAS
+
+        schema = SCHEMAS["state_versions"]
+        cols = list(zip(*versions, strict=True))
+        con.register(
+            "_derived_versions",
+            pa.Table.from_arrays(
+                [pa.array(col, type=f.type) for col, f in zip(cols, schema, strict=True)],
+                schema=schema,
+            ),
+        )
+        try:
+            con.execute("INSERT INTO state_versions SELECT * FROM _derived_versions")
+        finally:
+            con.unregister("_derived_versions")
+    return max(0, len(versions) - int(before))
+
+
+# -- flows -------------------------------------------------------------------------------------
+
+
+def derive_flows(
+    con: duckdb.DuckDBPyConnection, trace_ids: Iterable[str], pairs: Iterable[tuple[str, str]]
+) -> None:
+    """Record the cross-trace link ``pairs`` of a batch and give every run joined to
+    ``trace_ids`` by links (in either direction, any number of hops) one ``flow_id``:
+    the id of the flow's first run (earliest start, then lowest id)."""
+    pairs = sorted(set(pairs))
+    if pairs:
+        a, b = zip(*pairs, strict=True)
+        con.execute(
+            """INSERT INTO trace_links SELECT unnest($a), unnest($b) ON CONFLICT DO NOTHING""",
+            {"a": list(a), "b": list(b)},
+        )
+    seen = set(trace_ids)
+    frontier = sorted(seen)
+    linked = False
+    while frontier:
+        rows = con.execute(
+            """SELECT linked_trace_id FROM trace_links WHERE trace_id IN (SELECT unnest($f))
+               UNION SELECT trace_id FROM trace_links WHERE linked_trace_id IN (SELECT unnest($f))""",
+            {"f": frontier},
+        ).fetchall()
+        new = {r[0] for r in rows} - seen
+        if rows:
+            linked = True
+        seen |= new
+        frontier = sorted(new)
+    if not linked:
+        return
+    con.execute(
+        """UPDATE runs SET flow_id = (
+               SELECT arg_min(run_id, (start_ns, run_id)) FROM runs WHERE run_id IN (SELECT unnest($ids)))
+           WHERE run_id IN (SELECT unnest($ids))""",
+        {"ids": sorted(seen)},
+    )
