@@ -109,6 +109,7 @@ class AgentraceApp(App[None]):
         self._pending_lock = threading.Lock()
         self.ingested_spans = 0
         self.live_runs: set[str] = set()  # runs that received spans since the app started
+        self.marked_run: str | None = None  # ``m``: the run the next ``C`` compares with
         self.register_theme(DARK)
         self.register_theme(LIGHT)
         self.theme = theme or default_theme()
@@ -219,6 +220,19 @@ class AgentraceApp(App[None]):
             self.notify(str(exc), severity="error", markup=False)
             return
         self.push_screen(RunScreen(self.store, run_id, span_id=message.span_id))
+
+    def mark_run(self, run_id: str) -> None:
+        self.marked_run = run_id
+        self.notify(f"run {run_id[:12]} marked: C on another run compares them", markup=False)
+
+    def compare_with_marked(self, run_id: str) -> None:
+        """Two runs side by side at their first divergence: the marked one (A) and ``run_id``."""
+        from .screens.compare import CompareScreen
+
+        if self.marked_run is None or self.marked_run == run_id:
+            self.notify("mark a run first (m), then press C on another", severity="warning")
+            return
+        self.push_screen(CompareScreen(self.store, self.marked_run, run_id))
 
     def on_open_text(self, message: OpenText) -> None:
         self.push_screen(TextScreen(message.title, message.text))

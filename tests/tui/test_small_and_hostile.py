@@ -449,3 +449,47 @@ async def test_picking_an_agent_focuses_the_graph_and_filters_the_waterfall(
         shown = [wf.rows.span_id(p) for p in range(wf.rows.total)]
         assert any(agents[sid] == agent for sid in shown)
         assert wf.rows.total < len(agents)
+
+
+# -- compare ----------------------------------------------------------------------------------
+
+
+async def test_two_runs_side_by_side_at_their_first_divergence(scenario_store: Any) -> None:
+    from engine import diff_runs
+
+    from tui.screens.compare import CompareScreen
+    from tui.screens.runs import RunsScreen
+    from tui.widgets.runs_table import RunsTable
+
+    store, runs = scenario_store
+    a, b = runs["credit"][:2]
+    expected = diff_runs(store, a, b)
+    first = expected.first_changed_version
+    assert first is not None
+    app = AgentraceApp(store)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(app, pilot)
+        screen = app.screen
+        assert isinstance(screen, RunsScreen)
+        table = screen.query_one(RunsTable)
+        table.move_cursor(row=[r.run_id for r in table.shown].index(a))
+        await pilot.press("m")
+        assert app.marked_run == a
+        table.move_cursor(row=[r.run_id for r in table.shown].index(b))
+        await pilot.press("C")
+        await settle(app, pilot)
+        compare = app.screen
+        assert isinstance(compare, CompareScreen) and compare.version == first.version
+        left = compare.query_one("#compare-a", LineView)
+        right = compare.query_one("#compare-b", LineView)
+        marked = [ln for ln in left.lines if ln.runs and ln.runs[0][1] == "changed"]
+        assert marked and len(marked) == len(
+            [ln for ln in right.lines if ln.runs and ln.runs[0][1] == "changed"]
+        )
+        assert a[:12] in str(left.border_title) and b[:12] in str(right.border_title)
+        steps = compare.query_one("#compare-steps", LineView)
+        if any(s.status != "same" for s in expected.steps):
+            assert any(ln.key for ln in steps.lines)
+            await pilot.press("end", "enter")
+            await settle(app, pilot)
+            assert isinstance(app.screen, RunScreen)

@@ -24,6 +24,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("s  r", "sort by the next column, reverse the order (or click a header)"),
         ("p", "filter by pattern: orchestration, choreography, hybrid, imported"),
         ("x", "only runs with findings"), ("escape", "clear the search"),
+        ("m  C", "mark a run; compare the run under the cursor with the marked one, side by side"),
     )),
     ("Run", (
         ("1 2 3 4 5  tab", "graph, waterfall, state, findings, span detail (tabs on small terminals)"),
@@ -32,6 +33,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("g", "go to a version"), ("d", "diff any two versions"),
         ("f", "next finding: jumps stepper, graph and waterfall to it"),
         ("backspace", "back to where you were before following a link or a STALE line"),
+        ("m  C", "mark this run; compare it with the marked one (n / p: next / previous difference)"),
         ("escape", "back to the runs"),
     )),
     ("Waterfall", (

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
 from textual import events, on, work
@@ -73,6 +73,8 @@ class RunScreen(Screen[None]):
         Binding("f", "next_finding", "Finding"),
         Binding("z", "zoom", "Zoom"),
         Binding("backspace", "go_back", "Back", show=False),
+        Binding("m", "mark", "Mark run", show=False),
+        Binding("C", "compare", "Compare", show=False),
     ]
 
     # repaint=False: a screen's repaint redraws every pane; the watchers refresh what changed.
@@ -508,6 +510,16 @@ class RunScreen(Screen[None]):
         if not self.history or self.history[-1] != here:
             self.history.append(here)
             del self.history[:-100]
+
+    def action_mark(self) -> None:
+        app: Any = self.app
+        if hasattr(app, "mark_run"):
+            app.mark_run(self.run_id)
+
+    def action_compare(self) -> None:
+        app: Any = self.app
+        if hasattr(app, "compare_with_marked"):
+            app.compare_with_marked(self.run_id)
 
     def action_go_back(self) -> None:
         """Back to where the user was before following a link or a STALE line."""

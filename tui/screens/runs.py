@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.style import Style
 from rich.text import Text
@@ -51,6 +51,8 @@ class RunsScreen(Screen[None]):
         Binding("r", "reverse", "Reverse"),
         Binding("p", "pattern", "Pattern"),
         Binding("x", "with_findings", "With findings"),
+        Binding("m", "mark", "Mark", show=False),
+        Binding("C", "compare", "Compare", show=False),
         Binding("escape", "clear", "Clear", show=False),
     ]
 
@@ -188,6 +190,18 @@ class RunsScreen(Screen[None]):
         self._refresh_table()
 
     # -- actions ---------------------------------------------------------------------------
+
+    def action_mark(self) -> None:
+        run = self.query_one(RunsTable).current_run
+        app: Any = self.app
+        if run is not None and hasattr(app, "mark_run"):
+            app.mark_run(run.run_id)
+
+    def action_compare(self) -> None:
+        run = self.query_one(RunsTable).current_run
+        app: Any = self.app
+        if run is not None and hasattr(app, "compare_with_marked"):
+            app.compare_with_marked(run.run_id)
 
     def action_search(self) -> None:
         box = self.query_one("#runs-search", Input)
