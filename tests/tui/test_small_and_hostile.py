@@ -456,7 +456,6 @@ async def test_picking_an_agent_focuses_the_graph_and_filters_the_waterfall(
 
 async def test_two_runs_side_by_side_at_their_first_divergence(scenario_store: Any) -> None:
     from engine import diff_runs
-
     from tui.screens.compare import CompareScreen
     from tui.screens.runs import RunsScreen
     from tui.widgets.runs_table import RunsTable
