@@ -421,6 +421,7 @@ class GraphData:
     graph: Any  # a networkx DiGraph/MultiDiGraph, or None when there is nothing to draw
     layout: Layout | None
     note: str = ""
+    compact: GraphData | None = None  # the same with topics folded into agent-to-agent edges
 
 
 def load_graph(store: Store, run_id: str) -> GraphData:
@@ -432,7 +433,52 @@ def load_graph(store: Store, run_id: str) -> GraphData:
     graph = coordination_graph(store, run_id)
     if graph is None or graph.number_of_nodes() == 0:
         return GraphData(graph, None, "no agents recorded in this run")
-    return GraphData(graph, layout(graph))
+    folded = collapse_topics(graph)
+    compact = None
+    if folded.number_of_nodes() < graph.number_of_nodes():
+        compact = GraphData(folded, layout(folded), "topics folded into their edges")
+    return GraphData(graph, layout(graph), compact=compact)
+
+
+def collapse_topics(graph: Any) -> Any:
+    """``graph`` with each topic that has publishers and subscribers folded away: an edge from
+    every publisher to every subscriber, carrying the delivery's kind, count and outcomes and
+    both hops' spans. A topic nobody reads (or nobody wrote) stays: what was lost is there."""
+    import networkx as nx
+
+    out = nx.MultiDiGraph()
+    out.add_nodes_from(graph.nodes(data=True))
+    multi = graph.is_multigraph()
+
+    def edges(items: Any) -> list[tuple[Any, Any, dict[str, Any]]]:
+        return [(e[0], e[1], e[-1]) for e in items]
+
+    folded = set()
+    for node, data in graph.nodes(data=True):
+        if data.get("kind") != "topic":
+            continue
+        ins = edges(
+            graph.in_edges(node, keys=True, data=True) if multi else graph.in_edges(node, data=True)
+        )
+        outs = edges(
+            graph.out_edges(node, keys=True, data=True)
+            if multi
+            else graph.out_edges(node, data=True)
+        )
+        if not ins or not outs:
+            continue
+        folded.add(node)
+        for p, _, d_in in ins:
+            for _, q, d_out in outs:
+                attrs = dict(d_out)
+                attrs["declared"] = bool(d_in.get("declared")) and bool(d_out.get("declared"))
+                attrs["span_ids"] = [*(d_in.get("span_ids") or ()), *(d_out.get("span_ids") or ())]
+                out.add_edge(p, q, **attrs)
+    for u, v, d in edges(graph.edges(keys=True, data=True) if multi else graph.edges(data=True)):
+        if u not in folded and v not in folded:
+            out.add_edge(u, v, **d)
+    out.remove_nodes_from(folded)
+    return out
 
 
 def focus_graph(view: GraphData, node: str) -> GraphData:

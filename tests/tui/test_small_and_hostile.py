@@ -492,3 +492,20 @@ async def test_two_runs_side_by_side_at_their_first_divergence(scenario_store: A
             await pilot.press("end", "enter")
             await settle(app, pilot)
             assert isinstance(app.screen, RunScreen)
+
+
+def test_topics_fold_into_agent_edges(story_store: Any) -> None:
+    from tui._data import load_graph
+
+    store, runs = story_store
+    data = load_graph(store, runs["hybrid"])
+    assert data.compact is not None and data.layout is not None
+    full, folded = data.graph, data.compact.graph
+    topics = {n for n, k in full.nodes(data="kind") if k == "topic"}
+    kept = {n for n, k in folded.nodes(data="kind") if k == "topic"}
+    # A topic stays only when nobody wrote it or nobody read it.
+    assert kept < topics
+    assert all(not full.in_edges(t) or not full.out_edges(t) for t in kept)
+    spans = {s for _, _, d in full.edges(data=True) for s in d.get("span_ids") or ()}
+    assert {s for _, _, d in folded.edges(data=True) for s in d.get("span_ids") or ()} == spans
+    assert data.compact.layout is not None and data.compact.layout.width < data.layout.width

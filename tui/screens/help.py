@@ -47,6 +47,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("Graph", (
         ("← → ↑ ↓  home end", "scroll"), ("a  A", "next / previous agent"),
         ("o", "focus: only the agent's edges"), ("enter", "filter the waterfall to the agent's spans"),
+        ("t", "topics as boxes, or folded into agent-to-agent edges"),
     )),
     ("State", (
         ("← →  home end", "step versions"), ("b  B", "diff later versions against this one / against the previous"),

@@ -34,6 +34,7 @@ class CoordinationGraph(RoleStyles, ScrollView, can_focus=True):
     data: GraphData | None
     selected: str | None
     focused_on: str | None
+    topics_folded: bool | None  # decided on the first data (folded if that fits), then `t`
     _full: GraphData | None
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -46,7 +47,8 @@ class CoordinationGraph(RoleStyles, ScrollView, can_focus=True):
         Binding("a", "select(1)", "Agent"),
         Binding("A", "select(-1)", "Prev agent", show=False),
         Binding("o", "focus_mode", "Focus"),
-        Binding("enter", "choose", "Filter spans"),
+        Binding("t", "topics", "Topics", show=False),
+        Binding("enter", "choose", "Spans"),
     ]
 
     class AgentChosen(Message):
@@ -105,8 +107,22 @@ class CoordinationGraph(RoleStyles, ScrollView, can_focus=True):
         self.focused_on = node
         if self._full is None:
             return
-        self.data = self._full if node is None else focus_graph(self._full, node)
+        self.data = self._shown_graph() if node is None else focus_graph(self._full, node)
         self.scroll_to(0, 0, animate=False)
+
+    def action_topics(self) -> None:
+        """Topics drawn as boxes, or folded into agent-to-agent edges (when there are any)."""
+        self.topics_folded = not self.topics_folded
+        if self.focused_on is None and self._full is not None:
+            self.data = self._shown_graph()
+            self._repaint()
+            self._fit()
+
+    def _shown_graph(self) -> GraphData | None:
+        full = self._full
+        if full is not None and self.topics_folded and full.compact is not None:
+            return full.compact
+        return full
 
     def action_choose(self) -> None:
         self.post_message(self.AgentChosen(self.selected))
@@ -120,15 +136,23 @@ class CoordinationGraph(RoleStyles, ScrollView, can_focus=True):
         self.note = "loading the coordination graph…"
         self.first_paint: float | None = None  # perf_counter() when the graph was first drawn
         self._fill = False
-        self._full: GraphData | None = (
-            None  # the whole graph (``data`` may be a focus on one agent)
-        )
+        # The whole graph (``data`` may be a focus on one agent, or topics folded).
+        self._full: GraphData | None = None
         self.selected: str | None = None  # the agent picked with a / A
         self.focused_on: str | None = None
+        self.topics_folded = None
 
     def set_data(self, data: GraphData) -> None:
-        self._full = self.data = data
+        self._full = data
         self.note = data.note
+        if self.topics_folded is None:
+            # Topics folded when the whole picture is wider than the pane and the folded one
+            # is narrower (the hybrid saga: 8 boxes in a row become 4); `t` switches.
+            width = self.scrollable_content_region.width or self.size.width
+            full_w = data.layout.width if data.layout else 0
+            compact = data.compact.layout if data.compact and data.compact.layout else None
+            self.topics_folded = bool(compact and full_w > width and compact.width < full_w)
+        self.data = self._shown_graph()
         if self.focused_on is not None:
             self._set_focus(self.focused_on)
         self._repaint()
@@ -158,8 +182,9 @@ class CoordinationGraph(RoleStyles, ScrollView, can_focus=True):
 
     def highlight(self, nodes: Iterable[str] = (), edges: Iterable[int] = ()) -> None:
         nodes, edges = frozenset(nodes), frozenset(edges)
-        if self.focused_on is not None and self._full is not None and self._full.layout:
-            # Indices are the whole graph's: find the same edges (by their spans) in the focus.
+        if self.data is not self._full and self._full is not None and self._full.layout:
+            # Indices are the whole graph's: find the same edges (by their spans) in the one
+            # shown (a focus, or topics folded).
             spans = {s for e in self._full.layout.edges if e.index in edges for s in e.span_ids}
             lay = self.data.layout if self.data is not None else None
             edges = frozenset(e.index for e in lay.edges if e.span_ids & spans) if lay else edges
