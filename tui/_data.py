@@ -9,6 +9,8 @@ immutable and safe to hand to the UI. Only the store's read API is used, plus
 from __future__ import annotations
 
 import bisect
+import heapq
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -31,6 +33,18 @@ from tracer import (
 from tracer import conventions as c
 
 from ._graph_draw import Layout, layout
+from ._json_lines import json_lines
+from ._llm import (
+    INPUT_TOKENS,
+    MODEL_KEYS,
+    OUTPUT_TOKENS,
+    Conversation,
+    conversation,
+    parse_json,
+    span_kind,
+    span_model,
+    span_tokens,
+)
 
 __all__ = [
     "Change",
@@ -40,14 +54,23 @@ __all__ = [
     "ReadView",
     "RunMeta",
     "SpanData",
+    "SpanFacts",
+    "SpanView",
     "StateData",
+    "Tokens",
+    "filter_spans",
+    "filtered_tree",
     "find_position",
+    "focus_graph",
     "load_graph",
     "load_head",
     "load_meta",
     "load_span",
     "load_state",
     "positions_of",
+    "prepare_span",
+    "run_tokens",
+    "span_facts",
     "versions_of",
     "writer_of",
 ]
@@ -67,6 +90,7 @@ class RunMeta:
     findings: tuple[Finding, ...]
     spans_by_version: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     complete: bool = True
+    tokens: Tokens | None = None  # the run's model calls (with the full load)
 
     @property
     def last_version(self) -> int:
@@ -102,7 +126,11 @@ def load_meta(store: Store, run_id: str) -> RunMeta:
     for v in versions:
         by_span.setdefault(v.span_id, []).append(v.version)
     return RunMeta(
-        run, versions, tuple(store.findings(run_id)), {k: tuple(v) for k, v in by_span.items()}
+        run,
+        versions,
+        tuple(store.findings(run_id)),
+        {k: tuple(v) for k, v in by_span.items()},
+        tokens=run_tokens(store, [run_id]).get(run_id),
     )
 
 
@@ -332,6 +360,45 @@ def load_span(store: Store, run_id: str, span_id: str, meta: RunMeta | None = No
     return SpanData(span, events, tuple(links), parent, tuple(versions))
 
 
+ATTR_PAGE = 500  # attributes laid out at first, and per "more"
+_FOLD_ABOVE = 30  # a JSON value longer than this opens with its second level folded
+
+
+@dataclass(frozen=True, slots=True)
+class SpanView:
+    """A span prepared for the pane off the UI thread (see the module docstring)."""
+
+    data: SpanData
+    attrs: tuple[tuple[str, Any], ...]  # the first ``shown`` attributes, by key
+    total_attrs: int
+    chat: Conversation | None
+    json: Mapping[str, Any] = field(default_factory=dict)  # attribute key -> parsed JSON
+    folded: frozenset[tuple[str, str]] = frozenset()  # (attribute key, JSON pointer)
+
+    @property
+    def span(self) -> Span:
+        return self.data.span
+
+
+def prepare_span(data: SpanData, shown: int = ATTR_PAGE) -> SpanView:
+    """Sort (the first ``shown`` of) the attributes, parse JSON values, find the conversation."""
+    attrs = data.span.attributes
+    # The first ``shown`` keys without sorting a million: a heap, O(n log shown).
+    keys = heapq.nsmallest(shown, attrs) if len(attrs) > shown else sorted(attrs)
+    items = tuple((k, attrs[k]) for k in keys)
+    parsed: dict[str, Any] = {}
+    folded: set[tuple[str, str]] = set()
+    for k, v in items:
+        doc = parse_json(v)
+        if doc is not None:
+            parsed[k] = doc
+            lines = json_lines(doc, limit=_FOLD_ABOVE + 1)
+            if len(lines) > _FOLD_ABOVE:
+                folded |= {(k, ln.path) for ln in lines if ln.depth == 1 and ln.kind != "value"}
+    chat = conversation(attrs, data.events)
+    return SpanView(data, items, len(attrs), chat, parsed, frozenset(folded))
+
+
 def positions_of(tree: pa.Table, span_ids: Sequence[str]) -> list[int]:
     """The rows of ``span_ids`` in a ``span_tree`` table, ascending (one vectorised pass)."""
     if not span_ids:
@@ -354,6 +421,7 @@ class GraphData:
     graph: Any  # a networkx DiGraph/MultiDiGraph, or None when there is nothing to draw
     layout: Layout | None
     note: str = ""
+    compact: GraphData | None = None  # the same with topics folded into agent-to-agent edges
 
 
 def load_graph(store: Store, run_id: str) -> GraphData:
@@ -365,7 +433,75 @@ def load_graph(store: Store, run_id: str) -> GraphData:
     graph = coordination_graph(store, run_id)
     if graph is None or graph.number_of_nodes() == 0:
         return GraphData(graph, None, "no agents recorded in this run")
-    return GraphData(graph, layout(graph))
+    folded = collapse_topics(graph)
+    compact = None
+    if folded.number_of_nodes() < graph.number_of_nodes():
+        compact = GraphData(folded, layout(folded), "topics folded into their edges")
+    return GraphData(graph, layout(graph), compact=compact)
+
+
+def collapse_topics(graph: Any) -> Any:
+    """``graph`` with each topic that has publishers and subscribers folded away: an edge from
+    every publisher to every subscriber, carrying the delivery's kind, count and outcomes and
+    both hops' spans. A topic nobody reads (or nobody wrote) stays: what was lost is there."""
+    import networkx as nx
+
+    out = nx.MultiDiGraph()
+    out.add_nodes_from(graph.nodes(data=True))
+    multi = graph.is_multigraph()
+
+    def edges(items: Any) -> list[tuple[Any, Any, dict[str, Any]]]:
+        return [(e[0], e[1], e[-1]) for e in items]
+
+    folded = set()
+    for node, data in graph.nodes(data=True):
+        if data.get("kind") != "topic":
+            continue
+        ins = edges(
+            graph.in_edges(node, keys=True, data=True) if multi else graph.in_edges(node, data=True)
+        )
+        outs = edges(
+            graph.out_edges(node, keys=True, data=True)
+            if multi
+            else graph.out_edges(node, data=True)
+        )
+        if not ins or not outs:
+            continue
+        folded.add(node)
+        for p, _, d_in in ins:
+            for _, q, d_out in outs:
+                attrs = dict(d_out)
+                attrs["declared"] = bool(d_in.get("declared")) and bool(d_out.get("declared"))
+                attrs["span_ids"] = [*(d_in.get("span_ids") or ()), *(d_out.get("span_ids") or ())]
+                out.add_edge(p, q, **attrs)
+    for u, v, d in edges(graph.edges(keys=True, data=True) if multi else graph.edges(data=True)):
+        if u not in folded and v not in folded:
+            out.add_edge(u, v, **d)
+    out.remove_nodes_from(folded)
+    return out
+
+
+def focus_graph(view: GraphData, node: str) -> GraphData:
+    """``view`` cut to ``node``, its neighbours and, through a topic, the agents on its other
+    side: the edges a person asks about when they pick an agent, laid out on their own."""
+    graph = view.graph
+    if graph is None or node not in graph:
+        return view
+    topics = {
+        n
+        for n in (*graph.predecessors(node), *graph.successors(node))
+        if graph.nodes[n].get("kind") == "topic"
+    }
+    around = {node} | topics
+    multi = graph.is_multigraph()
+    edges = [
+        e
+        for e in (graph.edges(keys=True) if multi else graph.edges())
+        if e[0] in around or e[1] in around
+    ]
+    sub = graph.edge_subgraph(edges).copy()
+    sub.add_node(node, **graph.nodes[node])
+    return GraphData(sub, layout(sub), f"focus on {node}")
 
 
 def edges_for(view: GraphData, span_ids: Sequence[str]) -> set[int]:
@@ -374,3 +510,185 @@ def edges_for(view: GraphData, span_ids: Sequence[str]) -> set[int]:
         return set()
     wanted = set(span_ids)
     return {e.index for e in view.layout.edges if e.span_ids & wanted}
+
+
+# -- what the waterfall shows beside a span's name: kind, model, tokens, events ------------
+
+# The attributes the waterfall needs of each span, read by DuckDB out of the JSON column
+# (a page of spans at a time) rather than whole: ``tui._llm`` decides what they mean.
+_FACT_KEYS = (
+    "gen_ai.operation.name", "openinference.span.kind", "messaging.system",
+    "messaging.operation.type", *MODEL_KEYS, *INPUT_TOKENS, *OUTPUT_TOKENS,
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class SpanFacts:
+    kind: str | None  # agent, llm, tool, guardrail, message... (tui._llm.span_kind)
+    model: str | None
+    tokens: tuple[int, int] | None  # (input, output) of a model call
+    events: tuple[int, ...] = ()  # times of the span's events (marks on its bar)
+
+
+def _extract_sql(where: str) -> str:
+    cols = ", ".join(f'json_extract_string(attributes, \'$."{k}"\') AS "{k}"' for k in _FACT_KEYS)
+    return f"SELECT span_id, {cols} FROM spans WHERE trace_id = ? {where}"
+
+
+def span_facts(store: Store, run_id: str, span_ids: Sequence[str]) -> dict[str, SpanFacts]:
+    """Kind, model, tokens and event times of ``span_ids`` (a waterfall page)."""
+    if not span_ids:
+        return {}
+    ids = list(span_ids)
+    rows = store.arrow(
+        _extract_sql("AND list_contains(?::VARCHAR[], span_id)"), [run_id, ids]
+    ).to_pylist()
+    events: dict[str, tuple[int, ...]] = {}
+    for r in store.arrow(
+        """SELECT span_id, list(time_ns ORDER BY time_ns)[1:64] AS times FROM span_events
+           WHERE trace_id = ? AND list_contains(?::VARCHAR[], span_id) GROUP BY span_id""",
+        [run_id, ids],
+    ).to_pylist():
+        events[r["span_id"]] = tuple(r["times"])
+    out = {}
+    for r in rows:
+        attrs = {k: v for k, v in r.items() if v is not None}
+        out[r["span_id"]] = SpanFacts(
+            span_kind(attrs), span_model(attrs), span_tokens(attrs), events.get(r["span_id"], ())
+        )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Tokens:
+    """Tokens of a run's model calls, by agent and by model."""
+
+    input: int = 0
+    output: int = 0
+    by_agent: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    by_model: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return self.input + self.output
+
+
+def run_tokens(store: Store, run_ids: Iterable[str]) -> dict[str, Tokens]:
+    """The input and output tokens of each run's model calls (GenAI and OpenInference names).
+
+    Agent spans' aggregated usage is left out: it repeats their calls'. Runs without a
+    model call get no entry. ``agentrace runs --json`` reports the same numbers.
+    """
+    ids = sorted(set(run_ids))
+    if not ids:
+        return {}
+    tin = " , ".join(f"json_extract_string(attributes, '$.\"{k}\"')" for k in INPUT_TOKENS)
+    tout = " , ".join(f"json_extract_string(attributes, '$.\"{k}\"')" for k in OUTPUT_TOKENS)
+    model = " , ".join(f"json_extract_string(attributes, '$.\"{k}\"')" for k in MODEL_KEYS)
+    rows = store.arrow(
+        f"""SELECT trace_id, coalesce(agent, '') AS agent, coalesce({model}, '') AS model,
+                   sum(TRY_CAST(coalesce({tin}) AS BIGINT)) AS tin,
+                   sum(TRY_CAST(coalesce({tout}) AS BIGINT)) AS tout
+            FROM spans
+            WHERE list_contains(?::VARCHAR[], trace_id)
+              AND (coalesce({tin}) IS NOT NULL OR coalesce({tout}) IS NOT NULL)
+            GROUP BY ALL""",
+        [ids],
+    ).to_pylist()
+    acc: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        a = acc.setdefault(r["trace_id"], {"in": 0, "out": 0, "agent": {}, "model": {}})
+        i, o = int(r["tin"] or 0), int(r["tout"] or 0)
+        a["in"] += i
+        a["out"] += o
+        for dim, name in (("agent", r["agent"]), ("model", r["model"])):
+            if name:
+                pi, po = a[dim].get(name, (0, 0))
+                a[dim][name] = (pi + i, po + o)
+    return {
+        run: Tokens(a["in"], a["out"], dict(a["agent"]), dict(a["model"])) for run, a in acc.items()
+    }
+
+
+def filter_spans(store: Store, run_id: str, query: str) -> list[str]:
+    """Ids of the spans matching every word of ``query`` (shell quoting for spaces):
+    ``agent:NAME``, ``kind:KIND`` (llm,
+    tool, agent, guardrail, message...), ``status:error`` (or ``ok``/``unset``), ``model:TEXT``,
+    and plain words (in the name, agent or operation)."""
+    wanted: dict[str, list[str]] = {}
+    words: list[str] = []
+    try:
+        tokens = shlex.split(query)  # agent:'Billing agent' keeps its space
+    except ValueError:
+        tokens = query.split()
+    for word in tokens:
+        field_, sep, value = word.partition(":")
+        if sep and field_.lower() in ("agent", "kind", "status", "model") and value:
+            wanted.setdefault(field_.lower(), []).append(value.lower())
+        else:
+            words.append(word.lower())
+    where, params = [], [run_id]
+    for w in words:
+        where.append(
+            "(contains(lower(name), ?) OR contains(lower(coalesce(agent, '')), ?)"
+            " OR contains(lower(coalesce(operation, '')), ?))"
+        )
+        params += [w, w, w]
+    for v in wanted.get("agent", []):
+        where.append("lower(coalesce(agent, '')) = ?")
+        params.append(v)
+    for v in wanted.get("status", []):
+        where.append("lower(status_code) = ?")
+        params.append(v)
+    rows = store.arrow(
+        _extract_sql(("AND " + " AND ".join(where)) if where else "")
+        + " ORDER BY start_ns, span_id",
+        params,
+    ).to_pylist()
+    out = []
+    for r in rows:
+        attrs = {k: v for k, v in r.items() if v is not None}
+        if "kind" in wanted and (span_kind(attrs) or "") not in wanted["kind"]:
+            continue
+        if "model" in wanted:
+            model = (span_model(attrs) or "").lower()
+            if not all(m in model for m in wanted["model"]):
+                continue
+        out.append(r["span_id"])
+    return out
+
+
+def filtered_tree(tree: pa.Table, keep: Iterable[int]) -> pa.Table:
+    """``tree`` (a ``span_tree`` table) cut to positions ``keep`` and their ancestors, with
+    depths and descendant counts recomputed: a waterfall of the matches, in context."""
+    depth = tree.column("depth").to_pylist()
+    wanted = set(keep)
+    kept: list[int] = []
+    stack: list[int] = []  # ancestors of the current position
+    marked: set[int] = set()
+    for pos, d in enumerate(depth):
+        while stack and depth[stack[-1]] >= d:
+            stack.pop()
+        if pos in wanted:
+            marked.update(stack)
+            marked.add(pos)
+        stack.append(pos)
+    kept = sorted(marked)
+    new_depth: list[int] = []
+    desc = [0] * len(kept)
+    open_: list[int] = []  # indices into kept of the ancestors of the current one
+    for i, pos in enumerate(kept):
+        while open_ and depth[kept[open_[-1]]] >= depth[pos]:
+            open_.pop()
+        for j in open_:
+            desc[j] += 1
+        new_depth.append(len(open_))
+        open_.append(i)
+    ids = tree.column("span_id").take(pa.array(kept, pa.int64()))
+    return pa.table(
+        {
+            "span_id": ids,
+            "depth": pa.array(new_depth, tree.schema.field("depth").type),
+            "descendants": pa.array(desc, tree.schema.field("descendants").type),
+        }
+    )

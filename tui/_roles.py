@@ -46,6 +46,7 @@ ROLES: dict[str, tuple[str | None, float, str | None, float, str]] = {
     "name": ("foreground", 1, None, 0, ""),
     "name.error": ("text-error", 1, None, 0, "bold"),
     "mark": ("text-accent", 1, None, 0, "bold"),
+    "kind": ("text-secondary", 1, None, 0, "italic"),
     "dur": ("foreground", 0.65, None, 0, ""),
     "bar": ("primary", 1, None, 0, ""),
     "bar.error": ("error", 1, None, 0, ""),

@@ -24,7 +24,15 @@ from rich.cells import cell_len
 
 from ._text import clip, fmt_duration
 
-__all__ = ["RowSpan", "TreeRows", "axis_ticks", "render_row"]
+__all__ = [
+    "RowSpan",
+    "TreeRows",
+    "axis_ticks",
+    "extra_columns",
+    "fmt_tokens",
+    "nice_step",
+    "render_row",
+]
 
 
 class TreeRows:
@@ -184,6 +192,10 @@ class RowSpan:
     end_ns: int
     status_code: str
     agent: str | None
+    label: str | None = None  # agent, llm, tool, guardrail, message... (tui._llm.span_kind)
+    model: str | None = None
+    tokens: tuple[int, int] | None = None  # (input, output)
+    events: tuple[int, ...] = ()  # event times: marks on the bar
 
     @classmethod
     def rows_of(cls, table: pa.Table) -> dict[str, RowSpan]:
@@ -201,18 +213,61 @@ class RowSpan:
         return out
 
 
-def axis_ticks(t0: int, t1: int, width: int, *, every: int = 16) -> list[tuple[int, str]]:
-    """Tick positions and labels (time since ``t0``) for a bar area ``width`` cells wide."""
-    span = max(1, t1 - t0)
+_NICE = (1, 2, 5)
+
+
+def nice_step(total_ns: int, cells: int, *, every: int = 14) -> int:
+    """A round tick step (1, 2 or 5 times a power of ten, in ns) putting a tick about every
+    ``every`` cells on an axis ``cells`` wide for ``total_ns``."""
+    want = max(1, total_ns * every // max(1, cells))
+    power = 1
+    while True:
+        for m in _NICE:
+            if m * power >= want:
+                return m * power
+        power *= 10
+
+
+def axis_ticks(t0: int, t1: int, width: int, *, every: int = 14) -> list[tuple[int, str]]:
+    """Tick positions and labels (round times since ``t0``) for a bar area ``width`` cells wide."""
+    total = max(1, t1 - t0)
+    step = nice_step(total, width, every=every)
     out = []
-    x = 0
-    while x < width:
-        out.append((x, fmt_duration(span * x // max(1, width))))
-        x += every
+    t = 0
+    while t < total:
+        out.append((t * width // total, fmt_duration(t)))
+        t += step
     return out
 
 
+def fmt_tokens(n: int) -> str:
+    """Tokens, short: ``950``, ``12.3k``, ``1.2M``."""
+    if n < 1_000:
+        return str(n)
+    if n < 1_000_000:
+        return f"{n / 1_000:.1f}k"
+    return f"{n / 1_000_000:.1f}M"
+
+
+# Kinds in the 6 cells of their column.
+_SHORT_KINDS = {"workflow": "flow", "message": "msg", "guardrail": "guard", "retriever": "retr"}
+
+# Columns beside the name, by width: (name, cells); the widget picks those that fit.
+EXTRA_COLUMNS = (("kind", 7), ("model", 17), ("tokens", 11))
+
+
+def extra_columns(width: int) -> tuple[tuple[str, int], ...]:
+    """The columns a waterfall ``width`` cells wide shows: kind from 76, model from 110,
+    tokens from 130 (the names keep 30 cells or more, the bars a third of the width)."""
+    keep: tuple[tuple[str, int], ...] = ()
+    for (name, w), at in zip(EXTRA_COLUMNS, (76, 110, 130), strict=True):
+        if width >= at:
+            keep += ((name, w),)
+    return keep
+
+
 BAR = "━"
+EVENT = "◆"
 
 
 def render_row(
@@ -226,20 +281,23 @@ def render_row(
     t0: int,
     t1: int,
     marks: Iterable[str] = (),
+    columns: tuple[tuple[str, int], ...] = (),
 ) -> list[tuple[str, str]]:
     """One waterfall row as (text, role) runs that fill ``width`` cells exactly.
 
     Roles: ``tree`` (guides and fold marker), ``name``, ``name.error``, ``mark``
     (version and finding badges), ``dur``, ``bar``, ``bar.error``, ``bar.producer``,
-    ``bar.consumer``, ``axis`` (the empty part of the bar area). ``span`` None
-    renders a placeholder while its page loads.
+    ``bar.consumer``, ``axis`` (the empty part of the bar area), ``kind``, ``key``
+    (model), ``num`` (tokens). ``columns`` (from :func:`extra_columns`) come out of the
+    tree column's width. ``span`` None renders a placeholder while its page loads.
     """
     indent = "  " * min(depth, 12)
     marker = ("▸ " if folded else "▾ ") if has_children else "  "
     head = indent + marker
     badge = " ".join(marks)
     runs: list[tuple[str, str]] = [(head, "tree")]
-    name_room = max(0, tree_width - cell_len(head))
+    extra_w = sum(w for _, w in columns)
+    name_room = max(0, tree_width - extra_w - cell_len(head))
     if span is None:
         runs.append((clip("…", name_room).ljust(name_room), "tree"))
     else:
@@ -252,6 +310,16 @@ def render_row(
         pad = name_room - cell_len(name) - cell_len(badge_text)
         if pad > 0:
             runs.append((" " * pad, "name"))
+    for col, w in columns:
+        text, role = "", "dim"
+        if span is not None and col == "kind":
+            text, role = _SHORT_KINDS.get(span.label or "", span.label or ""), "kind"
+        elif span is not None and col == "model":
+            text, role = span.model or "", "key"
+        elif span is not None and col == "tokens" and span.tokens:
+            text, role = f"{fmt_tokens(span.tokens[0])}/{fmt_tokens(span.tokens[1])}", "num"
+        cell = clip(text, w - 1)
+        runs.append(((" " + cell).ljust(w) if col != "tokens" else cell.rjust(w - 1) + " ", role))
     dur_w = 10
     rest = width - tree_width
     if rest <= 0:
@@ -279,7 +347,15 @@ def render_row(
             )
             if x0:
                 runs.append((" " * x0, "axis"))
-            runs.append((BAR * (x1 - x0), role))
+            bar = BAR * (x1 - x0)
+            if span.events:
+                # Each event a mark on the bar, where it happened.
+                cells = list(bar)
+                for t in span.events:
+                    x = min(x1 - 1, max(x0, int((t - t0) * bar_w / total)))
+                    cells[x - x0] = EVENT
+                bar = "".join(cells)
+            runs.append((bar, role))
             if bar_w - x1:
                 runs.append((" " * (bar_w - x1), "axis"))
     return _fit(runs, width)

@@ -28,11 +28,12 @@ from textual.worker import Worker, WorkerState
 
 from tracer import IngestResult, Store
 
-from .messages import FindingsStored, OpenRun, StoreChanged
+from .messages import FindingsStored, OpenRun, OpenText, StoreChanged
 from .palette import AgentraceCommands
 from .screens.help import HelpScreen
 from .screens.run import RunScreen
 from .screens.runs import RunsScreen
+from .screens.text import TextScreen
 
 # Two themes with the same roles: colours chosen to keep their contrast on their own
 # background (errors and successes are darker on the light one).
@@ -49,6 +50,7 @@ LIGHT = Theme(
 
 
 DEFAULT_MEMORY_MB = 160
+OSC52_LIMIT = 74_000  # bytes of text: base64 makes it ~99 KB, under what terminals accept
 
 
 def default_theme(env: dict[str, str] | None = None) -> str:
@@ -73,7 +75,10 @@ class AgentraceApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("question_mark", "help", "Help"),
         Binding("ctrl+t", "toggle_theme", "Theme", show=False),
+        Binding("ctrl+s", "screenshot", "Screenshot", show=False),
         Binding("q", "quit", "Quit"),
+        # Quits even while a worker is busy (Textual's default only says how to quit).
+        Binding("ctrl+c", "quit", "Quit", show=False),
     ]
 
     def __init__(
@@ -105,6 +110,8 @@ class AgentraceApp(App[None]):
         self._pending: set[str] = set()
         self._pending_lock = threading.Lock()
         self.ingested_spans = 0
+        self.live_runs: set[str] = set()  # runs that received spans since the app started
+        self.marked_run: str | None = None  # ``m``: the run the next ``C`` compares with
         self.register_theme(DARK)
         self.register_theme(LIGHT)
         self.theme = theme or default_theme()
@@ -183,6 +190,7 @@ class AgentraceApp(App[None]):
             runs, self._pending = frozenset(self._pending), set()
         if not runs:
             return
+        self.live_runs |= runs
         self._refresh_screens(runs, spans=True)
         self._analyze(runs)
 
@@ -215,6 +223,22 @@ class AgentraceApp(App[None]):
             return
         self.push_screen(RunScreen(self.store, run_id, span_id=message.span_id))
 
+    def mark_run(self, run_id: str) -> None:
+        self.marked_run = run_id
+        self.notify(f"run {run_id[:12]} marked: C on another run compares them", markup=False)
+
+    def compare_with_marked(self, run_id: str) -> None:
+        """Two runs side by side at their first divergence: the marked one (A) and ``run_id``."""
+        from .screens.compare import CompareScreen
+
+        if self.marked_run is None or self.marked_run == run_id:
+            self.notify("mark a run first (m), then press C on another", severity="warning")
+            return
+        self.push_screen(CompareScreen(self.store, self.marked_run, run_id))
+
+    def on_open_text(self, message: OpenText) -> None:
+        self.push_screen(TextScreen(message.title, message.text))
+
     def action_show_runs(self) -> None:
         """Back to the runs screen (popping every run screen above it)."""
         if not any(isinstance(s, RunsScreen) for s in self.screen_stack):
@@ -226,6 +250,28 @@ class AgentraceApp(App[None]):
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
+
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        """Write an SVG of the screen into the current directory (the palette's command too)."""
+        try:
+            written = self.save_screenshot(filename, path or os.getcwd())
+        except OSError as exc:
+            self.notify(f"cannot write the screenshot: {exc}", severity="error", markup=False)
+            return
+        self.notify(f"screenshot written to {written}", markup=False)
+
+    def copy_text(self, text: str, what: str) -> None:
+        """Copy ``text``: to the terminal's clipboard (OSC 52) when it is small enough for
+        terminals to take (xterm and tmux cap the sequence near 100 KB), else to a file in the
+        current directory. Either way the user is told where it went."""
+        if len(text.encode()) <= OSC52_LIMIT and os.environ.get("TERM") != "linux":
+            self.copy_to_clipboard(text)
+            self.notify(f"copied {what} to the clipboard", markup=False)
+            return
+        fd, name = tempfile.mkstemp(prefix="agentrace-copy-", suffix=".txt", dir=os.getcwd())
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        self.notify(f"{what} is too big for the clipboard: written to {name}", markup=False)
 
     def action_toggle_theme(self) -> None:
         self.theme = "agentrace-light" if self.theme == "agentrace-dark" else "agentrace-dark"

@@ -11,7 +11,7 @@ from textual.message import Message
 
 from tracer import Finding, Run
 
-from ._data import GraphData, RunMeta, SpanData, StateData
+from ._data import GraphData, RunMeta, SpanView, StateData
 
 
 class StoreChanged(Message):
@@ -22,9 +22,10 @@ class StoreChanged(Message):
 
 
 class RunsLoaded(Message):
-    def __init__(self, runs: list[Run]) -> None:
+    def __init__(self, runs: list[Run], kinds: dict[str, tuple[str, ...]] | None = None) -> None:
         super().__init__()
         self.runs = runs
+        self.kinds = kinds or {}  # run id -> its findings' kinds, most frequent first
 
 
 class OpenRun(Message):
@@ -60,9 +61,18 @@ class StateLoaded(Message):
 
 
 class SpanLoaded(Message):
-    def __init__(self, view: SpanData) -> None:
+    def __init__(self, view: SpanView) -> None:
         super().__init__()
         self.view = view
+
+
+class OpenText(Message):
+    """Show a value whole (it was cut in a pane): ``title`` and the text."""
+
+    def __init__(self, title: str, text: str) -> None:
+        super().__init__()
+        self.title = title
+        self.text = text
 
 
 class SpanSelected(Message):

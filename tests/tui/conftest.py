@@ -5,9 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from tracer import Store
+from tracer import Store, import_file
 
 from .helpers import load_scenarios, stale_read_run
+
+FOREIGN = Path(__file__).parents[1] / "fixtures" / "foreign"
 
 
 @pytest.fixture(scope="session")
@@ -19,6 +21,27 @@ def scenario_store(
     store = Store(path)
     runs = load_scenarios(store)
     yield store, runs
+    store.close()
+
+
+@pytest.fixture(scope="session")
+def story_store(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Store, dict[str, str]]]:
+    """One run of each story the screenshots tell: credit (a stale read), the hybrid saga,
+    a LangGraph run (OpenInference) and a pydantic-ai run (GenAI); run id by story."""
+    path = Path(tmp_path_factory.mktemp("stories")) / "stories.duckdb"
+    store = Store(path)
+    runs = load_scenarios(store, ["credit", "choreo-saga"])
+    out = {
+        "credit": next(r for r in runs["credit"] if store.findings(r)),
+        "hybrid": runs["choreo-saga"][0],
+    }
+    for story, name in (("langgraph", "langgraph_openinference"), ("pydantic-ai", "pydantic_ai")):
+        before = {r.run_id for r in store.runs()}
+        import_file(store, FOREIGN / f"{name}.jsonl")
+        out[story] = sorted(r.run_id for r in store.runs() if r.run_id not in before)[0]
+    yield store, out
     store.close()
 
 

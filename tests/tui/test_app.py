@@ -53,14 +53,14 @@ async def test_the_runs_screen_sorts_filters_searches_and_opens(scenario_store: 
         total = sum(len(v) for v in runs.values())
         assert len(table.shown) == total == table.row_count
         starts = [r.start_ns for r in table.shown]
-        assert starts == sorted(starts)
+        assert starts == sorted(starts, reverse=True)  # newest first
 
         await pilot.press("s")  # sort by the next column: duration
         assert screen.sort_key == "duration"
         durations = [r.duration_ns for r in table.shown]
-        assert durations == sorted(durations)
+        assert durations == sorted(durations, reverse=True)
         await pilot.press("r")
-        assert [r.duration_ns for r in table.shown] == sorted(durations, reverse=True)
+        assert [r.duration_ns for r in table.shown] == sorted(durations)
 
         await pilot.press("p")  # orchestration only
         assert screen.pattern == "orchestration"
@@ -76,7 +76,9 @@ async def test_the_runs_screen_sorts_filters_searches_and_opens(scenario_store: 
         await pilot.press("x")
 
         await pilot.press("slash")
-        await pilot.press(*"trading")
+        await pilot.press(*"stale")  # a finding kind
+        assert table.shown and all("stale_read" in screen.kinds[r.run_id] for r in table.shown)
+        await pilot.press(*["backspace"] * 5, *"trading")
         assert [r.scenario for r in table.shown] == ["trading-saga"]
         await pilot.press("enter", "enter")  # leave the search box, open the run
         await settle(app, pilot)
@@ -98,17 +100,17 @@ async def test_clicking_a_header_sorts_by_it(scenario_store: Scenarios) -> None:
         table = screen.query_one(RunsTable)
         x = 0
         for key, column in table.columns.items():
-            if key.value == "spans":
+            if key.value == "duration":
                 break
             x += column.get_render_width(table)
         await pilot.click(RunsTable, offset=(x + 1, 0))
-        assert (screen.sort_key, screen.sort_reverse) == ("spans", False)
-        assert [r.span_count for r in table.shown] == sorted(r.span_count for r in table.shown)
-        await pilot.click(RunsTable, offset=(x + 1, 0))
-        assert screen.sort_reverse
-        assert [r.span_count for r in table.shown] == sorted(
-            (r.span_count for r in table.shown), reverse=True
+        assert (screen.sort_key, screen.sort_reverse) == ("duration", True)
+        assert [r.duration_ns for r in table.shown] == sorted(
+            (r.duration_ns for r in table.shown), reverse=True
         )
+        await pilot.click(RunsTable, offset=(x + 1, 0))
+        assert not screen.sort_reverse
+        assert [r.duration_ns for r in table.shown] == sorted(r.duration_ns for r in table.shown)
 
 
 # -- run screen: the stepper -----------------------------------------------------------------
@@ -238,7 +240,7 @@ async def test_the_waterfall_moves_folds_and_feeds_the_span_detail(
         await settle(app, pilot)
         assert wf.cursor == 2
         assert detail.view.span.name == "invoke_agent scorer"
-        assert detail.view.versions == (2,)
+        assert detail.view.data.versions == (2,)
 
         await pilot.press("home", "enter")  # fold the root
         assert wf.rows.visible == 1
@@ -320,6 +322,11 @@ async def test_following_a_link_goes_from_consumer_to_producer(scenario_store: S
         await settle(app, pilot)
         assert wf.cursor_span == producer
         assert detail.view.span.span_id == producer and detail.view.span.kind == "PRODUCER"
+
+        await pilot.press("backspace")  # back to where the link was followed from
+        await settle(app, pilot)
+        assert wf.cursor_span == consumer.span_id
+        assert detail.view.span.span_id == consumer.span_id
 
 
 # -- findings --------------------------------------------------------------------------------
@@ -538,9 +545,12 @@ async def test_markup_in_traces_is_shown_literally(tmp_path: Path) -> None:
             runs_text = screen_text(app)
             assert MARKUP in runs_text
             assert "no findings stored" in runs_text  # nothing analysed these runs yet
-            cell = app.screen.query_one(RunsTable).get_row_at(0)[1]
-            assert cell.plain == MARKUP and not cell.spans
+            table = app.screen.query_one(RunsTable)
+            cells = [table.get_row_at(i)[1] for i in range(table.row_count)]
+            cell = next(c for c in cells if c.plain == MARKUP)
+            assert not cell.spans
 
+            table.move_cursor(row=cells.index(cell))
             await pilot.press("enter")
             await settle(app, pilot)
             text = screen_text(app)

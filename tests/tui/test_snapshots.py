@@ -1,4 +1,5 @@
-"""SVG snapshots at 120x40: the runs screen, and every pane of a run (zoomed) on three scenarios.
+"""SVG snapshots at 120x40: the runs screen, and every pane of a run (zoomed) on three scenarios;
+at 80x24 and 160x48: four stories (credit, the hybrid saga, LangGraph, pydantic-ai).
 
 Each run is first brought to its story: the first finding selected (``f``), which
 moves the stepper, the graph and the waterfall. Update after a deliberate change
@@ -66,3 +67,39 @@ def test_light_theme(snap_compare: Any, scenario_store: Scenarios) -> None:
     store, runs = scenario_store
     app = AgentraceApp(store, run_id=_run_of(store, runs, "credit"), theme="agentrace-light")
     assert snap_compare(app, terminal_size=SIZE, run_before=_before("f"))
+
+
+STORY_SIZES = {"small": (80, 24), "large": (160, 48)}
+
+
+def _story_before(story: str, small: bool) -> Callable[[Pilot[Any]], Any]:
+    """Bring a story to what it is about: the finding, or an LLM call's conversation."""
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        from tui.widgets.waterfall import Waterfall
+
+        await settle(pilot.app, pilot)
+        if story in ("credit", "hybrid"):
+            await pilot.press("f")
+        else:
+            pilot.app.screen.query_one(Waterfall).search(
+                "chat" if story == "pydantic-ai" else "Fake"
+            )
+            await settle(pilot.app, pilot)
+            if small:
+                await pilot.press("5")
+        await settle(pilot.app, pilot)
+
+    return run_before
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+@pytest.mark.parametrize("story", ["credit", "hybrid", "langgraph", "pydantic-ai"])
+def test_story(
+    snap_compare: Any, story_store: tuple[Store, dict[str, str]], story: str, size: str
+) -> None:
+    store, runs = story_store
+    app = AgentraceApp(store, run_id=runs[story], theme="agentrace-dark")
+    assert snap_compare(
+        app, terminal_size=STORY_SIZES[size], run_before=_story_before(story, size == "small")
+    )

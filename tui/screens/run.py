@@ -9,11 +9,12 @@ the panes. Panes speak up with messages (``VersionRequested``, ``SpanSelected``,
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
@@ -26,7 +27,9 @@ from textual.worker import get_current_worker
 from tracer import Finding, Store
 
 from .._data import GraphData, RunMeta, edges_for, load_graph, load_head, load_meta
+from .._prices import PriceError, Prices, load_prices
 from .._text import clip, fmt_duration
+from .._waterfall_model import fmt_tokens
 from ..messages import (
     FindingsDetected,
     FindingSelected,
@@ -46,6 +49,8 @@ from ..widgets.waterfall import Waterfall
 from .prompt import Prompt
 
 PANES = ("graph", "waterfall", "state", "findings", "span")
+# Below this width or height the panes become tabs (see RunScreen._arrange).
+TABS_BELOW = (110, 34)
 _VERSION = Binding.Group("version", compact=True)
 
 
@@ -67,6 +72,9 @@ class RunScreen(Screen[None]):
         Binding("d", "diff", "Diff", show=False),
         Binding("f", "next_finding", "Finding"),
         Binding("z", "zoom", "Zoom"),
+        Binding("backspace", "go_back", "Back", show=False),
+        Binding("m", "mark", "Mark run", show=False),
+        Binding("C", "compare", "Compare", show=False),
     ]
 
     # repaint=False: a screen's repaint redraws every pane; the watchers refresh what changed.
@@ -86,9 +94,16 @@ class RunScreen(Screen[None]):
         self._detected: tuple[Finding, ...] = ()
         self._shown: set[str] = set()
         self._after_paint = False
+        self.tabbed = False
+        self._price_cache: tuple[Prices | None] | None = None
+        self.history: list[tuple[str | None, int]] = []  # (span, version) before each jump
+        self.active = "waterfall"  # the pane shown when the panes are tabs
 
     def compose(self) -> ComposeResult:
         yield TitleBar(id="run-header")
+        tabs = TitleBar(id="run-tabs")
+        tabs.display = False
+        yield tabs
         search = Input(
             placeholder="find spans: name, agent or operation (enter; then n / N)", id="span-search"
         )
@@ -115,6 +130,7 @@ class RunScreen(Screen[None]):
             self.query_one(f"#{pane}").border_title = f"{i} {titles[pane]}"
         self.query_one(CoordinationGraph).border_subtitle = LEGEND
         self.query_one(Waterfall).focus()
+        self._arrange()
         # First the run's head (the run, its findings, its last version): with the waterfall's
         # tree, that is all the first paint needs. What is slower (every version's metadata,
         # the coordination graph, findings for a run with none stored) waits for that paint:
@@ -141,6 +157,8 @@ class RunScreen(Screen[None]):
         if not meta.findings and self._detected:
             meta = replace(meta, findings=self._detected)
         self.meta = meta
+        if first or not meta.findings:
+            self._arrange()  # a run without versions (or findings) lends their room
         self.query_one(FindingsList).set_findings(meta.findings)
         self.query_one(SpanDetail).set_meta(meta)
         wf = self.query_one(Waterfall)
@@ -171,11 +189,16 @@ class RunScreen(Screen[None]):
         self._painted("waterfall")
 
     def _painted(self, part: str) -> None:
-        """Once the state and the waterfall are on screen, start the slower loads."""
+        """Once the state and the waterfall are on screen, start the slower loads.
+
+        A pane not shown (another tab is up) is not waited for: the graph must load
+        whatever the terminal's size.
+        """
         if self._after_paint:
             return
         self._shown.add(part)
-        if {"state", "waterfall"} <= self._shown:
+        waited = {p for p in ("state", "waterfall") if self._pane_shown(p)}
+        if waited <= self._shown:
             self._after_paint = True
             self._load_meta(full=True)
             self._load_graph()
@@ -222,10 +245,90 @@ class RunScreen(Screen[None]):
             self._load_graph()
             self.query_one(Waterfall).load()
 
+    # -- layout ----------------------------------------------------------------------------
+
+    def on_resize(self) -> None:
+        self._arrange()
+
+    def _pane_shown(self, name: str) -> bool:
+        if self.tabbed:
+            return name == self.active
+        no_state = self.meta is not None and not self.meta.last_version
+        return not (name == "state" and no_state)
+
+    def _arrange(self) -> None:
+        """Lay the panes out for the terminal's size.
+
+        At 120×40 and up every pane has room side by side: the graph as tall as its
+        picture (up to 16 rows), the findings and span detail 11 rows, the waterfall
+        and state the rest (10 rows or more). Below that (80×24 leaves the middle
+        no row at all) the panes become tabs: one at a time, under a line naming
+        them, switched with 1–5 or tab. A run with no state versions gives the
+        state's room to the waterfall, and the span detail (an LLM's conversation)
+        half the height.
+        """
+        width, height = self.size
+        if not width or not height:
+            return
+        tabbed = width < TABS_BELOW[0] or height < TABS_BELOW[1]
+        self.tabbed = tabbed
+        self.set_class(tabbed, "-tabs")
+        graph = self.query_one(CoordinationGraph)
+        middle, bottom = self.query_one("#run-middle"), self.query_one("#run-bottom")
+        no_state = self.meta is not None and not self.meta.last_version
+        no_findings = self.meta is not None and not self.meta.findings
+        if tabbed:
+            if self.maximized is not None:
+                self.minimize()
+            self.query_one("#run-tabs").display = True
+            for pane in PANES:
+                self.query_one(f"#{pane}").display = pane == self.active
+            middle.display = self.active in ("waterfall", "state")
+            bottom.display = self.active in ("findings", "span")
+            graph.fill = True
+            bottom.styles.height = "1fr"
+            self._update_tabs()
+        else:
+            self.query_one("#run-tabs").display = False
+            for pane in PANES:
+                self.query_one(f"#{pane}").display = True
+            if no_state:
+                self.query_one("#state").display = False
+            if no_state and no_findings:
+                self.query_one("#findings").display = False
+            middle.display = bottom.display = True
+            graph.fill = False
+            bottom.styles.height = "1fr" if no_state else None
+        self._painted("layout")
+
+    def _update_tabs(self) -> None:
+        if not self.tabbed:
+            return
+        titles = {"graph": "Graph", "waterfall": "Waterfall", "state": "State",
+                  "findings": "Findings", "span": "Span"}  # fmt: skip
+        parts: list[tuple[str, str] | str] = []
+        for i, pane in enumerate(PANES, 1):
+            label = f" {i} {titles[pane]} "
+            parts.append((label, "bold reverse") if pane == self.active else label)
+        parts.append(("  tab: next", "dim"))
+        self.query_one("#run-tabs", TitleBar).text = Text.assemble(*parts)
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        pane = event.widget.id
+        if pane in PANES and pane != self.active:
+            self.active = pane
+            if self.tabbed:
+                self._arrange()
+
     # -- the shared state ------------------------------------------------------------------
 
-    def watch_version(self) -> None:
+    def watch_version(self, old: int, new: int) -> None:
         self._apply_version()
+        meta = self.meta
+        vm = meta.version(new) if meta is not None and old else None
+        if vm is not None and vm.span_id:
+            # Stepping: the span detail follows to the span that committed the version.
+            self.query_one(SpanDetail).show(vm.span_id, meta)
 
     def watch_base(self) -> None:
         self._apply_version()
@@ -270,6 +373,16 @@ class RunScreen(Screen[None]):
             return None
         return next((f for f in self.meta.findings if f.finding_id == self.finding), None)
 
+    def _prices(self) -> Prices | None:
+        """The user's price file, read once per screen; a bad file is said once, not fatal."""
+        if self._price_cache is None:
+            try:
+                self._price_cache = (load_prices(),)
+            except PriceError as exc:
+                self._price_cache = (None,)
+                self.notify(str(exc), severity="warning", markup=False)
+        return self._price_cache[0]
+
     def _update_header(self) -> None:
         meta = self.meta
         header = self.query_one("#run-header", TitleBar)
@@ -277,23 +390,50 @@ class RunScreen(Screen[None]):
             header.text = Text(f" run {self.run_id[:12]}  loading…")
             return
         r = meta.run
-        parts: list[tuple[str, str] | str] = [
-            (" run ", "bold reverse"),
-            (f" {r.run_id[:12]} ", "bold"),
-            (clip(r.workflow or "-", 30), "bold"),
-            f" · {r.pattern or '-'} · ",
-            (r.status or "-", "bold"),
-            f" ({_n(r.error_count, 'error')}, {r.handled_error_count} handled)"
+        # Facts by priority (lower first kept): what drops when the terminal is narrow.
+        facts: list[tuple[int, tuple[str, str] | str]] = [
+            (5, r.pattern or "-"),
+            (1, (r.status or "-", "bold")),
+            (2, f"{_n(r.error_count, 'error')}, {r.handled_error_count} handled")
             if r.error_count or r.handled_error_count
-            else "",
-            f" · {fmt_duration(r.duration_ns)} · {_n(len(r.agents), 'agent')} · {_n(r.span_count, 'span')}"
-            f" · {_n(r.finding_count, 'finding')}   ",
+            else (9, ""),
+            (2, fmt_duration(r.duration_ns)),
+            (4, _n(len(r.agents), "agent")),
+            (3, _n(r.span_count, "span")),
+            (2, _n(r.finding_count, "finding")),
         ]
+        if meta.tokens is not None:
+            t = meta.tokens
+            facts.append((3, (f"{fmt_tokens(t.input)} in/{fmt_tokens(t.output)} out tokens", "")))
+            prices = self._prices()
+            if prices is not None:
+                usd, unpriced = prices.cost(t.by_model)
+                facts.append(
+                    (
+                        3,
+                        f"${usd:.4f}"
+                        + (f" (+{fmt_tokens(unpriced)} unpriced)" if unpriced else ""),
+                    )
+                )
+        tail: list[tuple[str, str] | str] = []
         if meta.last_version:
-            parts.append((f" v{self.version}/{meta.last_version} ", "reverse"))
+            tail.append((f" v{self.version}/{meta.last_version} ", "reverse"))
             if self.base is not None:
-                parts.append(f" diff base v{self.base}")
-        header.text = Text.assemble(*parts)
+                tail.append(f" diff base v{self.base}")
+        width = header.size.width or self.size.width or 120
+        for cut in (9, 5, 4, 3, 2, 1):
+            kept = [f for p, f in facts if p < cut and f]
+            text = Text.assemble(
+                (" run ", "bold reverse"),
+                (f" {r.run_id[:12] if width >= 100 else r.run_id[:8]} ", "bold"),
+                (clip(r.workflow or "-", 30 if width >= 100 else 20), "bold"),
+                *[piece for f in kept for piece in (" · ", f)],
+                "   ",
+                *tail,
+            )
+            if text.cell_len <= width:
+                break
+        header.text = text
 
     # -- messages from panes ---------------------------------------------------------------
 
@@ -303,6 +443,7 @@ class RunScreen(Screen[None]):
             self._pending_version = message.version
             return
         k = max(1, min(self.meta.last_version, message.version)) if self.meta.last_version else 0
+        self._remember()
         self.finding = None
         if message.set_base:
             self.base = message.base
@@ -340,6 +481,16 @@ class RunScreen(Screen[None]):
             self.query_one(Waterfall).select_span(f.span_ids[0])
         self._highlight()
 
+    @on(CoordinationGraph.AgentChosen)
+    def _agent_chosen(self, message: CoordinationGraph.AgentChosen) -> None:
+        """An agent picked in the graph: the waterfall shows only its spans (and their parents)."""
+        if message.agent is None:
+            self.app.bell()
+            return
+        self.query_one(Waterfall).set_filter("agent:" + shlex.quote(message.agent))
+        if self.tabbed:
+            self._show_pane("waterfall")
+
     @on(Waterfall.SearchAsked)
     def _ask_search(self) -> None:
         box = self.query_one("#span-search", Input)
@@ -353,8 +504,38 @@ class RunScreen(Screen[None]):
         waterfall.focus()
         waterfall.search(event.value)
 
+    def _remember(self) -> None:
+        """Where the user is (the waterfall's span, the version), for the back key."""
+        here = (self.query_one(Waterfall).cursor_span, self.version)
+        if not self.history or self.history[-1] != here:
+            self.history.append(here)
+            del self.history[:-100]
+
+    def action_mark(self) -> None:
+        app: Any = self.app
+        if hasattr(app, "mark_run"):
+            app.mark_run(self.run_id)
+
+    def action_compare(self) -> None:
+        app: Any = self.app
+        if hasattr(app, "compare_with_marked"):
+            app.compare_with_marked(self.run_id)
+
+    def action_go_back(self) -> None:
+        """Back to where the user was before following a link or a STALE line."""
+        if not self.history:
+            self.app.bell()
+            return
+        span_id, version = self.history.pop()
+        if span_id is not None:
+            self.query_one(Waterfall).select_span(span_id)
+        if version and self.meta is not None and version != self.version:
+            self.finding = None
+            self.version = version
+
     @on(FollowLink)
     def _follow(self, message: FollowLink) -> None:
+        self._remember()
         if message.trace_id == self.run_id:
             if not self.query_one(Waterfall).select_span(message.span_id):
                 self.notify("that span is not in this run", severity="warning")
@@ -382,15 +563,23 @@ class RunScreen(Screen[None]):
     def action_pane(self, name: str) -> None:
         if self.maximized is not None:
             self._zoom(None)
+        self._show_pane(name)
+
+    def _show_pane(self, name: str) -> None:
+        self.active = name
+        self._arrange()
         self.query_one(f"#{name}", Widget).focus()
 
     def action_cycle(self, delta: int) -> None:
         focused = self.focused
         current = focused.id if focused is not None and focused.id in PANES else PANES[0]
-        nxt = PANES[(PANES.index(current) + delta) % len(PANES)]
+        shown = [p for p in PANES if self.tabbed or self._pane_shown(p)]
+        if current not in shown:
+            current = shown[0]
+        nxt = shown[(shown.index(current) + delta) % len(shown)]
         if self.maximized is not None:
             self._zoom(self.query_one(f"#{nxt}", Widget))
-        self.query_one(f"#{nxt}", Widget).focus()
+        self._show_pane(nxt)
 
     def action_step(self, delta: int) -> None:
         if self.meta is not None and self.meta.last_version:
@@ -429,7 +618,13 @@ class RunScreen(Screen[None]):
         i = ids.index(self.finding) + 1 if self.finding in ids else 0
         self.select_finding(findings[i % len(findings)])
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # In tabs a pane already has the whole screen (and the footer needs the room).
+        return not (action == "zoom" and self.tabbed)
+
     def action_zoom(self) -> None:
+        if self.tabbed:
+            return  # a tab already has the whole screen
         if self.maximized is not None:
             self._zoom(None)
             return
@@ -440,7 +635,7 @@ class RunScreen(Screen[None]):
     def _zoom(self, pane: Widget | None) -> None:
         """Give ``pane`` the whole screen (None: back to every pane)."""
         graph = self.query_one(CoordinationGraph)
-        graph.zoomed = pane is graph
+        graph.fill = pane is graph
         if pane is None:
             self.minimize()
         else:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from rich.style import Style
 from rich.text import Text
@@ -23,8 +25,9 @@ from ..widgets.title_bar import TitleBar
 PATTERNS = ("all", "orchestration", "choreography", "hybrid", "imported")
 
 
-def matches(run: Run, query: str) -> bool:
-    """Does every word of ``query`` appear in the run's id, workflow, scenario, status, pattern or agents?"""
+def matches(run: Run, query: str, kinds: Iterable[str] = ()) -> bool:
+    """Does every word of ``query`` appear in the run's id, workflow, scenario, status, pattern,
+    agents or finding kinds (``stale`` finds the runs with a ``stale_read``)?"""
     hay = " ".join(
         [
             run.run_id,
@@ -33,6 +36,7 @@ def matches(run: Run, query: str) -> bool:
             run.status or "",
             run.pattern or "",
             *run.agents,
+            *kinds,
         ]
     ).lower()
     return all(word in hay for word in query.lower().split())
@@ -47,12 +51,15 @@ class RunsScreen(Screen[None]):
         Binding("r", "reverse", "Reverse"),
         Binding("p", "pattern", "Pattern"),
         Binding("x", "with_findings", "With findings"),
+        Binding("m", "mark", "Mark", show=False),
+        Binding("C", "compare", "Compare", show=False),
         Binding("escape", "clear", "Clear", show=False),
     ]
 
     # repaint=False: the watchers refill the table; repainting the whole screen adds nothing.
+    # Newest first: the run just recorded or received is the one a user looks for.
     sort_key: reactive[str] = reactive("started", repaint=False)
-    sort_reverse: reactive[bool] = reactive(False, repaint=False)
+    sort_reverse: reactive[bool] = reactive(True, repaint=False)
     pattern: reactive[str] = reactive("all", repaint=False)
     only_findings: reactive[bool] = reactive(False, repaint=False)
     search: reactive[str] = reactive("", repaint=False)
@@ -61,6 +68,8 @@ class RunsScreen(Screen[None]):
         super().__init__()
         self.store = store
         self.runs: list[Run] = []
+        self.kinds: dict[str, tuple[str, ...]] = {}
+        self.analysed = True
         self.loaded = False
 
     def compose(self) -> ComposeResult:
@@ -83,10 +92,19 @@ class RunsScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="runs", exit_on_error=False, description="runs")
     def _load(self) -> None:
-        self.post_message(RunsLoaded(self.store.runs()))
+        runs = self.store.runs()
+        by_run: dict[str, Counter[str]] = {}
+        for f in self.store.findings():
+            by_run.setdefault(f.run_id, Counter())[f.kind] += 1
+        # Most frequent kind first.
+        kinds = {run: tuple(k for k, _ in c.most_common()) for run, c in by_run.items()}
+        self.post_message(RunsLoaded(runs, kinds))
 
     def on_runs_loaded(self, message: RunsLoaded) -> None:
         self.runs = message.runs
+        self.kinds = message.kinds
+        # No finding anywhere: the runs were most likely never analysed, and a 0 would lie.
+        self.analysed = bool(message.kinds) or getattr(self.app, "listen", None) is not None
         self.loaded = True
         self._refresh_table()
 
@@ -103,9 +121,17 @@ class RunsScreen(Screen[None]):
         if self.only_findings:
             runs = [r for r in runs if r.finding_count]
         if self.search.strip():
-            runs = [r for r in runs if matches(r, self.search)]
-        key = next(fn for k, _, fn in COLUMNS if k == self.sort_key)
-        return sorted(runs, key=lambda r: (key(r), r.run_id), reverse=self.sort_reverse)
+            runs = [r for r in runs if matches(r, self.search, self.kinds.get(r.run_id, ()))]
+        key = next(c.sort for c in COLUMNS if c.key == self.sort_key)
+        ordered = sorted(runs, key=lambda r: (key(r), r.run_id), reverse=self.sort_reverse)
+        live = self.live_runs
+        if live:  # runs receiving spans stay on top, whatever the order
+            ordered.sort(key=lambda r: r.run_id not in live)
+        return ordered
+
+    @property
+    def live_runs(self) -> frozenset[str]:
+        return frozenset(getattr(self.app, "live_runs", ()))
 
     def _styles(self) -> dict[str, Style]:
         v = self.app.get_css_variables()
@@ -113,7 +139,7 @@ class RunsScreen(Screen[None]):
         ok = Style(color=v.get("text-success"))
         warn = Style(color=v.get("text-warning"))
         return {
-            "error": err, "dim": Style(dim=True), "failed": err, "compensation_failed": err,
+            "error": err, "dim": Style(dim=True), "failed": err, "compensation_failed": err, "warn": warn,
             "compensated": warn, "completed": ok, "ok": ok,
         }  # fmt: skip
 
@@ -122,7 +148,9 @@ class RunsScreen(Screen[None]):
             return
         table = self.query_one(RunsTable)
         shown = self.visible_runs()
-        table.show_runs(shown, self._styles())
+        table.show_runs(
+            shown, self._styles(), self.kinds, analysed=self.analysed, live=self.live_runs
+        )
         arrow = "▼" if self.sort_reverse else "▲"
         filters = []
         if self.pattern != "all":
@@ -162,6 +190,18 @@ class RunsScreen(Screen[None]):
         self._refresh_table()
 
     # -- actions ---------------------------------------------------------------------------
+
+    def action_mark(self) -> None:
+        run = self.query_one(RunsTable).current_run
+        app: Any = self.app
+        if run is not None and hasattr(app, "mark_run"):
+            app.mark_run(run.run_id)
+
+    def action_compare(self) -> None:
+        run = self.query_one(RunsTable).current_run
+        app: Any = self.app
+        if run is not None and hasattr(app, "compare_with_marked"):
+            app.compare_with_marked(run.run_id)
 
     def action_search(self) -> None:
         box = self.query_one("#runs-search", Input)

@@ -250,7 +250,11 @@ class LineView(RoleStyles, ScrollView, can_focus=True):
             self.cursor = row % len(self._lines)
 
     def action_page(self, delta: int) -> None:
-        self.action_cursor(delta * max(1, self.scrollable_content_region.height - 1))
+        page = max(1, self.scrollable_content_region.height - 1)
+        if not self.show_cursor:  # a text to read (the help): the page moves, not a cursor
+            self.scroll_to(y=self.scroll_offset.y + delta * page, animate=False, immediate=True)
+            return
+        self.action_cursor(delta * page)
 
     def action_activate(self) -> None:
         if 0 <= self.cursor < len(self._lines):

@@ -15,6 +15,7 @@ from typing import ClassVar
 from rich.segment import Segment
 from textual.binding import Binding, BindingType
 from textual.geometry import Region, Size
+from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
@@ -30,44 +31,150 @@ LEGEND = (
 class CoordinationGraph(RoleStyles, ScrollView, can_focus=True):
     """Draws a :class:`GraphData`; ``highlight`` marks the current agent(s) and edge(s)."""
 
+    data: GraphData | None
+    selected: str | None
+    focused_on: str | None
+    topics_folded: bool | None  # decided on the first data (folded if that fits), then `t`
+    _full: GraphData | None
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up,k", "scroll_up", "Up", show=False),
         Binding("down,j", "scroll_down", "Down", show=False),
         Binding("left,h", "scroll_left", "Left", show=False),
         Binding("right,l", "scroll_right", "Right", show=False),
+        Binding("home", "scroll_home_x", "Left end", show=False),
+        Binding("end", "scroll_end_x", "Right end", show=False),
+        Binding("a", "select(1)", "Agent"),
+        Binding("A", "select(-1)", "Prev agent", show=False),
+        Binding("o", "focus_mode", "Focus"),
+        Binding("t", "topics", "Topics", show=False),
+        Binding("enter", "choose", "Spans"),
     ]
+
+    class AgentChosen(Message):
+        """The user picked an agent (Enter): the screen filters the waterfall to it."""
+
+        def __init__(self, agent: str | None) -> None:
+            super().__init__()
+            self.agent = agent
+
+    def action_scroll_home_x(self) -> None:
+        self.scroll_to(x=0, animate=False)
+
+    def action_scroll_end_x(self) -> None:
+        self.scroll_to(x=self.max_scroll_x, animate=False)
+
+    def _agents(self) -> list[str]:
+        """The agents (not topics) in reading order: left to right, then top to bottom."""
+        full = self._full
+        if full is None or full.layout is None:
+            return []
+        boxes = [
+            (b.x, b.y, name)
+            for name, b in full.layout.boxes.items()
+            if b.kind != "topic" and not b.dummy
+        ]
+        return [name for _, _, name in sorted(boxes)]
+
+    def action_select(self, step: int) -> None:
+        agents = self._agents()
+        if not agents:
+            self.app.bell()
+            return
+        i = agents.index(self.selected) + step if self.selected in agents else 0
+        self.selected = agents[i % len(agents)]
+        if self.focused_on is not None:
+            self._set_focus(self.selected)
+        self._repaint()
+        self.call_after_refresh(self._scroll_to_highlight)
+        self.border_subtitle = f"{self.selected}  enter: its spans · o: its edges only"
+
+    def action_focus_mode(self) -> None:
+        """Only the selected agent's edges (and the agents they reach), or the whole graph."""
+        if self.focused_on is not None:
+            self._set_focus(None)
+        elif self.selected is not None:
+            self._set_focus(self.selected)
+        else:
+            self.app.bell()
+            return
+        self._repaint()
+        self._fit()
+
+    def _set_focus(self, node: str | None) -> None:
+        from .._data import focus_graph
+
+        self.focused_on = node
+        if self._full is None:
+            return
+        self.data = self._shown_graph() if node is None else focus_graph(self._full, node)
+        self.scroll_to(0, 0, animate=False)
+
+    def action_topics(self) -> None:
+        """Topics drawn as boxes, or folded into agent-to-agent edges (when there are any)."""
+        self.topics_folded = not self.topics_folded
+        if self.focused_on is None and self._full is not None:
+            self.data = self._shown_graph()
+            self._repaint()
+            self._fit()
+
+    def _shown_graph(self) -> GraphData | None:
+        full = self._full
+        if full is not None and self.topics_folded and full.compact is not None:
+            return full.compact
+        return full
+
+    def action_choose(self) -> None:
+        self.post_message(self.AgentChosen(self.selected))
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.data: GraphData | None = None
+        self.data = None
         self.picture: Picture | None = None
         self.nodes: frozenset[str] = frozenset()
         self.edges: frozenset[int] = frozenset()
         self.note = "loading the coordination graph…"
         self.first_paint: float | None = None  # perf_counter() when the graph was first drawn
-        self._zoomed = False
+        self._fill = False
+        # The whole graph (``data`` may be a focus on one agent, or topics folded).
+        self._full: GraphData | None = None
+        self.selected: str | None = None  # the agent picked with a / A
+        self.focused_on: str | None = None
+        self.topics_folded = None
 
     def set_data(self, data: GraphData) -> None:
-        self.data = data
+        self._full = data
         self.note = data.note
+        if self.topics_folded is None:
+            # Topics folded when the whole picture is wider than the pane and the folded one
+            # is narrower (the hybrid saga: 8 boxes in a row become 4); `t` switches.
+            width = self.scrollable_content_region.width or self.size.width
+            full_w = data.layout.width if data.layout else 0
+            compact = data.compact.layout if data.compact and data.compact.layout else None
+            self.topics_folded = bool(compact and full_w > width and compact.width < full_w)
+        self.data = self._shown_graph()
+        if self.focused_on is not None:
+            self._set_focus(self.focused_on)
         self._repaint()
         self._fit()
 
     max_rows = 16
 
     @property
-    def zoomed(self) -> bool:
-        return self._zoomed
+    def fill(self) -> bool:
+        """Take the height given (zoomed, or a tab), not only the picture's."""
+        return self._fill
 
-    @zoomed.setter
-    def zoomed(self, value: bool) -> None:
-        self._zoomed = value
-        self._fit()
+    @fill.setter
+    def fill(self, value: bool) -> None:
+        if value != self._fill:
+            self._fill = value
+            self._fit()
 
     def _fit(self) -> None:
         # As tall as the picture (plus border and scrollbar), within reason: the rows it does
-        # not need go to the waterfall and the state. Zoomed, it takes the whole screen.
-        if self._zoomed:
+        # not need go to the waterfall and the state. Zoomed or a tab, it takes what it is given.
+        if self._fill:
             self.styles.height = "1fr"
             return
         rows = self.picture.height if self.picture is not None else 1
@@ -75,6 +182,12 @@ class CoordinationGraph(RoleStyles, ScrollView, can_focus=True):
 
     def highlight(self, nodes: Iterable[str] = (), edges: Iterable[int] = ()) -> None:
         nodes, edges = frozenset(nodes), frozenset(edges)
+        if self.data is not self._full and self._full is not None and self._full.layout:
+            # Indices are the whole graph's: find the same edges (by their spans) in the one
+            # shown (a focus, or topics folded).
+            spans = {s for e in self._full.layout.edges if e.index in edges for s in e.span_ids}
+            lay = self.data.layout if self.data is not None else None
+            edges = frozenset(e.index for e in lay.edges if e.span_ids & spans) if lay else edges
         if (nodes, edges) == (self.nodes, self.edges) and self.picture is not None:
             return
         self.nodes, self.edges = nodes, edges
@@ -83,7 +196,8 @@ class CoordinationGraph(RoleStyles, ScrollView, can_focus=True):
 
     def _scroll_to_highlight(self) -> None:
         if self.picture is not None:
-            boxes = [self.picture.boxes[n] for n in self.nodes if n in self.picture.boxes]
+            wanted = [self.selected] if self.selected else self.nodes
+            boxes = [self.picture.boxes[n] for n in wanted if n in self.picture.boxes]
             if boxes:
                 x, y, w, h = min(boxes)
                 self.scroll_to_region(Region(x, y, w, h), animate=False, immediate=True)
@@ -93,7 +207,8 @@ class CoordinationGraph(RoleStyles, ScrollView, can_focus=True):
             self.picture = None
             self.virtual_size = Size(0, 1)
         else:
-            self.picture = paint(self.data.layout, nodes=self.nodes, edges=self.edges)
+            nodes = self.nodes | ({self.selected} if self.selected else set())
+            self.picture = paint(self.data.layout, nodes=nodes, edges=self.edges)
             self.virtual_size = Size(self.picture.width, self.picture.height)
         self.refresh()
 

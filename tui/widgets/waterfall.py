@@ -14,7 +14,8 @@ import bisect
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import ClassVar
+from dataclasses import replace
+from typing import Any, ClassVar
 
 import pyarrow as pa
 from rich.segment import Segment
@@ -29,9 +30,9 @@ from textual.worker import get_current_worker
 
 from tracer import Store
 
-from .._data import find_position, positions_of
+from .._data import filter_spans, filtered_tree, find_position, positions_of, span_facts
 from .._text import clip, fmt_duration
-from .._waterfall_model import RowSpan, TreeRows, render_row
+from .._waterfall_model import RowSpan, TreeRows, axis_ticks, extra_columns, render_row
 from ..messages import SpanSelected
 from ._lines import RoleStyles, overlay
 
@@ -48,13 +49,15 @@ class Waterfall(RoleStyles, ScrollView, can_focus=True):
         Binding("pagedown", "page(1)", "Page down", show=False),
         Binding("home", "edge(0)", "First", show=False),
         Binding("end", "edge(1)", "Last", show=False),
-        Binding("enter,space", "toggle_fold", "Fold"),
+        Binding("enter,space", "toggle_fold", "Fold", show=False),
         Binding("left,h", "fold_or_parent", "Fold/parent", show=False),
         Binding("right,l", "unfold_or_child", "Unfold/child", show=False),
         Binding("minus", "fold_level", "Fold agents", show=False),
         Binding("plus,equals_sign", "unfold_all", "Unfold all", show=False),
-        Binding("e", "next_error", "Next error"),
+        Binding("e", "next_error", "Error"),
+        Binding("c", "copy", "Copy id", show=False),
         Binding("slash", "ask_search", "Find"),
+        Binding("x", "ask_filter", "Filter"),
         Binding("n", "next_match(1)", "Next match", show=False),
         Binding("N", "next_match(-1)", "Previous match", show=False),
     ]
@@ -64,6 +67,59 @@ class Waterfall(RoleStyles, ScrollView, can_focus=True):
 
     def action_ask_search(self) -> None:
         self.post_message(self.SearchAsked())
+
+    def action_ask_filter(self) -> None:
+        from ..screens.prompt import Prompt
+
+        def done(value: str | None) -> None:
+            if value is not None:
+                self.set_filter(value)
+
+        self.app.push_screen(
+            Prompt(
+                "Filter spans (empty: all): words, agent:NAME kind:llm|tool|agent|guardrail|message"
+                " status:error model:TEXT",
+                placeholder=self.filter_text or "kind:llm",
+            ),
+            done,
+        )
+
+    def set_filter(self, query: str) -> None:
+        """Show only the spans matching ``query`` (see ``tui._data.filter_spans``), with their
+        ancestors for context; an empty query shows every span again."""
+        self.filter_text = query.strip()
+        if not self.filter_text:
+            if self._full_tree is not None and self._tree is not self._full_tree:
+                self._show_tree(self._full_tree)
+            self.border_subtitle = ""
+            return
+        self._filter(self.filter_text, self._generation)
+
+    @work(
+        thread=True, exclusive=True, group="waterfall-filter", exit_on_error=False,
+        description="filter",
+    )  # fmt: skip
+    def _filter(self, query: str, generation: int) -> None:
+        ids = filter_spans(self.store, self.run_id, query)
+        self.post_message(self.Filtered(query, ids, generation))
+
+    class Filtered(Message):
+        def __init__(self, query: str, ids: list[str], generation: int) -> None:
+            super().__init__()
+            self.query = query
+            self.ids = ids
+            self.generation = generation
+
+    def on_waterfall_filtered(self, message: Filtered) -> None:
+        message.stop()
+        full = self._full_tree
+        if full is None or message.query != self.filter_text:
+            return
+        keep = positions_of(full, message.ids)
+        self._show_tree(filtered_tree(full, keep))
+        self.border_subtitle = f"filter {clip(message.query, 30)}: {len(keep)} of {len(full)} spans"
+        if not keep:
+            self.app.bell()
 
     cursor: reactive[int] = reactive(0, init=False)
 
@@ -107,6 +163,8 @@ class Waterfall(RoleStyles, ScrollView, can_focus=True):
         self._errors: list[int] | None = None  # tree positions of error spans, found on first use
         self.matches: list[int] = []
         self.query_text = ""
+        self.filter_text = ""
+        self._full_tree: pa.Table | None = None  # the run's whole tree (``_tree`` may be filtered)
         self.first_paint: float | None = None  # perf_counter() of the first row drawn with its span
 
     # -- loading ---------------------------------------------------------------------------
@@ -135,15 +193,26 @@ class Waterfall(RoleStyles, ScrollView, can_focus=True):
 
     def on_waterfall_tree_loaded(self, message: TreeLoaded) -> None:
         message.stop()
-        self._tree = message.tree
-        self.rows = TreeRows(message.tree)
+        self._full_tree = message.tree
+        self._t0, self._t1 = message.t0, message.t1
+        self._spans.clear()
+        self._show_tree(message.tree)
+        if self.filter_text:
+            self._filter(self.filter_text, self._generation)
+
+    def _show_tree(self, tree: pa.Table) -> None:
+        """Show ``tree`` (the run's, or a filter's): folds and the cursor's span kept."""
+        if self.rows is not None and self._tree is not None and self._tree is not tree:
+            self._keep_folded = [self.rows.span_id(p) for p in sorted(self.rows._folded)]
+            if self._pending_select is None and self.rows.visible:
+                self._pending_select = self.rows.span_id(self.rows.pos_of_row(self.cursor))
+        self._tree = tree
+        self.rows = TreeRows(tree)
         self._errors = None
         self.matches = []
-        self._t0, self._t1 = message.t0, message.t1
         self._generation += 1
-        self._spans.clear()
         for sid in self._keep_folded:
-            pos = find_position(message.tree, sid)
+            pos = find_position(tree, sid)
             if pos is not None:
                 self.rows.fold(pos)
         self._keep_folded = []
@@ -181,6 +250,13 @@ class Waterfall(RoleStyles, ScrollView, can_focus=True):
     def _fetch(self, ids: list[str], generation: int) -> None:
         try:
             rows = RowSpan.rows_of(self.store.span_index(self.run_id, ids))
+            facts = span_facts(self.store, self.run_id, ids)
+            rows = {
+                sid: replace(r, label=f.kind, model=f.model, tokens=f.tokens, events=f.events)
+                if (f := facts.get(sid)) is not None
+                else r
+                for sid, r in rows.items()
+            }
         except Exception:
             # Answer anyway (the app reports the error) so the widget is not left waiting.
             self.post_message(self.PageLoaded({}, generation, failed=True))
@@ -248,6 +324,7 @@ class Waterfall(RoleStyles, ScrollView, can_focus=True):
             t0=self._t0,
             t1=self._t1,
             marks=marks,
+            columns=extra_columns(width),
         )
         strip = Strip([Segment(text, self.role_style(role)) for text, role in runs])
         if span is not None and self.first_paint is None:
@@ -270,13 +347,20 @@ class Waterfall(RoleStyles, ScrollView, can_focus=True):
         bar_w = width - tree_w - 10
         total = max(1, self._t1 - self._t0)
         cells = [" "] * bar_w
-        x = 0
-        while x < bar_w:
-            label = "│" + fmt_duration(total * x // bar_w)
-            if x + len(label) <= bar_w:
-                cells[x : x + len(label)] = list(label)
-            x += max(12, len(label) + 2)
-        head = " span".ljust(tree_w) + "duration".rjust(9) + " "
+        # Round ticks (1, 2 or 5 times a power of ten), and the run's end at the right edge.
+        end = fmt_duration(total) + "│"
+        room = bar_w - len(end) - 1
+        for x, label in axis_ticks(self._t0, self._t1, bar_w):
+            text = "│" + label
+            if x + len(text) <= room:
+                cells[x : x + len(text)] = list(text)
+        if len(end) < bar_w:
+            cells[bar_w - len(end) :] = list(end)
+        columns = extra_columns(width)
+        head = " span".ljust(tree_w - sum(w for _, w in columns))
+        for name, w in columns:
+            head += (" " + name).ljust(w) if name != "tokens" else "in/out ".rjust(w)
+        head += "duration".rjust(9) + " "
         return Strip([Segment(head, style), Segment("".join(cells), style)])
 
     def on_resize(self, event: events.Resize) -> None:
@@ -387,6 +471,12 @@ class Waterfall(RoleStyles, ScrollView, can_focus=True):
         self._refold(keep)
 
     # -- finding spans: errors and searches, over the whole run ---------------------------
+
+    def action_copy(self) -> None:
+        sid = self.cursor_span
+        if sid is not None:
+            app: Any = self.app
+            app.copy_text(sid, "the span id")
 
     def action_next_error(self) -> None:
         """Go to the next span with an error status after the cursor (wrapping), wherever it is."""
