@@ -35,13 +35,13 @@ from typing import Any
 
 from tracer import Recorder
 
-from .._agent import Agent, agent
-from .._cache import Policy
-from .._ledger import Update
-from .._orchestrator import Orchestrator
-from .._time import VirtualTime
-from .._view import AgentContext, StateView
-from .._workflow import Workflow, WorkflowBuilder
+from ..core._agent import Agent, agent
+from ..core._cache import Policy
+from ..core._ledger import Update
+from ..core._time import VirtualTime
+from ..core._view import AgentContext, StateView
+from ..orchestration._orchestrator import Orchestrator
+from ..orchestration._workflow import Workflow, WorkflowBuilder
 from ._registry import DEFAULT_SEED, Scenario, register
 
 APPLICATIONS = 50

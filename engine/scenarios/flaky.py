@@ -20,14 +20,14 @@ from typing import Any
 
 from tracer import Recorder
 
-from .._agent import agent
-from .._breaker import BreakerConfig
-from .._ledger import Update
-from .._orchestrator import Orchestrator
-from .._retry import RetryPolicy
-from .._time import VirtualTime
-from .._view import AgentContext, StateView
-from .._workflow import Workflow, WorkflowBuilder
+from ..core._agent import agent
+from ..core._breaker import BreakerConfig
+from ..core._ledger import Update
+from ..core._retry import RetryPolicy
+from ..core._time import VirtualTime
+from ..core._view import AgentContext, StateView
+from ..orchestration._orchestrator import Orchestrator
+from ..orchestration._workflow import Workflow, WorkflowBuilder
 from ._registry import DEFAULT_SEED, Scenario, register
 
 FAILURES = 5

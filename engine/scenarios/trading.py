@@ -19,13 +19,13 @@ from typing import Any
 
 from tracer import Recorder
 
-from .._agent import agent
-from .._ledger import Update
-from .._orchestrator import Orchestrator
-from .._retry import RetryPolicy
-from .._time import VirtualTime
-from .._view import AgentContext, StateView
-from .._workflow import Workflow, WorkflowBuilder
+from ..core._agent import agent
+from ..core._ledger import Update
+from ..core._retry import RetryPolicy
+from ..core._time import VirtualTime
+from ..core._view import AgentContext, StateView
+from ..orchestration._orchestrator import Orchestrator
+from ..orchestration._workflow import Workflow, WorkflowBuilder
 from ._registry import DEFAULT_SEED, Scenario, register
 
 

@@ -9,10 +9,10 @@ import pytest
 import engine as e
 import tracer as t
 from engine import scenarios
-from engine._choreo_scenarios import research_pipeline
-from engine._replay import build_target
-from engine._replay_record import load_recording
+from engine.replay._recording import load_recording
+from engine.replay._replayer import build_target
 from engine.scenarios import credit
+from engine.scenarios.choreography import research_pipeline
 from tracer import conventions as c
 from tracer.analysis import detect
 

@@ -42,8 +42,8 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from ._errors import EngineError
-from ._ledger import JSON, json_copy
+from ..core._errors import EngineError
+from ..core._ledger import JSON, json_copy
 
 # Headers the engine sets on every message it publishes.
 TRACEPARENT: Final = "traceparent"  # W3C context of the message's `send` span

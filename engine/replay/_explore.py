@@ -28,11 +28,11 @@ from typing import Any
 
 from tracer import FakeClock, Recorder, SeededIds, conventions
 
-from ._choreo import Choreographer, Choreography, ChoreographyResult
-from ._faults import AppliedFault, FaultKind, FaultRule, Faults
-from ._ledger import JSON
-from ._replay_model import ReplayError, load_ref
-from ._time import VirtualTime, run_blocking
+from ..choreography._choreographer import Choreographer, Choreography, ChoreographyResult
+from ..choreography._faults import AppliedFault, FaultKind, FaultRule, Faults
+from ..core._ledger import JSON
+from ..core._time import VirtualTime, run_blocking
+from ._model import ReplayError, load_ref
 
 Invariant = Callable[[ChoreographyResult], object]
 Invariants = Mapping[str, Invariant | str] | Sequence[Invariant | str]

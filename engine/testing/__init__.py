@@ -11,13 +11,19 @@
 Under :class:`VirtualTime` backoff waits, timeouts and breaker cooldowns happen
 at once and exactly; with :class:`SeededIds` the same seed gives the same run
 ids; so the same test records the same bytes every time.
+
+Also here: :class:`Agentrace`, what the pytest plugin's ``agentrace`` fixture hands a
+test (load recorded runs, replay, fork, diff, assert on state and findings), and
+:class:`RedisServer`, a throwaway ``redis-server`` for tests of the distributed part.
 """
 
 from __future__ import annotations
 
 from tracer import FakeClock, InMemorySink, Recorder, SeededIds
 
-from ._time import VirtualTime
+from ..core._time import VirtualTime
+from ..distributed._server import RedisServer, RedisServerError, find_redis_server
+from ._fixture import Agentrace
 
 # Where fake time starts (2023-11-14T22:13:20Z) and how far each reading moves it (1 µs):
 # every span start, end and event gets a distinct, increasing time without any waiting.
@@ -43,10 +49,14 @@ def recorded(
 __all__ = [
     "START_NS",
     "TICK_NS",
+    "Agentrace",
     "FakeClock",
     "InMemorySink",
+    "RedisServer",
+    "RedisServerError",
     "SeededIds",
     "VirtualTime",
+    "find_redis_server",
     "recorded",
     "virtual_time",
 ]

@@ -33,18 +33,18 @@ import pydantic
 
 from tracer import Recorder
 
-from ._agent import Agent, agent
-from ._bus import DeliveryPolicy
-from ._choreo import Choreographer, Choreography, ChoreographyResult
-from ._contracts import Contract
-from ._errors import ScenarioError
-from ._faults import FaultRule, Faults
-from ._ledger import Update
-from ._retry import RetryPolicy
-from ._time import VirtualTime
-from ._view import AgentContext, StateView
-from ._workflow import SagaPolicy
-from .scenarios._registry import DEFAULT_SEED, Scenario, register
+from ..choreography._bus import DeliveryPolicy
+from ..choreography._choreographer import Choreographer, Choreography, ChoreographyResult
+from ..choreography._faults import FaultRule, Faults
+from ..core._agent import Agent, agent
+from ..core._contracts import Contract
+from ..core._errors import ScenarioError
+from ..core._ledger import Update
+from ..core._retry import RetryPolicy
+from ..core._saga import SagaPolicy
+from ..core._time import VirtualTime
+from ..core._view import AgentContext, StateView
+from ._registry import DEFAULT_SEED, Scenario, register
 
 REQUEST = {"request": "req-1042", "topic": "sea otters as a keystone species"}
 ORDER: dict[str, Any] = {
@@ -108,7 +108,7 @@ def research_pipeline(
     ack_timeout: float | None = None,
     idempotent_analysis: bool = False,
     name: str = "research-pipeline",
-    ref: str = "engine._choreo_scenarios:research_pipeline",
+    ref: str = "engine.scenarios.choreography:research_pipeline",
 ) -> Choreography:
     """research → analysis → report over the bus (see the module docstring).
 
@@ -142,7 +142,9 @@ def double_consume(seed: int = DEFAULT_SEED) -> Choreography:
     ``seed`` is taken as every scenario factory takes it and changes nothing here: the
     lost ack is a fault injected into the bus, not part of the choreography.
     """
-    return research_pipeline(ack_timeout=ACK_TIMEOUT, ref="engine._choreo_scenarios:double_consume")
+    return research_pipeline(
+        ack_timeout=ACK_TIMEOUT, ref="engine.scenarios.choreography:double_consume"
+    )
 
 
 def double_consume_fixed(seed: int = DEFAULT_SEED) -> Choreography:
@@ -150,7 +152,7 @@ def double_consume_fixed(seed: int = DEFAULT_SEED) -> Choreography:
     return research_pipeline(
         ack_timeout=ACK_TIMEOUT,
         idempotent_analysis=True,
-        ref="engine._choreo_scenarios:double_consume_fixed",
+        ref="engine.scenarios.choreography:double_consume_fixed",
     )
 
 
@@ -210,7 +212,7 @@ def checkout_saga() -> Choreography:
     return (
         Choreography(
             "checkout",
-            ref="engine._choreo_scenarios:checkout_saga",
+            ref="engine.scenarios.choreography:checkout_saga",
             policy=DeliveryPolicy(max_attempts=2, redelivery_delay=2.0),
             saga=SagaPolicy(retry=RetryPolicy(max_attempts=3, initial_delay=1.0)),
         )

@@ -22,7 +22,7 @@
 The run's input is what its first step got, its initial state its version 1.
 
 **A replay** runs that workflow on a fresh orchestrator (or choreographer) whose
-agents are answered from the recording (see ``engine._replay_agents``): no
+agents are answered from the recording (see ``engine.replay._agents``): no
 agent, and so no model, is called. A choreography is delivered by a
 :class:`ScriptedBus` in the recorded order, faults included. The replay runs
 on virtual time starting where the original started, each step taking the time
@@ -62,16 +62,16 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from tracer import FakeClock, IdGenerator, RandomIds, Recorder, SpanSink, Store
 from tracer import conventions as c
 
-from ._agent import Agent, as_agent
-from ._choreo import Choreographer, Choreography, ChoreographyResult
-from ._orchestrator import Orchestrator, RunResult
-from ._replay_agents import ReplaySession
-from ._replay_bus import ScriptedBus
-from ._replay_explore import Exploration, Invariants, SchedulePlan, explore_schedules
-from ._replay_model import ReplayError, ReplayResult, load_ref
-from ._replay_record import Recording, load_recording, load_recordings
-from ._time import VirtualTime, run_blocking
-from ._workflow import Workflow
+from ..choreography._choreographer import Choreographer, Choreography, ChoreographyResult
+from ..core._agent import Agent, as_agent
+from ..core._time import VirtualTime, run_blocking
+from ..orchestration._orchestrator import Orchestrator, RunResult
+from ..orchestration._workflow import Workflow
+from ._agents import ReplaySession
+from ._bus import ScriptedBus
+from ._explore import Exploration, Invariants, SchedulePlan, explore_schedules
+from ._model import ReplayError, ReplayResult, load_ref
+from ._recording import Recording, load_recording, load_recordings
 
 Target = Workflow | Choreography
 _BATCH = 16_384  # spans per write of a replay's recorder

@@ -29,8 +29,8 @@ import orjson
 from tracer import FieldChange, Store, apply_patch, field_changes
 from tracer import conventions as c
 
-from ._ledger import JSON, copy_out
-from ._replay_model import shorten
+from ..core._ledger import JSON, copy_out
+from ._model import shorten
 
 VersionStatus = Literal["same", "changed", "only_a", "only_b"]
 StepStatus = Literal["same", "changed", "added", "missing"]

@@ -1,6 +1,6 @@
 """agentrace's pytest plugin: turn recorded runs into tests.
 
-Registered through the ``pytest11`` entry point ``agentrace`` (or ``-p engine.pytest_plugin``).
+Registered through the ``pytest11`` entry point ``agentrace`` (or ``-p engine.testing.pytest_plugin``).
 Two fixtures::
 
     def test_pricing_still_prices_as_recorded(agentrace):
@@ -32,7 +32,7 @@ import pytest
 
 from tracer import SeededIds, Store
 
-from ._replay_fixture import Agentrace
+from ._fixture import Agentrace
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

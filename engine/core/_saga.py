@@ -24,9 +24,23 @@ from ._agent import Agent
 from ._errors import CompensationError
 from ._ledger import JSON, Update, json_copy
 from ._recording import RunScope
+from ._retry import NO_RETRY, RetryPolicy
 from ._time import TimeSource
 from ._view import AgentContext
-from ._workflow import SagaPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class SagaPolicy:
+    """How compensations run when a workflow fails.
+
+    Completed steps are compensated in reverse order of completion, one at a time,
+    stopping at the first compensation that fails (after ``retry``); with
+    ``continue_on_error`` the rest still run; with ``parallel`` all run at once.
+    """
+
+    parallel: bool = False
+    continue_on_error: bool = False
+    retry: RetryPolicy = NO_RETRY
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from ._errors import EngineError
+from ..core._errors import EngineError
 
 _CANDIDATES = ("/usr/bin/redis-server", "/usr/sbin/redis-server", "/usr/local/bin/redis-server")
 

@@ -1,6 +1,6 @@
 """The ``agentrace`` fixture's helper: recorded runs in a store, and what tests do with them.
 
-See :mod:`engine.pytest_plugin` for the fixtures, which hand out an :class:`Agentrace`.
+See :mod:`engine.testing.pytest_plugin` for the fixtures, which hand out an :class:`Agentrace`.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from tracer import (
     read_records,
 )
 
-from ._ledger import JSON
-from ._replay import AgentSpec, Replayer, WorkflowSpec
-from ._replay_explore import Exploration, Invariants, SchedulePlan
-from ._replay_model import Divergence, ReplayResult
-from ._replay_trace import TraceReplay
-from ._rundiff import RunDiff, diff_runs
+from ..core._ledger import JSON
+from ..replay._explore import Exploration, Invariants, SchedulePlan
+from ..replay._model import Divergence, ReplayResult
+from ..replay._replayer import AgentSpec, Replayer, WorkflowSpec
+from ..replay._rundiff import RunDiff, diff_runs
+from ..replay._trace import TraceReplay
 
 RunRef = str | ReplayResult | Run
 

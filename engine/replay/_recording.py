@@ -22,8 +22,8 @@ import orjson
 from tracer import Run, Store, apply_patch
 from tracer import conventions as c
 
-from ._ledger import JSON, copy_out
-from ._replay_model import ReplayError
+from ..core._ledger import JSON, copy_out
+from ._model import ReplayError
 
 
 class RecordedRead(NamedTuple):

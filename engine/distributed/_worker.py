@@ -12,7 +12,7 @@ machines that share a Redis:
   ends the run with the same status rules as :class:`~engine.Choreographer`.
 
 Everything a worker does to a run goes through the choreography engine's own run
-object (``engine._choreo._Run``), so each delivery is handled, and recorded, exactly
+object (``engine.choreography._choreographer._Run``), so each delivery is handled, and recorded, exactly
 as on the in-process bus: a ``process`` span child of the run's root (whose context
 every message carries in ``agentrace-run``), linked to its ``send`` span, the agent's
 step under it, state commits and reads, contract checks, acks. Only the run's state
@@ -40,10 +40,10 @@ import importlib
 import inspect
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 import orjson
 import redis
@@ -60,10 +60,9 @@ from tracer import (
     canonical_json,
 )
 
-from ._bus import RUN_CONTEXT, DeadLetter, Delivery, Message, Unsettled
-from ._bus_record import BusTracer, ConsumerCrashed, context_of
-from ._cache import make_caches
-from ._choreo import (
+from ..choreography._bus import RUN_CONTEXT, DeadLetter, Delivery, Message, Unsettled
+from ..choreography._bus_tracer import BusTracer, ConsumerCrashed, context_of
+from ..choreography._choreographer import (
     Choreographer,
     Choreography,
     ChoreographyResult,
@@ -71,17 +70,35 @@ from ._choreo import (
     Subscription,
     _Run,
 )
-from ._errors import EngineError, WorkflowError
-from ._faults import FaultRule, Faults
-from ._ledger import JSON, json_copy
-from ._orchestrator import StepRecord
-from ._recording import RunScope
-from ._redis_bus import Abandoned, RedisBus, run_context
-from ._redis_ledger import LedgerError, RedisLedger, call
-from ._time import RealTime, TimeSource
-from ._worker_scenarios import DistributedScenario
+from ..choreography._faults import FaultRule, Faults
+from ..core._cache import make_caches
+from ..core._errors import EngineError, WorkflowError
+from ..core._ledger import JSON, json_copy
+from ..core._recording import RunScope
+from ..core._time import RealTime, TimeSource
+from ..orchestration._orchestrator import StepRecord
+from ._bus import Abandoned, RedisBus, run_context
+from ._ledger import LedgerError, RedisLedger, call
 
 _log = logging.getLogger("agentrace.worker")
+
+TIME_SCALE: Final = 0.02  # agents' simulated work: 1.2 s of research takes 24 ms
+
+
+@dataclass(frozen=True, slots=True)
+class DistributedScenario:
+    """A choreography with its run's input, and faults for the workers of some agents."""
+
+    name: str
+    choreography: Callable[[], Choreography]
+    input: Any = None
+    key: str | None = None
+    faults: Mapping[str, tuple[FaultRule, ...]] = field(default_factory=dict)
+    expect: str = "completed"  # the status the run ends with
+    time_scale: float = TIME_SCALE
+
+    def faults_for(self, agents: list[str]) -> list[FaultRule]:
+        return [r for a in agents for r in self.faults.get(a, ())]
 
 
 class ScaledTime:
@@ -603,7 +620,7 @@ def faults_from_specs(specs: Iterable[str], seed: int = 0) -> Faults | None:
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
+class WorkerTarget:
     """What ``MODULE:ATTR[.AGENT]`` names: a choreography, the agents picked (None: all), and the
     distributed scenario it came from, if any (its input, key and per-agent faults)."""
 
@@ -612,7 +629,7 @@ class Target:
     scenario: DistributedScenario | None = None
 
 
-def resolve_target(target: str) -> Target:
+def resolve_worker_target(target: str) -> WorkerTarget:
     """Resolve ``MODULE:ATTR[.AGENT]``: ATTR is a :class:`~engine.Choreography`, a function
     returning one, or a distributed scenario; a last ``.AGENT`` that is not an attribute
     picks that agent. WorkflowError saying what is wrong otherwise."""
@@ -658,4 +675,4 @@ def resolve_target(target: str) -> Target:
         raise WorkflowError(
             target, f"no agent {agent!r} in {made.name!r} (have: {', '.join(made.agents)})"
         )
-    return Target(made, (agent,) if agent is not None else None, scenario)
+    return WorkerTarget(made, (agent,) if agent is not None else None, scenario)

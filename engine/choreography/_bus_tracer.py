@@ -28,8 +28,8 @@ from typing import Any, Final
 from tracer import ActiveSpan, IdGenerator, RandomIds, Recorder, SpanContext
 from tracer import conventions as c
 
+from ..core._recording import NULL_SPAN, Span
 from ._bus import RUN_CONTEXT, TRACEPARENT, Bus, DeadLetter, Delivery, Message
-from ._recording import NULL_SPAN, Span
 
 _ERROR_OUTCOMES: Final = frozenset({"nacked", "dead_lettered", "dropped"})
 

@@ -42,29 +42,15 @@ from typing import Any
 
 import networkx as nx
 
-from ._agent import Agent, as_agent
-from ._cache import CachePolicy, Policy
-from ._contracts import Contract
-from ._errors import WorkflowError
-from ._retry import NO_RETRY, RetryPolicy
+from ..core._agent import Agent, as_agent
+from ..core._cache import CachePolicy, Policy
+from ..core._contracts import Contract
+from ..core._errors import WorkflowError
+from ..core._saga import SagaPolicy
 
 Router = Callable[..., Any]
 Merge = Callable[[dict[str, Any]], Any]
 _REF = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
-
-
-@dataclass(frozen=True, slots=True)
-class SagaPolicy:
-    """How compensations run when a workflow fails.
-
-    Completed steps are compensated in reverse order of completion, one at a time,
-    stopping at the first compensation that fails (after ``retry``); with
-    ``continue_on_error`` the rest still run; with ``parallel`` all run at once.
-    """
-
-    parallel: bool = False
-    continue_on_error: bool = False
-    retry: RetryPolicy = NO_RETRY
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +76,7 @@ class Workflow:
     merges: Mapping[str, Merge] = field(default_factory=dict)
     edge_contracts: Mapping[tuple[str, str], Contract] = field(default_factory=dict)
     caches: tuple[CachePolicy, ...] = ()
-    saga: SagaPolicy = SagaPolicy()
+    saga: SagaPolicy = field(default_factory=SagaPolicy)
     max_steps: int = 10_000
     # Derived on build, for the orchestrator's hot path.
     successors: Mapping[str, tuple[str, ...]] = field(default_factory=dict, repr=False)

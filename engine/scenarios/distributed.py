@@ -1,65 +1,49 @@
 """The choreography scenarios with their agents in separate processes, on Redis.
 
 Each :class:`DistributedScenario` is the in-process scenario of the same name
-(``engine._choreo_scenarios``) made to run with workers: the same choreography and
+(``engine.scenarios.choreography``) made to run with workers: the same choreography and
 input, the faults given to the worker of the agent they hit, and timings a person
 can wait for (agents' simulated work scaled by ``time_scale``; an ack timeout of
 ``ACK_TIMEOUT`` real seconds where the in-process scenario has 30 virtual ones)::
 
     agentrace serve --port 4318 &
-    agentrace worker engine._worker_scenarios:double_consume.research --bus redis://127.0.0.1:6379 --otlp http://127.0.0.1:4318 &
-    agentrace worker engine._worker_scenarios:double_consume.analysis --bus redis://127.0.0.1:6379 --otlp http://127.0.0.1:4318 &
-    agentrace worker engine._worker_scenarios:double_consume.report --bus redis://127.0.0.1:6379 --otlp http://127.0.0.1:4318 &
-    agentrace worker engine._worker_scenarios:double_consume --start --bus redis://127.0.0.1:6379 --otlp http://127.0.0.1:4318
+    agentrace worker engine.scenarios.distributed:double_consume.research --bus redis://127.0.0.1:6379 --otlp http://127.0.0.1:4318 &
+    agentrace worker engine.scenarios.distributed:double_consume.analysis --bus redis://127.0.0.1:6379 --otlp http://127.0.0.1:4318 &
+    agentrace worker engine.scenarios.distributed:double_consume.report --bus redis://127.0.0.1:6379 --otlp http://127.0.0.1:4318 &
+    agentrace worker engine.scenarios.distributed:double_consume --start --bus redis://127.0.0.1:6379 --otlp http://127.0.0.1:4318
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
-from ._choreo import Choreography
-from ._choreo_scenarios import REQUEST
-from ._choreo_scenarios import research_pipeline as _pipeline
-from ._faults import FaultRule
+from ..choreography._choreographer import Choreography
+from ..choreography._faults import FaultRule
+from ..distributed._worker import DistributedScenario
+from .choreography import REQUEST
+from .choreography import research_pipeline as _pipeline
 
 ACK_TIMEOUT: Final = 1.0  # real seconds a group waits for an ack before another delivery
-TIME_SCALE: Final = 0.02  # agents' simulated work: 1.2 s of research takes 24 ms
-
-
-@dataclass(frozen=True, slots=True)
-class DistributedScenario:
-    """A choreography with its run's input, and faults for the workers of some agents."""
-
-    name: str
-    choreography: Callable[[], Choreography]
-    input: Any = None
-    key: str | None = None
-    faults: Mapping[str, tuple[FaultRule, ...]] = field(default_factory=dict)
-    expect: str = "completed"  # the status the run ends with
-    time_scale: float = TIME_SCALE
-
-    def faults_for(self, agents: list[str]) -> list[FaultRule]:
-        return [r for a in agents for r in self.faults.get(a, ())]
 
 
 # Factories the runs record as their workflow_ref: each rebuilds exactly what it ran.
 def build_double_consume(seed: int | None = None) -> Choreography:
-    return _pipeline(ack_timeout=ACK_TIMEOUT, ref="engine._worker_scenarios:build_double_consume")
+    return _pipeline(
+        ack_timeout=ACK_TIMEOUT, ref="engine.scenarios.distributed:build_double_consume"
+    )
 
 
 def build_double_consume_fixed(seed: int | None = None) -> Choreography:
     return _pipeline(
         ack_timeout=ACK_TIMEOUT,
         idempotent_analysis=True,
-        ref="engine._worker_scenarios:build_double_consume_fixed",
+        ref="engine.scenarios.distributed:build_double_consume_fixed",
     )
 
 
 def build_resilient_pipeline(seed: int | None = None) -> Choreography:
     return _pipeline(
-        ack_timeout=ACK_TIMEOUT, ref="engine._worker_scenarios:build_resilient_pipeline"
+        ack_timeout=ACK_TIMEOUT, ref="engine.scenarios.distributed:build_resilient_pipeline"
     )
 
 

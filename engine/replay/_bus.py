@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._bus import (
+from ..choreography._bus import (
     Bus,
     BusError,
     DeadLetter,
@@ -44,8 +44,8 @@ from ._bus import (
     Unsettled,
     dead_letter_topic,
 )
-from ._replay_record import RecordedDelivery, Recording
-from ._time import TimeSource
+from ..core._time import TimeSource
+from ._recording import RecordedDelivery, Recording
 
 _NS = 1_000_000_000
 Diverge = Callable[..., None]

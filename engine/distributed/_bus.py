@@ -29,7 +29,7 @@ Delivering happens while :meth:`RedisBus.run_until_idle` or :meth:`RedisBus.serv
 runs (once started, the consumer loops go on until :meth:`RedisBus.close`).
 ``run_until_idle`` returns when nothing more can happen anywhere in the namespace:
 no entry is undelivered, held by a live process's handler, nacked, or waiting for
-an ack timeout (see :meth:`~engine._redis_streams.RedisStreams.live`). Other
+an ack timeout (see :meth:`~engine.distributed._streams.RedisStreams.live`). Other
 processes' progress cannot be awaited, so it polls Redis for that
 (``poll_interval``).
 
@@ -63,7 +63,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ._bus import (
+from ..choreography._bus import (
     RUN_CONTEXT,
     TRACEPARENT,
     Bus,
@@ -79,10 +79,11 @@ from ._bus import (
     Unsettled,
     dead_letter_topic,
 )
-from ._bus_memory import BusStats
-from ._bus_record import context_of
-from ._faults import Fault, FaultInjector, Faults
-from ._redis_streams import (
+from ..choreography._bus_tracer import context_of
+from ..choreography._faults import Fault, FaultInjector, Faults
+from ..choreography._memory_bus import BusStats
+from ..core._time import RealTime, TimeSource
+from ._streams import (
     F_ID,
     F_KEY,
     F_MESSAGE,
@@ -92,7 +93,6 @@ from ._redis_streams import (
     Entry,
     RedisStreams,
 )
-from ._time import RealTime, TimeSource
 
 T = TypeVar("T")
 _NS: Final = 1_000_000_000

@@ -68,7 +68,24 @@ import orjson
 from tracer import ActiveSpan, IdGenerator, RandomIds, Recorder, canonical_json
 from tracer import conventions as c
 
-from ._agent import Agent, as_agent
+from ..core._agent import Agent, as_agent
+from ..core._cache import CachePolicy, Policy
+from ..core._contracts import Contract
+from ..core._errors import (
+    AgentError,
+    CompensationError,
+    ContractViolation,
+    EngineError,
+    OutputError,
+    StepError,
+    WorkflowError,
+)
+from ..core._ledger import JSON, StateLedger, Update, json_copy
+from ..core._recording import NULL_SPAN, RunScope, Span
+from ..core._saga import Compensation, SagaPolicy
+from ..core._time import RealTime, TimeSource
+from ..core._view import AgentContext
+from ..orchestration._orchestrator import RunOutcome, StepRecord, call_agent
 from ._bus import (
     SAGA_CHAIN,
     Bus,
@@ -79,27 +96,9 @@ from ._bus import (
     Message,
     Unsettled,
 )
-from ._bus_memory import InProcessBus
-from ._bus_record import BusTracer, ConsumerCrashed
-from ._cache import CachePolicy, Policy
-from ._contracts import Contract
-from ._errors import (
-    AgentError,
-    CompensationError,
-    ContractViolation,
-    EngineError,
-    OutputError,
-    StepError,
-    WorkflowError,
-)
+from ._bus_tracer import BusTracer, ConsumerCrashed
 from ._faults import AppliedFault, FaultInjector, Faults
-from ._ledger import JSON, StateLedger, Update, json_copy
-from ._orchestrator import RunOutcome, StepRecord, call_agent
-from ._recording import NULL_SPAN, RunScope, Span
-from ._saga import Compensation
-from ._time import RealTime, TimeSource
-from ._view import AgentContext
-from ._workflow import SagaPolicy
+from ._memory_bus import InProcessBus
 
 BusFactory = Callable[[TimeSource, FaultInjector | None], Bus]
 DoneWhen = Callable[[Mapping[str, JSON]], bool]

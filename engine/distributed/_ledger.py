@@ -36,8 +36,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from tracer import Clock
 
-from ._errors import EngineError
-from ._ledger import JSON, StateLedger, Version, json_copy
+from ..core._errors import EngineError
+from ..core._ledger import JSON, StateLedger, Version, json_copy
 
 _RETRYABLE: Final = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 

@@ -25,9 +25,9 @@ from typing import Any, Literal, TypeVar
 
 from tracer import FieldChange, canonical_json
 
-from ._errors import EngineError
-from ._ledger import JSON, StateLedger
-from ._orchestrator import StepRecord
+from ..core._errors import EngineError
+from ..core._ledger import JSON, StateLedger
+from ..orchestration._orchestrator import StepRecord
 
 T = TypeVar("T")
 DivergenceKind = Literal[
@@ -233,11 +233,19 @@ class ReplayResult:
         }  # fmt: skip
 
 
+# Bundled modules that runs recorded before the engine's sub-packages name by their old paths.
+MOVED = {
+    "engine._choreo_scenarios": "engine.scenarios.choreography",
+    "engine._worker_scenarios": "engine.scenarios.distributed",
+}
+
+
 def load_ref(ref: str, what: str = "workflow") -> Any:
     """The object an import path ``package.module:attr.path`` names (ReplayError if none)."""
     module_name, sep, attr = ref.partition(":")
     if not sep or not module_name or not attr:
         raise ReplayError(f"{what} {ref!r}: give an import path like 'package.module:name'")
+    module_name = MOVED.get(module_name, module_name)
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:

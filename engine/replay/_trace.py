@@ -35,8 +35,8 @@ import orjson
 from tracer import FieldChange, Span, StateVersion, Store, canonical_json, field_changes
 from tracer import conventions as c
 
-from ._ledger import JSON, Update, copy_out, json_copy
-from ._replay_model import Divergence, ReplayDivergence, ReplayError, ReplayGap, load_ref
+from ..core._ledger import JSON, Update, copy_out, json_copy
+from ._model import Divergence, ReplayDivergence, ReplayError, ReplayGap, load_ref
 
 INPUT_KEYS = (c.AGENT_INPUT, "input.value", c.GEN_AI_INPUT_MESSAGES)
 OUTPUT_KEYS = (c.AGENT_OUTPUT, "output.value", c.GEN_AI_OUTPUT_MESSAGES)

@@ -36,22 +36,22 @@ from typing import Any
 
 from tracer import FakeClock, field_changes
 
-from ._agent import Agent
-from ._choreo import Choreography, ChoreographyResult
-from ._errors import EngineError
-from ._ledger import JSON, StateLedger, Update, Version, json_copy
-from ._orchestrator import RunResult, StepRecord
-from ._replay_model import Divergence, DivergenceKind, ReplayGap
-from ._replay_record import (
+from ..choreography._choreographer import Choreography, ChoreographyResult
+from ..core._agent import Agent
+from ..core._errors import EngineError
+from ..core._ledger import JSON, StateLedger, Update, Version, json_copy
+from ..core._time import VirtualTime
+from ..core._view import AgentContext, StateView
+from ..orchestration._orchestrator import RunResult, StepRecord
+from ..orchestration._workflow import Workflow
+from ._model import Divergence, DivergenceKind, ReplayGap
+from ._recording import (
     RecordedAttempt,
     RecordedStep,
     RecordedVersion,
     Recording,
     parse_json,
 )
-from ._time import VirtualTime
-from ._view import AgentContext, StateView
-from ._workflow import Workflow
 
 _NS = 1_000_000_000
 # Turns of the event loop a replayed step that was cancelled in the recording waits for the
@@ -61,7 +61,7 @@ _dynamic_errors: dict[str, type[Exception]] = {}
 
 
 def _handoff(result: Any) -> Any:
-    """What the engine hands on for an agent's return value (see engine._orchestrator)."""
+    """What the engine hands on for an agent's return value (see engine.orchestration._orchestrator)."""
     if type(result) is Update:
         return result.output if result.has_output else dict(result.changes)
     return result

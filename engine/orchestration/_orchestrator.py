@@ -38,10 +38,10 @@ from typing import Any, NamedTuple, Self
 
 from tracer import IdGenerator, RandomIds, Recorder
 
-from ._agent import Agent
-from ._breaker import BreakerListener, CircuitBreaker
-from ._contracts import Contract
-from ._errors import (
+from ..core._agent import Agent
+from ..core._breaker import BreakerListener, CircuitBreaker
+from ..core._contracts import Contract
+from ..core._errors import (
     AgentError,
     BreakerOpenError,
     ContractViolation,
@@ -52,11 +52,11 @@ from ._errors import (
     StepTimeoutError,
     WorkflowFailed,
 )
-from ._ledger import JSON, StateLedger, Update, copy_out, json_copy
-from ._recording import NULL_SPAN, RunScope, Span
-from ._saga import Compensation, CompletedStep, Saga
-from ._time import RealTime, TimeSource
-from ._view import AgentContext
+from ..core._ledger import JSON, StateLedger, Update, copy_out, json_copy
+from ..core._recording import NULL_SPAN, RunScope, Span
+from ..core._saga import Compensation, CompletedStep, Saga
+from ..core._time import RealTime, TimeSource
+from ..core._view import AgentContext
 from ._workflow import Route, Workflow
 
 

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from ..core._time import RealTime, TimeSource
 from ._bus import (
     Bus,
     BusError,
@@ -46,7 +47,6 @@ from ._bus import (
     dead_letter_topic,
 )
 from ._faults import Fault, FaultInjector, Faults
-from ._time import RealTime, TimeSource
 
 _NS: Final = 1_000_000_000
 PENDING, IN_FLIGHT, ACKED, DEAD = 0, 1, 2, 3
