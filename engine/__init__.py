@@ -68,12 +68,15 @@ from .authoring import (
     WorkflowBuilder,
     WorkflowError,
     WorkflowFailed,
+    WorkflowRegistry,
     agent,
     as_agent,
     chain,
     compensation_topic,
     dead_letter_topic,
     json_copy,
+    workflow,
+    workflows,
 )
 from .running import (
     NULL_SPAN,
@@ -264,6 +267,7 @@ __all__ = [
     "WorkflowBuilder",
     "WorkflowError",
     "WorkflowFailed",
+    "WorkflowRegistry",
     "agent",
     "as_agent",
     "chain",
@@ -275,4 +279,6 @@ __all__ = [
     "faults_from_specs",
     "json_copy",
     "resolve_worker_target",
+    "workflow",
+    "workflows",
 ]

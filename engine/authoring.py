@@ -44,6 +44,7 @@ from .core._ledger import Update, json_copy
 from .core._retry import RetryPolicy
 from .core._saga import SagaPolicy
 from .core._view import AgentContext, CacheView, StateView
+from .core._workflows import WorkflowRegistry, workflow, workflows
 from .orchestration._workflow import Route, Workflow, WorkflowBuilder, chain
 
 __all__ = [
@@ -80,10 +81,13 @@ __all__ = [
     "WorkflowBuilder",
     "WorkflowError",
     "WorkflowFailed",
+    "WorkflowRegistry",
     "agent",
     "as_agent",
     "chain",
     "compensation_topic",
     "dead_letter_topic",
     "json_copy",
+    "workflow",
+    "workflows",
 ]

@@ -58,6 +58,7 @@ choreographies on that loop concurrently, each with a bus of its own.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -85,6 +86,7 @@ from ..core._recording import NULL_SPAN, RunScope, Span
 from ..core._saga import Compensation, SagaPolicy
 from ..core._time import RealTime, TimeSource
 from ..core._view import AgentContext
+from ..core._workflows import check_name
 from ..orchestration._orchestrator import RunOutcome, StepRecord, call_agent
 from ._bus import (
     SAGA_CHAIN,
@@ -149,7 +151,8 @@ class Choreography:
     ``entry`` is the topic a run's input is published on (by ``source``) unless a
     ``start`` step is declared. ``policy`` is the delivery policy of subscriptions that
     give none. ``saga`` makes it a choreographed saga (see the module docstring).
-    ``ref`` (``package.module:factory``) is how replay rebuilds it.
+    ``ref`` and ``version`` are the registered name runs record, by which replay finds
+    the factory again (see :func:`engine.workflow`).
     """
 
     def __init__(
@@ -159,6 +162,7 @@ class Choreography:
         entry: str | None = None,
         source: str = "user",
         ref: str | None = None,
+        version: str | None = None,
         policy: DeliveryPolicy | None = None,
         saga: SagaPolicy | None = None,
         done_when: DoneWhen | None = None,
@@ -168,7 +172,8 @@ class Choreography:
         self.name = name
         self.entry = entry
         self.source = source
-        self.ref = ref
+        self.ref = check_name(ref) if ref is not None else None
+        self.version = check_name(version, "workflow version") if version is not None else None
         self.policy = policy or DeliveryPolicy()
         self.saga = saga
         self.done_when = done_when
@@ -179,6 +184,13 @@ class Choreography:
 
     def __repr__(self) -> str:
         return f"Choreography({self.name!r}, subscriptions={len(self.subscriptions)})"
+
+    def registered(self, name: str, version: str) -> Choreography:
+        """A copy recording ``name`` and ``version`` as what replay finds it by."""
+        out = copy.copy(self)
+        out.ref = check_name(name)
+        out.version = check_name(version, "workflow version")
+        return out
 
     def _fail(self, detail: str) -> WorkflowError:
         return WorkflowError(self.name, detail)
@@ -449,7 +461,7 @@ class Choreographer:
         )
         scope = RunScope(
             self.recorder, workflow=choreography.name, clock=self.time.clock, ids=self.ids,
-            pattern=choreography.pattern, initial_state=initial, ref=choreography.ref,
+            pattern=choreography.pattern, initial_state=initial, ref=choreography.ref, version=choreography.version,
             declared_graph=declared, scenario=scenario, seed=self.seed, attributes=attributes,
             caches=choreography.caches.values(), run_id=run_id,
         )  # fmt: skip

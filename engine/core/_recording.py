@@ -29,6 +29,7 @@ from ._cache import Cache, CachePolicy, CacheRead, make_caches
 from ._contracts import ContractResult
 from ._ledger import JSON, StateLedger, Version
 from ._view import StateView
+from ._workflows import DEFAULT_VERSION
 
 
 class NullSpan:
@@ -77,6 +78,7 @@ class RunScope:
         pattern: str = "orchestration",
         initial_state: Mapping[str, JSON] | None = None,
         ref: str | None = None,
+        version: str | None = None,
         declared_graph: str | None = None,
         scenario: str | None = None,
         seed: int | None = None,
@@ -99,6 +101,7 @@ class RunScope:
             }
             if ref:
                 attrs[c.RUN_WORKFLOW_REF] = ref
+                attrs[c.RUN_WORKFLOW_VERSION] = version or DEFAULT_VERSION
             if scenario:
                 attrs[c.RUN_SCENARIO] = scenario
             if seed is not None:

@@ -505,7 +505,7 @@ class DistributedChoreographer:
                 self.recorder, client=client, namespace=self.namespace, create=True,
                 reconnect_timeout=self.reconnect_timeout, caches=choreography.caches.values(),
                 workflow=choreography.name, clock=self.time.clock, ids=self.ids,
-                pattern=choreography.pattern, initial_state=initial, ref=choreography.ref,
+                pattern=choreography.pattern, initial_state=initial, ref=choreography.ref, version=choreography.version,
                 declared_graph=declared, scenario=scenario, seed=self.seed,
                 attributes=attributes, run_id=run_id,
             )  # fmt: skip

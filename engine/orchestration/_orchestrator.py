@@ -170,7 +170,7 @@ class Orchestrator:
             raise EngineError(f"workflow {workflow.name!r}: the run's {exc}") from None
         scope = RunScope(
             self.recorder, workflow=workflow.name, clock=self.time.clock, ids=self.ids,
-            initial_state=initial, ref=workflow.ref,
+            initial_state=initial, ref=workflow.ref, version=workflow.version,
             declared_graph=workflow.declared if self.recorder is not None else None,
             scenario=scenario, seed=self.seed, attributes=attributes, caches=workflow.caches, run_id=run_id,
         )  # fmt: skip

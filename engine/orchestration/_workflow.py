@@ -2,7 +2,7 @@
 
 Build one with a :class:`WorkflowBuilder`::
 
-    wf = (WorkflowBuilder("trading", ref="myapp.flows:trading")
+    wf = (WorkflowBuilder("trading")
           .chain(research, analysis)
           .route("analysis", pick_desk, {"equities": "equity_desk", "bonds": "bond_desk"})
           .build())
@@ -35,9 +35,8 @@ import difflib
 import inspect
 import itertools
 import json
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import networkx as nx
@@ -47,10 +46,10 @@ from ..core._cache import CachePolicy, Policy
 from ..core._contracts import Contract
 from ..core._errors import WorkflowError
 from ..core._saga import SagaPolicy
+from ..core._workflows import check_name
 
 Router = Callable[..., Any]
 Merge = Callable[[dict[str, Any]], Any]
-_REF = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +70,8 @@ class Workflow:
     graph: nx.DiGraph
     agents: Mapping[str, Agent]
     start: str
-    ref: str | None = None
+    ref: str | None = None  # the registered name runs record, for replay (see engine.workflow)
+    version: str | None = None
     routes: Mapping[str, Route] = field(default_factory=dict)
     merges: Mapping[str, Merge] = field(default_factory=dict)
     edge_contracts: Mapping[tuple[str, str], Contract] = field(default_factory=dict)
@@ -91,6 +91,10 @@ class Workflow:
     def __repr__(self) -> str:
         return f"Workflow({self.name!r}, agents={list(self.agents)})"
 
+    def registered(self, name: str, version: str) -> Workflow:
+        """This workflow, recording ``name`` and ``version`` as what replay finds it by."""
+        return replace(self, ref=check_name(name), version=check_name(version, "workflow version"))
+
 
 class WorkflowBuilder:
     """Collects agents, edges, routes, merges, contracts and caches; ``build()`` validates."""
@@ -100,6 +104,7 @@ class WorkflowBuilder:
         name: str,
         *,
         ref: str | None = None,
+        version: str | None = None,
         saga: SagaPolicy | None = None,
         max_steps: int = 10_000,
     ) -> None:
@@ -107,6 +112,7 @@ class WorkflowBuilder:
             raise WorkflowError("?", "a workflow needs a name")
         self.name = name
         self.ref = ref
+        self.version = version
         self.saga = saga or SagaPolicy()
         self.max_steps = max_steps
         self._agents: dict[str, Agent] = {}
@@ -238,8 +244,10 @@ class WorkflowBuilder:
         """Validate and freeze; :class:`WorkflowError` says what is wrong."""
         if not self._agents:
             raise self._fail("no agents")
-        if self.ref is not None and not _REF.match(self.ref):
-            raise self._fail(f"ref {self.ref!r} must look like 'package.module:factory'")
+        if self.ref is not None:
+            check_name(self.ref)
+        if self.version is not None:
+            check_name(self.version, "workflow version")
         if self.max_steps < 1:
             raise self._fail("max_steps must be at least 1")
         for s, t in self._edges:
@@ -318,7 +326,7 @@ class WorkflowBuilder:
         )  # fmt: skip
         nx.freeze(g)
         return Workflow(
-            name=self.name, graph=g, agents=dict(self._agents), start=start, ref=self.ref,
+            name=self.name, graph=g, agents=dict(self._agents), start=start, ref=self.ref, version=self.version,
             routes=dict(self._routes), merges=dict(self._merges), edge_contracts=dict(self._edge_contracts),
             caches=tuple(self._caches.values()), saga=self.saga, max_steps=self.max_steps,
             successors=succ, predecessors=preds, reach=reach, declared=declared,

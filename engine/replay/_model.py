@@ -233,19 +233,14 @@ class ReplayResult:
         }  # fmt: skip
 
 
-# Bundled modules that runs recorded before the engine's sub-packages name by their old paths.
-MOVED = {
-    "engine._choreo_scenarios": "engine.scenarios.choreography",
-    "engine._worker_scenarios": "engine.scenarios.distributed",
-}
-
-
 def load_ref(ref: str, what: str = "workflow") -> Any:
-    """The object an import path ``package.module:attr.path`` names (ReplayError if none)."""
+    """The object an import path ``package.module:attr.path`` names (ReplayError if none).
+
+    Only for paths a user typed (``--workflow``, ``--override``, ``--invariant``): never
+    for a name read from a trace."""
     module_name, sep, attr = ref.partition(":")
     if not sep or not module_name or not attr:
         raise ReplayError(f"{what} {ref!r}: give an import path like 'package.module:name'")
-    module_name = MOVED.get(module_name, module_name)
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:

@@ -15,10 +15,13 @@
     # Replay up to version 3, then run live from there (with the fixed workflow).
     fork = replayer.fork(run_id, 3, workflow=fixed_workflow())
 
-**The workflow** is rebuilt from the import path recorded on the run
-(``agentrace.run.workflow_ref``, ``package.module:factory``; a factory that takes
-``seed`` gets the run's recorded seed), or given (``workflow=``: a
-:class:`~engine.Workflow` or :class:`~engine.Choreography`, or an import path).
+**The workflow** is found by the name and version the run records
+(``agentrace.run.workflow_ref``, ``agentrace.run.workflow_version``) in the
+registry the user's code fills (:func:`engine.workflow`; the bundled scenarios'
+workflows are registered under ``agentrace.*``), or given (``workflow=``: a
+:class:`~engine.Workflow` or :class:`~engine.Choreography`, a registered name, or
+``MODULE:FACTORY`` typed by the user). A factory that takes ``seed`` gets the
+run's recorded seed. Nothing read from a trace is ever imported or called.
 The run's input is what its first step got, its initial state its version 1.
 
 **A replay** runs that workflow on a fresh orchestrator (or choreographer) whose
@@ -50,6 +53,7 @@ running loop).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import inspect
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -64,7 +68,9 @@ from tracer import conventions as c
 
 from ..choreography._choreographer import Choreographer, Choreography, ChoreographyResult
 from ..core._agent import Agent, as_agent
+from ..core._errors import WorkflowError
 from ..core._time import VirtualTime, run_blocking
+from ..core._workflows import WorkflowRegistry, workflows
 from ..orchestration._orchestrator import Orchestrator, RunResult
 from ..orchestration._workflow import Workflow
 from ._agents import ReplaySession
@@ -79,17 +85,84 @@ WorkflowSpec = Workflow | Choreography | str
 AgentSpec = Agent | Callable[..., Any] | str | Any
 
 
-def build_target(spec: WorkflowSpec | None, recording: Recording) -> Target:
-    """The workflow to replay ``recording`` with: ``spec``, else its recorded workflow_ref."""
+# Runs recorded before workflows were named record the import path of a bundled factory:
+# each maps to the name that factory is registered under now. Nothing else is ever imported.
+LEGACY_REFS = {
+    "engine.scenarios.credit:workflow": "agentrace.credit",
+    "engine.scenarios.credit:fixed_workflow": "agentrace.credit-fixed",
+    "engine.scenarios.flaky:workflow": "agentrace.flaky",
+    "engine.scenarios.low_confidence:workflow": "agentrace.low-confidence",
+    "engine.scenarios.trading:workflow": "agentrace.trading-saga",
+    "engine._choreo_scenarios:research_pipeline": "agentrace.research-pipeline",
+    "engine._choreo_scenarios:double_consume": "agentrace.double-consume",
+    "engine._choreo_scenarios:double_consume_fixed": "agentrace.double-consume-fixed",
+    "engine._choreo_scenarios:checkout_saga": "agentrace.choreo-saga",
+    "engine._worker_scenarios:build_double_consume": "agentrace.distributed.double-consume",
+    "engine._worker_scenarios:build_double_consume_fixed": "agentrace.distributed.double-consume-fixed",
+    "engine._worker_scenarios:build_resilient_pipeline": "agentrace.distributed.research-pipeline",
+    "engine.scenarios.choreography:research_pipeline": "agentrace.research-pipeline",
+    "engine.scenarios.choreography:double_consume": "agentrace.double-consume",
+    "engine.scenarios.choreography:double_consume_fixed": "agentrace.double-consume-fixed",
+    "engine.scenarios.choreography:checkout_saga": "agentrace.choreo-saga",
+    "engine.scenarios.distributed:build_double_consume": "agentrace.distributed.double-consume",
+    "engine.scenarios.distributed:build_double_consume_fixed": "agentrace.distributed.double-consume-fixed",
+    "engine.scenarios.distributed:build_resilient_pipeline": "agentrace.distributed.research-pipeline",
+}  # fmt: skip
+# The bundled workflows register when their package is imported: a fixed module per prefix.
+BUNDLED = (
+    ("agentrace.distributed.", "engine.scenarios.distributed"),
+    ("agentrace.", "engine.scenarios"),
+)
+
+
+def registered_factory(
+    registry: WorkflowRegistry, name: str, version: str | None, run_id: str = ""
+) -> Callable[..., Any]:
+    """The factory ``name`` (``version``) is registered as, loading the bundled workflows when
+    the name is one of theirs. ReplayError saying how to give the workflow otherwise."""
+    name = LEGACY_REFS.get(name, name)
+    if name not in registry:
+        for prefix, module in BUNDLED:
+            if name.startswith(prefix):
+                importlib.import_module(module)  # our own package, never a name from the trace
+                break
+    try:
+        return registry.factory(name, version)
+    except WorkflowError as exc:
+        run = f"run {run_id} records workflow {name!r}" if run_id else f"workflow {name!r}"
+        raise ReplayError(
+            f"{run}{f' version {version}' if version else ''}: {exc.detail}; register it "
+            "(@engine.workflow) or give it (workflow=... or --workflow MODULE:FACTORY)"
+        ) from None
+
+
+def build_target(
+    spec: WorkflowSpec | None, recording: Recording, registry: WorkflowRegistry | None = None
+) -> Target:
+    """The workflow to replay ``recording`` with: ``spec`` (a Workflow or Choreography, a
+    registered name, or ``MODULE:FACTORY`` that the user typed), else the registered workflow
+    the run names. A name read from the run is only ever looked up, never imported."""
     if isinstance(spec, (Workflow, Choreography)):
         return spec
-    ref = spec if spec is not None else recording.run.workflow_ref
-    if not ref:
-        raise ReplayError(
-            f"run {recording.run_id} records no workflow_ref (agentrace.run.workflow_ref): "
-            "give the workflow to replay it with (workflow=... or --workflow MODULE:FACTORY)"
+    registry = registry or workflows
+    if isinstance(spec, str) and ":" in spec:
+        what = spec
+        obj: Any = load_ref(spec)  # typed by the user, not read from the trace
+    elif spec is not None:
+        what = spec
+        obj = registered_factory(registry, spec, None)
+    else:
+        name = recording.run.workflow_ref
+        if not name:
+            raise ReplayError(
+                f"run {recording.run_id} records no workflow (agentrace.run.workflow_ref): "
+                "give the workflow to replay it with (workflow=... or --workflow MODULE:FACTORY)"
+            )
+        version = recording.run.attributes.get(c.RUN_WORKFLOW_VERSION)
+        what = name
+        obj = registered_factory(
+            registry, name, str(version) if version is not None else None, recording.run_id
         )
-    obj = load_ref(ref)
     if callable(obj) and not isinstance(obj, (Workflow, Choreography)):
         kwargs: dict[str, Any] = {}
         try:
@@ -102,11 +175,11 @@ def build_target(spec: WorkflowSpec | None, recording: Recording) -> Target:
             obj = obj(**kwargs)
         except Exception as exc:
             raise ReplayError(
-                f"workflow {ref!r}: the factory raised {type(exc).__name__}: {exc}"
+                f"workflow {what!r}: the factory raised {type(exc).__name__}: {exc}"
             ) from exc
     if not isinstance(obj, (Workflow, Choreography)):
         raise ReplayError(
-            f"workflow {ref!r} gave {type(obj).__name__}, not a Workflow or Choreography"
+            f"workflow {what!r} gave {type(obj).__name__}, not a Workflow or Choreography"
         )
     return obj
 
@@ -145,7 +218,8 @@ class Replayer:
     ``sink`` receives the new runs' spans (by default the store itself; ``record=False``
     records nothing: faster, but the new run cannot be analysed). ``ids`` makes the new
     runs' ids (random by default; ``SeededIds`` for repeatable tests). ``latency=False``
-    replays every step in no time instead of its recorded duration.
+    replays every step in no time instead of its recorded duration. ``registry`` is where
+    the names runs record are looked up (default :data:`engine.workflows`).
     """
 
     def __init__(
@@ -157,8 +231,10 @@ class Replayer:
         ids: IdGenerator | None = None,
         latency: bool = True,
         tick_ns: int = 1_000,
+        registry: WorkflowRegistry | None = None,
     ) -> None:
         self.store = store
+        self.registry = registry or workflows
         self.record = record
         self._sink = sink
         self.ids: IdGenerator = ids or RandomIds()
@@ -269,7 +345,7 @@ class Replayer:
         state and key as recorded): see :func:`explore_schedules`. The first failing schedule
         is recorded as a run of its own (linked to ``run``) when this replayer records."""
         rec = self.recording(run)
-        target = build_target(workflow, rec)
+        target = build_target(workflow, rec, self.registry)
         if not isinstance(target, Choreography):
             raise ReplayError(
                 f"run {rec.run_id} is an orchestrated run: schedules exist only on a bus"
@@ -298,7 +374,7 @@ class Replayer:
         overrides: Mapping[str, AgentSpec] | None,
         fork_version: int | None,
     ) -> ReplayResult:
-        target = build_target(spec, rec)
+        target = build_target(spec, rec, self.registry)
         choreographed = isinstance(target, Choreography)
         if choreographed != (rec.pattern in ("choreography", "hybrid")):
             kind = type(target).__name__

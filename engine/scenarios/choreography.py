@@ -19,10 +19,11 @@
   shipping cancels the courier, inventory releases the stock, checkout cancels the
   order, in reverse causal order. The run ends ``compensated``.
 
-Each scenario records, as ``agentrace.run.workflow_ref``, a factory that rebuilds
-exactly the choreography it ran, for replay: ``research_pipeline`` (``research-pipeline``
-and ``lost-event``, whose crash is a fault of the bus, not of the choreography),
-``double_consume``, ``double_consume_fixed`` and ``checkout_saga``.
+Each scenario's factory is a registered workflow (:func:`engine.workflow`), so its runs
+record the name replay finds it by: ``agentrace.research-pipeline`` (the
+``research-pipeline`` and ``lost-event`` scenarios, whose crash is a fault of the
+bus, not of the choreography), ``agentrace.double-consume``,
+``agentrace.double-consume-fixed`` and ``agentrace.choreo-saga``.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from ..core._retry import RetryPolicy
 from ..core._saga import SagaPolicy
 from ..core._time import VirtualTime
 from ..core._view import AgentContext, StateView
+from ..core._workflows import workflow
 from ._registry import DEFAULT_SEED, Scenario, register
 
 REQUEST = {"request": "req-1042", "topic": "sea otters as a keystone species"}
@@ -103,17 +105,17 @@ def _pipeline_agents() -> tuple[Agent, Agent, Agent]:
     return research, analysis, report
 
 
+@workflow("agentrace.research-pipeline")
 def research_pipeline(
     *,
     ack_timeout: float | None = None,
     idempotent_analysis: bool = False,
     name: str = "research-pipeline",
-    ref: str = "engine.scenarios.choreography:research_pipeline",
 ) -> Choreography:
     """research → analysis → report over the bus (see the module docstring).
 
-    ``ref`` is what the run records as its workflow_ref: this factory's path rebuilds the
-    defaults only, so a caller that changes an option passes the factory that makes its own.
+    Replay rebuilds it with the defaults, so a factory that changes an option is
+    registered under a name of its own (as ``double_consume`` is).
     """
     research, analysis, report = _pipeline_agents()
     policy = DeliveryPolicy(max_attempts=3, ack_timeout=ack_timeout, redelivery_delay=1.0)
@@ -122,7 +124,6 @@ def research_pipeline(
             name,
             entry="research.requested",
             source="user",
-            ref=ref,
             policy=policy,
             done_when=lambda state: bool(state.get("reports")),
         )
@@ -136,23 +137,22 @@ def research_pipeline(
     )
 
 
+@workflow("agentrace.double-consume")
 def double_consume(seed: int = DEFAULT_SEED) -> Choreography:
     """``double-consume``: the pipeline with the ack timeout, analysis not idempotent.
 
     ``seed`` is taken as every scenario factory takes it and changes nothing here: the
     lost ack is a fault injected into the bus, not part of the choreography.
     """
-    return research_pipeline(
-        ack_timeout=ACK_TIMEOUT, ref="engine.scenarios.choreography:double_consume"
-    )
+    return research_pipeline(ack_timeout=ACK_TIMEOUT)
 
 
+@workflow("agentrace.double-consume-fixed")
 def double_consume_fixed(seed: int = DEFAULT_SEED) -> Choreography:
     """``double-consume-fixed``: the pipeline with the ack timeout and analysis idempotent."""
     return research_pipeline(
         ack_timeout=ACK_TIMEOUT,
         idempotent_analysis=True,
-        ref="engine.scenarios.choreography:double_consume_fixed",
     )
 
 
@@ -163,6 +163,7 @@ class CardDeclined(Exception):
     """The card issuer refused the charge."""
 
 
+@workflow("agentrace.choreo-saga")
 def checkout_saga() -> Choreography:
     """checkout (orchestrated) → inventory → shipping → payment (declined), with compensations."""
 
@@ -212,7 +213,6 @@ def checkout_saga() -> Choreography:
     return (
         Choreography(
             "checkout",
-            ref="engine.scenarios.choreography:checkout_saga",
             policy=DeliveryPolicy(max_attempts=2, redelivery_delay=2.0),
             saga=SagaPolicy(retry=RetryPolicy(max_attempts=3, initial_delay=1.0)),
         )

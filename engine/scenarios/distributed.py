@@ -19,6 +19,7 @@ from typing import Final
 
 from ..choreography._choreographer import Choreography
 from ..choreography._faults import FaultRule
+from ..core._workflows import workflow
 from ..distributed._worker import DistributedScenario
 from .choreography import REQUEST
 from .choreography import research_pipeline as _pipeline
@@ -26,25 +27,20 @@ from .choreography import research_pipeline as _pipeline
 ACK_TIMEOUT: Final = 1.0  # real seconds a group waits for an ack before another delivery
 
 
-# Factories the runs record as their workflow_ref: each rebuilds exactly what it ran.
+# Registered workflows: the runs record their names, by which replay rebuilds what they ran.
+@workflow("agentrace.distributed.double-consume")
 def build_double_consume(seed: int | None = None) -> Choreography:
-    return _pipeline(
-        ack_timeout=ACK_TIMEOUT, ref="engine.scenarios.distributed:build_double_consume"
-    )
+    return _pipeline(ack_timeout=ACK_TIMEOUT)
 
 
+@workflow("agentrace.distributed.double-consume-fixed")
 def build_double_consume_fixed(seed: int | None = None) -> Choreography:
-    return _pipeline(
-        ack_timeout=ACK_TIMEOUT,
-        idempotent_analysis=True,
-        ref="engine.scenarios.distributed:build_double_consume_fixed",
-    )
+    return _pipeline(ack_timeout=ACK_TIMEOUT, idempotent_analysis=True)
 
 
+@workflow("agentrace.distributed.research-pipeline")
 def build_resilient_pipeline(seed: int | None = None) -> Choreography:
-    return _pipeline(
-        ack_timeout=ACK_TIMEOUT, ref="engine.scenarios.distributed:build_resilient_pipeline"
-    )
+    return _pipeline(ack_timeout=ACK_TIMEOUT)
 
 
 research_pipeline = DistributedScenario("research-pipeline", _pipeline, REQUEST, REQUEST["request"])

@@ -16,8 +16,8 @@ AUTHORING = {
     "ContractViolation", "DeliveryFailed", "DeliveryPolicy", "EngineError", "EventContext",
     "Message", "OutputError", "RetryPolicy", "Route", "Rule", "SagaPolicy", "ScenarioError",
     "StateView", "StepCancelled", "StepError", "StepTimeoutError", "Subscription", "Update",
-    "Workflow", "WorkflowBuilder", "WorkflowError", "WorkflowFailed", "agent", "as_agent", "chain",
-    "compensation_topic", "dead_letter_topic", "json_copy",
+    "Workflow", "WorkflowBuilder", "WorkflowError", "WorkflowFailed", "WorkflowRegistry", "agent", "as_agent", "chain",
+    "compensation_topic", "dead_letter_topic", "json_copy", "workflow", "workflows",
 }  # fmt: skip
 
 RUNNING = {

@@ -63,8 +63,9 @@ def _writable(db: str) -> None:
     "--workflow",
     "workflow",
     default=None,
-    metavar="MODULE:FACTORY",
-    help="Replay with this workflow instead of the one recorded on the run.",
+    metavar="NAME|MODULE:FACTORY",
+    help="Replay with this registered workflow, or the factory MODULE:FACTORY, instead of "
+    "the one the run names (which is only looked up among registered workflows, never imported).",
 )
 @click.option(
     "--explore",
