@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from tracer import Run, Store, apply_patch
+from tracer import Run, Store, StoreError, reads
 from tracer import conventions as c
 
 from ..core._ledger import JSON, copy_out
@@ -266,34 +266,25 @@ def load_recordings(store: Store, run_ids: Iterable[str]) -> dict[str, Recording
         for run_id in ids:
             if run_id not in runs:
                 store.run(run_id)
-    errors: dict[str, tuple[str | None, str | None]] = {}
-    for span_id, attrs in store.sql(
-        "SELECT span_id, attributes FROM span_events WHERE list_contains(?, trace_id) "
-        "AND name = 'exception' ORDER BY trace_id, span_id, seq",
-        [ids],
-    ).fetchall():
-        a = orjson.loads(attrs)
-        errors.setdefault(span_id, (a.get("exception.type"), a.get("exception.message")))
-    reads: dict[str, list[RecordedRead]] = defaultdict(list)
-    for span_id, version, head, keys, via, cache in store.sql(
-        "SELECT span_id, version, head_version, keys, via, cache FROM state_reads "
-        "WHERE list_contains(?, run_id) ORDER BY run_id, span_id, seq",
-        [ids],
-    ).fetchall():
-        reads[span_id].append(RecordedRead(version, head, tuple(keys), via, cache))
+    errors = reads.exceptions(store, ids)
+    read_rows: dict[str, list[RecordedRead]] = defaultdict(list)
+    for r in reads.state_reads(store, ids):
+        read_rows[r.span_id].append(RecordedRead(r.version, r.head_version, r.keys, r.via, r.cache))
     versions = _versions(store, ids)
     steps: dict[str, dict[int, list[RecordedAttempt]]] = defaultdict(lambda: defaultdict(list))
     compensations: dict[str, list[RecordedAttempt]] = defaultdict(list)
     parent_of: dict[str, dict[str, str]] = defaultdict(dict)
     committed = {v.span_id: v.version for vs in versions.values() for v in vs if v.version > 1}
-    for run_id, span_id, parent, start, end, status, attrs_text in store.sql(
-        "SELECT trace_id, span_id, parent_span_id, start_ns, end_ns, status_code, attributes "
-        "FROM spans WHERE list_contains(?, trace_id) "
-        "AND (starts_with(name, 'invoke_agent ') OR starts_with(name, 'compensate ')) "
-        "ORDER BY trace_id, start_ns, span_id",
-        [ids],
-    ).fetchall():
-        a = orjson.loads(attrs_text)
+    for sp in reads.spans(store, ids, name_prefixes=("invoke_agent ", "compensate ")):
+        run_id, span_id, parent, start, end, status = (
+            sp.trace_id,
+            sp.span_id,
+            sp.parent_span_id,
+            sp.start_ns,
+            sp.end_ns,
+            sp.status,
+        )
+        a = sp.attributes
         agent = a.get(c.GEN_AI_AGENT_NAME)
         step = a.get(c.AGENT_STEP)
         if not isinstance(agent, str) or not isinstance(step, int):
@@ -307,7 +298,7 @@ def load_recordings(store: Store, run_ids: Iterable[str]) -> dict[str, Recording
         sources = a.get(c.AGENT_FROM)
         att = RecordedAttempt(
             span_id, parent, agent, step, _int(a.get(c.AGENT_ATTEMPT), 1), a.get(c.AGENT_INPUT),
-            a.get(c.AGENT_OUTPUT), str(outcome), err_type, err_msg, tuple(reads.get(span_id, ())),
+            a.get(c.AGENT_OUTPUT), str(outcome), err_type, err_msg, tuple(read_rows.get(span_id, ())),
             committed.get(span_id), start, end, tuple(map(str, sources)) if sources else (),
         )  # fmt: skip
         parent_of[run_id][span_id] = parent
@@ -332,84 +323,43 @@ def load_recordings(store: Store, run_ids: Iterable[str]) -> dict[str, Recording
 
 
 def _versions(store: Store, ids: list[str]) -> dict[str, tuple[RecordedVersion, ...]]:
-    rows = store.sql(
-        """SELECT run_id, version, parent_version, base_version, kind, agent, span_id, committed_ns,
-                  hash, keys, snapshot, patch FROM state_versions WHERE list_contains(?, run_id)
-           ORDER BY run_id, version""",
-        [ids],
-    ).fetchall()
-    out: dict[str, list[RecordedVersion]] = defaultdict(list)
-    doc: Any = None
-    for (
-        run_id,
-        version,
-        parent,
-        base,
-        kind,
-        agent,
-        span_id,
-        at,
-        hash_,
-        keys,
-        snapshot,
-        patch,
-    ) in rows:
-        if snapshot is not None:
-            doc = orjson.loads(snapshot)
-        elif doc is None or not out[run_id]:
-            raise ReplayError(f"run {run_id}: state version {version} has no document before it")
-        else:
-            # In place: only the values each version wrote are kept (copied out below).
-            doc = _patch(doc, orjson.loads(patch))
-        if not isinstance(doc, dict):
-            raise ReplayError(f"run {run_id}: state version {version} is not a JSON object")
-        ks = tuple(keys)
-        changes = {k: copy_out(doc[k]) for k in ks if k in doc}
-        deleted = tuple(k for k in ks if k not in doc)
-        out[run_id].append(
-            RecordedVersion(
-                version, parent, base, kind, agent, span_id, hash_, ks, changes, deleted, at
-            )
-        )
-    return {k: tuple(v) for k, v in out.items()}
-
-
-def _patch(doc: dict[str, Any], ops: list[dict[str, Any]]) -> Any:
-    """``doc`` with ``ops`` applied in place. Most versions only set or remove top-level keys:
-    those are done here directly; any deeper path goes through ``tracer.apply_patch``."""
-    for i, op in enumerate(ops):
-        path = op.get("path", "")
-        key = path[1:]
-        if not path.startswith("/") or "/" in key or "~" in key:
-            return apply_patch(doc, ops[i:], in_place=True)
-        kind = op.get("op")
-        if kind in ("add", "replace"):
-            doc[key] = op["value"]  # fresh from orjson: nobody else holds it
-        elif kind == "remove":
-            del doc[key]
-        else:
-            return apply_patch(doc, ops[i:], in_place=True)
-    return doc
+    by_run: dict[str, list[reads.VersionRow]] = defaultdict(list)
+    for row in reads.state_versions(store, ids):
+        by_run[row.run_id].append(row)
+    out: dict[str, tuple[RecordedVersion, ...]] = {}
+    for run_id, rows in by_run.items():
+        kept = []
+        walk = reads.states(((r.version, r.snapshot, r.patch) for r in rows), run_id)
+        try:
+            for r, (_, doc) in zip(rows, walk, strict=True):
+                if not isinstance(doc, dict):
+                    raise ReplayError(
+                        f"run {run_id}: state version {r.version} is not a JSON object"
+                    )
+                # Copied out: the document is patched in place as the walk moves on.
+                changes = {k: copy_out(doc[k]) for k in r.keys if k in doc}
+                deleted = tuple(k for k in r.keys if k not in doc)
+                kept.append(
+                    RecordedVersion(
+                        r.version, r.parent_version, r.base_version, r.kind, r.agent, r.span_id,
+                        r.hash, r.keys, changes, deleted, r.committed_ns,
+                    )
+                )  # fmt: skip
+        except StoreError as exc:
+            raise ReplayError(str(exc)) from None
+        out[run_id] = tuple(kept)
+    return out
 
 
 def _messages(
     store: Store, ids: list[str]
 ) -> dict[str, tuple[tuple[RecordedMessage, ...], tuple[RecordedDelivery, ...]]]:
-    rows = store.sql(
-        """SELECT run_id, span_id, event, message_id, topic, msg_key, consumer_group, consumer,
-                  agent, attempt, outcome, fault, time_ns
-           FROM messages WHERE list_contains(?, run_id) ORDER BY run_id, time_ns, span_id, seq""",
-        [ids],
-    ).fetchall()
+    rows = reads.messages(store, ids)
     if not rows:
         return {}
-    parents = dict(
-        store.sql(
-            "SELECT span_id, parent_span_id FROM spans WHERE list_contains(?, trace_id) "
-            "AND starts_with(name, 'send ')",
-            [ids],
-        ).fetchall()
-    )
+    parents = {
+        sp.span_id: sp.parent_span_id for sp in reads.spans(store, ids, name_prefixes=("send ",))
+    }
     by_run: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
     for r in rows:
         by_run[r[0]].append(r)

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import orjson
 
-from tracer import FieldChange, Store, apply_patch, field_changes
+from tracer import FieldChange, Store, field_changes, reads
 from tracer import conventions as c
 
 from ..core._ledger import JSON, copy_out
@@ -200,60 +200,47 @@ def diff_runs(store: Store, run_a: str, run_b: str) -> RunDiff:
 # -- versions ---------------------------------------------------------------------------------
 
 
-def _documents(
-    store: Store, run_id: str
-) -> list[tuple[int, str | None, str | None, str | None, Any, Any]]:
-    return store.sql(
-        """SELECT version, agent, kind, hash, snapshot, patch FROM state_versions
-           WHERE run_id = ? ORDER BY version""",
-        [run_id],
-    ).fetchall()
-
-
 def _versions(store: Store, a: str, b: str) -> list[VersionDiff]:
-    rows_a, rows_b = _documents(store, a), _documents(store, b)
+    rows = reads.state_versions(store, [a, b])
+    rows_a = [r for r in rows if r.run_id == a]
+    rows_b = [r for r in rows if r.run_id == b]
+    # Both documents move forward in step (in place: only the current pair is compared).
+    walk_a = reads.states(((r.version, r.snapshot, r.patch) for r in rows_a), a)
+    walk_b = reads.states(((r.version, r.snapshot, r.patch) for r in rows_b), b)
     doc_a: JSON = None
     doc_b: JSON = None
     out = []
     for i in range(max(len(rows_a), len(rows_b))):
         ra = rows_a[i] if i < len(rows_a) else None
         rb = rows_b[i] if i < len(rows_b) else None
-        # Both documents move forward in step (in place: only the current pair is compared).
         if ra is not None:
-            doc_a = _advance(doc_a, ra)
+            doc_a = next(walk_a)[1]
         if rb is not None:
-            doc_b = _advance(doc_b, rb)
+            doc_b = next(walk_b)[1]
         n = i + 1
         if ra is None or rb is None:
             r = ra or rb
             assert r is not None
             status: VersionStatus = "only_a" if rb is None else "only_b"
-            agent, kind = r[1], r[2]
+            agent, kind = r.agent, r.kind
             out.append(
                 VersionDiff(n, status, agent if ra else None, agent if rb else None,
                             kind if ra else None, kind if rb else None)
             )  # fmt: skip
             continue
-        same_hash = ra[3] is not None and ra[3] == rb[3]
+        same_hash = ra.hash is not None and ra.hash == rb.hash
         # Copied out: the documents are patched in place as the loop moves on.
         changes = () if same_hash else tuple(
             FieldChange(ch.path, ch.change, copy_out(ch.old), copy_out(ch.new))
             for ch in field_changes(doc_a, doc_b)
         )  # fmt: skip
-        same = not changes and ra[1] == rb[1] and ra[2] == rb[2]
+        same = not changes and ra.agent == rb.agent and ra.kind == rb.kind
         out.append(
-            VersionDiff(n, "same" if same else "changed", ra[1], rb[1], ra[2], rb[2], changes)
+            VersionDiff(
+                n, "same" if same else "changed", ra.agent, rb.agent, ra.kind, rb.kind, changes
+            )
         )
     return out
-
-
-def _advance(doc: JSON, row: tuple[Any, ...]) -> JSON:
-    snapshot, patch = row[4], row[5]
-    if snapshot is not None:
-        return orjson.loads(snapshot)
-    if doc is None:
-        return {}
-    return apply_patch(doc, orjson.loads(patch), in_place=True)
 
 
 # -- steps ------------------------------------------------------------------------------------
@@ -272,19 +259,20 @@ class _SpanFacts:
 
 def _spans(store: Store, run_id: str) -> dict[tuple[str, int], _SpanFacts]:
     acks: dict[str, str] = {}
-    for span_id, outcome in store.sql(
-        "SELECT span_id, outcome FROM messages WHERE run_id = ? AND event = 'ack' ORDER BY seq",
-        [run_id],
-    ).fetchall():
-        acks.setdefault(span_id, outcome)
+    for m in reads.messages(store, [run_id]):
+        if m.event == "ack" and m.outcome is not None:
+            acks.setdefault(m.span_id, m.outcome)
     seen: dict[str, int] = defaultdict(int)
     out = {}
-    for span_id, parent, name, status, agent, attrs_text in store.sql(
-        """SELECT span_id, parent_span_id, name, status_code, agent, attributes FROM spans
-           WHERE trace_id = ? ORDER BY start_ns, span_id""",
-        [run_id],
-    ).fetchall():
-        a = orjson.loads(attrs_text)
+    for sp in reads.spans(store, [run_id]):
+        span_id, parent, name, status, agent, a = (
+            sp.span_id,
+            sp.parent_span_id,
+            sp.name,
+            sp.status,
+            sp.agent,
+            sp.attributes,
+        )
         if not parent and a.get(c.GEN_AI_OPERATION_NAME) == c.OP_INVOKE_WORKFLOW:
             continue  # the roots differ by nature (ids, parent links)
         seen[name] += 1
