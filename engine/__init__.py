@@ -2,7 +2,9 @@
 breakers, sagas, the state ledger, workers on Redis and replay, all recorded through the
 tracer's recorder. It knows no DuckDB and no Textual.
 
-Its parts are its sub-packages, each leaning only on those listed after it:
+Its parts are its sub-packages, each leaning only on those listed after it
+(orchestration and choreography stand side by side on core; every step of
+either, and of a distributed worker, is run by core's one step runner):
 
     scenarios/      the bundled demo scenarios (data, not runtime)
     testing/        fake time, seeded ids, the pytest plugin and its fixture

@@ -70,6 +70,7 @@ from tracer import ActiveSpan, IdGenerator, RandomIds, Recorder, canonical_json
 from tracer import conventions as c
 
 from ..core._agent import Agent, as_agent
+from ..core._breaker import BreakerListener
 from ..core._cache import CachePolicy, Policy
 from ..core._contracts import Contract
 from ..core._errors import (
@@ -77,17 +78,16 @@ from ..core._errors import (
     CompensationError,
     ContractViolation,
     EngineError,
-    OutputError,
     StepError,
     WorkflowError,
 )
-from ..core._ledger import JSON, StateLedger, Update, json_copy
+from ..core._ledger import JSON, StateLedger, json_copy
 from ..core._recording import NULL_SPAN, RunScope, Span
-from ..core._saga import Compensation, SagaPolicy
+from ..core._saga import Compensation, Saga, SagaPolicy
+from ..core._step import Attempted, Breakers, Checks, RunOutcome, StepRecord, StepRunner
 from ..core._time import RealTime, TimeSource
 from ..core._view import AgentContext
 from ..core._workflows import check_name
-from ..orchestration._orchestrator import RunOutcome, StepRecord, call_agent
 from ._bus import (
     SAGA_CHAIN,
     Bus,
@@ -427,12 +427,15 @@ class Choreographer:
         seed: int | None = None,
         faults: Faults | None = None,
         bus: BusFactory | None = None,
+        breaker_listeners: Iterable[BreakerListener] = (),
     ) -> None:
         self.recorder = recorder
         self.time: TimeSource = time or RealTime(recorder.clock if recorder is not None else None)
         self.ids: IdGenerator = ids or (recorder.ids if recorder is not None else RandomIds())
         self.seed = seed
         self.faults = faults
+        # Agents' breakers, kept across runs, as the orchestrator keeps them.
+        self.breakers = Breakers(self.time.clock, breaker_listeners)
         self.bus_factory: BusFactory = bus or (lambda t, f: InProcessBus(t, faults=f))
 
     async def run(
@@ -468,7 +471,7 @@ class Choreographer:
         injector = self.faults.injector() if self.faults else None
         bus = self.bus_factory(self.time, injector)
         root = scope.root.context if isinstance(scope.root, ActiveSpan) else None
-        run = _Run(
+        run = ChoreographyRun(
             self, choreography, scope, bus, BusTracer(self.recorder, root=root, ids=self.ids)
         )
         try:
@@ -550,7 +553,7 @@ class _Outcome:
     error: StepError | None = None
 
 
-class _Run:
+class ChoreographyRun:
     """One choreographed run: its bus, its handlers, its failures and its saga."""
 
     def __init__(
@@ -572,10 +575,8 @@ class _Run:
         self.failures: list[EngineError] = []
         self.dead_letters: list[DeadLetter] = []
         self.published = 0
-        self.saga_started = False
-        self.expected: dict[tuple[str, int], None] = {}  # compensations a saga needs, in order
-        self.compensations: dict[tuple[str, int], Compensation] = {}
-        self.stopped = False  # a compensation failed for good and the policy stops there
+        self.runner = StepRunner(scope, owner.time, owner.seed, owner.breakers)
+        self.saga = Saga(self.runner, choreo.saga)
         self.completed: set[tuple[str, str]] = set()  # (group, message id) handled, results sent
         self.agents = choreo.agents
 
@@ -600,9 +601,8 @@ class _Run:
 
     def outcome(self, unsettled: tuple[Unsettled, ...]) -> tuple[str, EngineError | None]:
         error = self.failures[0] if self.failures else None
-        if self.saga_started:
-            ok = all(self.compensations.get(k, _MISSING).outcome == "ok" for k in self.expected)
-            return ("compensated" if ok else "compensation_failed"), error
+        if self.saga.started:
+            return self.saga.status(), error
         if error is None and unsettled:
             u = unsettled[0]
             more = f" (and {len(unsettled) - 1} more)" if len(unsettled) > 1 else ""
@@ -621,11 +621,7 @@ class _Run:
         return ("failed" if error is not None else "completed"), error
 
     def compensation_results(self) -> tuple[Compensation, ...]:
-        done = list(self.compensations.values())
-        for agent, step in self.expected:
-            if (agent, step) not in self.compensations:
-                done.append(Compensation(step, agent, "skipped", 0))
-        return tuple(done)
+        return self.saga.outcomes()
 
     # -- publishing -----------------------------------------------------------------------------
 
@@ -648,123 +644,80 @@ class _Run:
     async def _start(self, start: _Start, value: JSON, key: str | None) -> None:
         """The hybrid's orchestrated first step: run under the root, retried per the agent's policy."""
         agent = start.agent
-        scope = self.scope
-        step = scope.next_step()
-        attempt = 0
-        while True:
-            attempt += 1
-            span = scope.agent_span(agent.name, step, attempt, value)
-            out = await self._attempt(
-                agent, step, attempt, value, span, None, start.emits, key, [], ()
-            )
-            if out.error is None:
-                break
-            if attempt < agent.retry.max_attempts and agent.retry.retries(out.error):
-                await self.time.sleep(agent.retry.delay(attempt))
-                continue
+        step = self.scope.next_step()
+
+        contexts: dict[int, EventContext] = {}
+
+        def ctx(attempt: int) -> EventContext:
+            contexts[attempt] = c = self._context(agent, step, attempt, None, key)
+            return c
+
+        checks = self._staging(agent, step, start.emits, key, contexts)
+        out = await self.runner.run(agent, step, value, ctx=ctx, checks=checks)
+        self._record(agent, step, value, (), out)
+        if out.error is not None:
             self.failures.append(out.error)
             return
-        for m in out.outbox:
-            await self._publish(m, scope.root)
+        for m in self._outbox(agent, step, out, []):
+            await self._publish(m, self.scope.root)
 
-    async def _attempt(
-        self, agent: Agent, step: int, attempt: int, value: JSON, span: Span, delivery: Delivery | None,
-        emits: str | None, key: str | None, chain: list[_Chain], sources: tuple[str, ...],
-    ) -> _Outcome:  # fmt: skip
-        """Run one step of ``agent`` in ``span`` (ended here) and record it; never raises a StepError."""
+    def _context(
+        self, agent: Agent, step: int, attempt: int, delivery: Delivery | None, key: str | None
+    ) -> EventContext:
         scope = self.scope
-        name = agent.name
-        view = scope.view(span, name)
         message = delivery.message if delivery is not None else None
-        ctx = EventContext(
-            scope.run_id,
-            scope.workflow,
-            name,
-            step,
-            attempt,
-            self.time,
-            self.seed,
-            message,
-            delivery,
-            key,
-        )
-        handoff: Any = None
-        try:
-            try:
-                result = await call_agent(agent, view, value, ctx, self.time, name, step, attempt)
-            finally:
-                scope.record_reads(span, view, name)
-            if delivery is not None and delivery.fault == "crash_during":
-                raise AgentError(
-                    name, step, attempt, "the consumer crashed before the step committed"
-                ) from (
-                    ConsumerCrashed(
-                        f"consumer {delivery.consumer!r} crashed while processing {delivery.message.id}"
-                    )
-                )
-            changes: dict[str, Any] | None = None
-            delete: tuple[str, ...] = ()
-            try:
-                if type(result) is Update:
-                    changes = {k: json_copy(v, k) for k, v in result.changes.items()}
-                    delete = result.delete
-                    handoff = json_copy(result.handoff(), "output")
-                else:
-                    handoff = json_copy(result, "output")
-            except ValueError as exc:
-                raise OutputError(
-                    name, step, attempt, f"returned a value that is not JSON: {exc}"
-                ) from None
-            if agent.contract is not None:
-                self._check(agent.contract, handoff, name, "", step, attempt, span)
+        return EventContext(
+            scope.run_id, scope.workflow, agent.name, step, attempt, self.time, self.seed,
+            message, delivery, key,
+        )  # fmt: skip
+
+    def _staging(
+        self, agent: Agent, step: int, emits: str | None, key: str | None,
+        contexts: dict[int, EventContext],
+    ) -> Checks:  # fmt: skip
+        """The choreography's checks on a step's handoff: what it emits and what it published
+        through ``ctx.publish`` is checked against the topics' contracts and staged."""
+
+        async def checks(
+            handoff: Any, changes: Any, delete: Any, view: Any, span: Span, attempt: int
+        ) -> list[tuple[str, JSON, str | None]]:
             staged: list[tuple[str, JSON, str | None]] = []
             if emits is not None and handoff is not None:
                 staged.append((emits, handoff, key))
-            staged.extend(ctx._outbox)
+            ctx = contexts.get(attempt)
+            if ctx is not None:
+                staged.extend(ctx._outbox)
             for topic, payload, _ in staged:
                 contract = self.choreo.contracts.get(topic)
                 if contract is not None:
-                    self._check(contract, payload, name, topic, step, attempt, span)
-            version = None
-            if changes or delete:
-                version = scope.commit(
-                    span, changes or {}, delete, base_version=view.version, agent=name, copy=False
-                ).version
-            if agent.compensate is not None:
-                chain = [*chain, _Chain(name, step, handoff, version)]
-            outbox = [self._message(t, p, k, name, chain) for t, p, k in staged]
-            scope.end_ok(span, handoff)
-            self.records.append(
-                StepRecord(step, name, "ok", attempt, value, handoff, sources, version, None)
-            )
-            return _Outcome(handoff, outbox, version)
-        except StepError as err:
-            rejected = isinstance(err, ContractViolation)
-            scope.end_failed(span, err.outcome, err, output=handoff if rejected else None)
-            payload = err.payload if isinstance(err, ContractViolation) else None
-            self.records.append(
-                StepRecord(
-                    step, name, err.outcome, attempt, value, payload, sources, None, str(err)
-                )
-            )
-            return _Outcome(error=err)
+                    self.runner.check(contract, payload, agent.name, topic, step, attempt, span)
+            return staged
 
-    def _check(
-        self,
-        contract: Contract,
-        payload: Any,
-        source: str,
-        target: str,
-        step: int,
-        attempt: int,
-        span: Span,
+        return checks
+
+    def _outbox(
+        self, agent: Agent, step: int, out: Attempted, chain: list[_Chain]
+    ) -> list[Message]:
+        """The messages a completed step staged, carrying the saga's chain (with this step in it
+        when its agent can be compensated)."""
+        if agent.compensate is not None:
+            chain = [*chain, _Chain(agent.name, step, out.handoff, out.version)]
+        return [self._message(t, p, k, agent.name, chain) for t, p, k in out.extra or ()]
+
+    def _record(
+        self, agent: Agent, step: int, value: JSON, sources: tuple[str, ...], out: Attempted
     ) -> None:
-        result = contract.check(payload)
-        self.scope.record_contract(span, result, source, target)
-        if not result.passed:
-            raise ContractViolation(
-                source, step, attempt, contract.name, target, list(result.errors), payload
+        err = out.error
+        if err is None:
+            record = StepRecord(
+                step, agent.name, "ok", out.attempts, value, out.handoff, sources, out.version, None
             )
+        else:
+            payload = err.payload if isinstance(err, ContractViolation) else None
+            record = StepRecord(
+                step, agent.name, err.outcome, out.attempts, value, payload, sources, None, str(err)
+            )
+        self.records.append(record)
 
     def _step_span(
         self, parent: Span, op: str, agent: str, step: int, attempt: int, value: Any = _INHERIT
@@ -857,22 +810,26 @@ class _Run:
         chain = _chain_of(message)
         sources = (message.publisher,) if message.publisher else ()
         value = message.payload
-        aspan = self._step_span(span, c.OP_INVOKE_AGENT, agent.name, step, delivery.attempt, value)
-        out = await self._attempt(
-            agent,
-            step,
-            delivery.attempt,
-            value,
-            aspan,
-            delivery,
-            sub.emits,
-            message.key,
-            chain,
-            sources,
+        attempt = delivery.attempt
+        aspan = self._step_span(span, c.OP_INVOKE_AGENT, agent.name, step, attempt, value)
+        ctx = self._context(agent, step, attempt, delivery, message.key)
+        checks = self._staging(agent, step, sub.emits, message.key, {attempt: ctx})
+
+        def crashed() -> None:
+            if delivery.fault == "crash_during":
+                raise AgentError(
+                    agent.name, step, attempt, "the consumer crashed before the step committed"
+                ) from ConsumerCrashed(
+                    f"consumer {delivery.consumer!r} crashed while processing {message.id}"
+                )
+
+        out = await self.runner.attempt(
+            agent, step, attempt, value, aspan, ctx, checks=checks, after_call=crashed
         )
+        self._record(agent, step, value, sources, out)
         err = out.error
         if err is None:
-            await self._finish(sub, delivery, span, out.outbox)
+            await self._finish(sub, delivery, span, self._outbox(agent, step, out, chain))
             return
         if delivery.fault == "crash_during":
             tracer.crashed(span, delivery)  # dead consumers neither nack nor ack
@@ -930,21 +887,16 @@ class _Run:
         """A message failed for good: compensate the chain of completed steps behind it, last first."""
         if self.choreo.saga is None or not chain:
             return
-        self.saga_started = True
-        for x in chain:
-            self.expected.setdefault((x.agent, x.step), None)
+        self.saga.begin((x.agent, x.step) for x in chain)
         await self._send_compensation(chain, failed, error, failed, parent)
 
     async def _send_compensation(
         self, chain: list[_Chain], failed: str, error: str, publisher: str, parent: Span
     ) -> None:
         # Steps compensated already (by another failed branch) are passed over.
-        while (
-            chain
-            and self.compensations.get((chain[-1].agent, chain[-1].step), _MISSING).outcome == "ok"
-        ):
+        while chain and self.saga.is_compensated(chain[-1].agent, chain[-1].step):
             chain = chain[:-1]
-        if not chain or self.stopped:
+        if not chain or self.saga.stopped:
             return
         last, rest = chain[-1], chain[:-1]
         payload = {
@@ -966,11 +918,7 @@ class _Run:
         except BusError:
             return
         err = CompensationError(agent, step.step, attempts, detail)
-        self.compensations[(agent, step.step)] = Compensation(
-            step.step, agent, "failed", attempts, None, str(err)
-        )
-        if self.choreo.saga is not None and not self.choreo.saga.continue_on_error:
-            self.stopped = True
+        self.saga.record(Compensation(step.step, agent, "failed", attempts, None, str(err)))
 
     def _compensation_handler(self, sub: Subscription) -> Callable[[Delivery], Any]:
         async def handle(delivery: Delivery) -> None:
@@ -983,7 +931,7 @@ class _Run:
         return handle
 
     async def _compensate(self, sub: Subscription, delivery: Delivery, span: Span) -> None:
-        tracer, scope = self.tracer, self.scope
+        tracer = self.tracer
         if delivery.fault == "drop":
             tracer.settle(span, delivery, "dropped", "lost before the consumer")
             return
@@ -997,36 +945,16 @@ class _Run:
         failed, error = str(payload.get("failed", "")), str(payload.get("error", ""))
         attempt = delivery.attempt
         cspan = self._step_span(span, "compensate", agent.name, done.step, attempt)
-        view = scope.view(cspan, agent.name)
-        ctx = EventContext(
-            scope.run_id,
-            scope.workflow,
-            agent.name,
-            done.step,
-            attempt,
-            self.time,
-            self.seed,
-            message,
-            delivery,
-        )
-        version = None
-        try:
-            result = await agent.run_compensate(view, done.output, ctx)
+        ctx = self._context(agent, done.step, attempt, delivery, None)
+
+        def crashed() -> None:
             if delivery.fault == "crash_during":
                 raise ConsumerCrashed(f"consumer {delivery.consumer!r} crashed while compensating")
-            if isinstance(result, Update) and not result.empty:
-                changes = {k: json_copy(v, k) for k, v in result.changes.items()}
-                v = scope.commit(
-                    cspan, changes, result.delete, base_version=view.version, agent=agent.name,
-                    kind="compensation", copy=False,
-                )  # fmt: skip
-                version = v.version
-        except Exception as exc:
-            scope.record_reads(cspan, view, agent.name)
-            scope.record_compensation(cspan, agent.name, "failed", attempt, exc)
-            cspan.record_exception(exc, escaped=False)
-            cspan.set_status("error", f"{type(exc).__name__}: {exc}")
-            cspan.end()
+
+        result, exc = await self.saga.attempt(
+            agent, done.step, done.output, attempt, cspan, ctx, crashed
+        )
+        if exc is not None:
             detail = f"{type(exc).__name__}: {exc}"
             if delivery.fault == "crash_during":
                 tracer.crashed(span, delivery)
@@ -1042,17 +970,9 @@ class _Run:
             self._compensation_failed(agent.name, message, attempt, detail)
             await self._send_compensation(rest, failed, error, agent.name, span)
             return
-        scope.record_reads(cspan, view, agent.name)
-        scope.record_compensation(cspan, agent.name, "ok", attempt)
-        cspan.end()
-        self.compensations[(agent.name, done.step)] = Compensation(
-            done.step, agent.name, "ok", attempt, version
-        )
+        self.saga.record(result)
         outbox: list[Message] = []
-        while (
-            rest
-            and self.compensations.get((rest[-1].agent, rest[-1].step), _MISSING).outcome == "ok"
-        ):
+        while rest and self.saga.is_compensated(rest[-1].agent, rest[-1].step):
             rest = rest[:-1]
         if rest:
             last = rest[-1]
@@ -1064,6 +984,3 @@ class _Run:
             }
             outbox.append(self._message(compensation_topic(last.agent), nxt, None, agent.name, []))
         await self._finish(sub, delivery, span, outbox)
-
-
-_MISSING: Final = Compensation(0, "", "missing", 0)

@@ -12,7 +12,7 @@ machines that share a Redis:
   ends the run with the same status rules as :class:`~engine.Choreographer`.
 
 Everything a worker does to a run goes through the choreography engine's own run
-object (``engine.choreography._choreographer._Run``), so each delivery is handled, and recorded, exactly
+object (``engine.choreography._choreographer.ChoreographyRun``), so each delivery is handled, and recorded, exactly
 as on the in-process bus: a ``process`` span child of the run's root (whose context
 every message carries in ``agentrace-run``), linked to its ``send`` span, the agent's
 step under it, state commits and reads, contract checks, acks. Only the run's state
@@ -66,17 +66,17 @@ from ..choreography._choreographer import (
     Choreographer,
     Choreography,
     ChoreographyResult,
+    ChoreographyRun,
     DeliveryFailed,
     Subscription,
-    _Run,
 )
 from ..choreography._faults import FaultRule, Faults
 from ..core._cache import make_caches
 from ..core._errors import EngineError, WorkflowError
 from ..core._ledger import JSON, json_copy
 from ..core._recording import RunScope
+from ..core._step import StepRecord
 from ..core._time import RealTime, TimeSource
-from ..orchestration._orchestrator import StepRecord
 from ._bus import Abandoned, RedisBus, run_context
 from ._ledger import LedgerError, RedisLedger, call
 
@@ -238,7 +238,7 @@ def _parse_reports(rows: Iterable[bytes | str]) -> _Reports:
 @dataclass(slots=True, eq=False)
 class _WorkerRun:
     scope: SharedRunScope
-    run: _Run
+    run: ChoreographyRun
     handlers: dict[tuple[str, str], Any]
     reported: tuple[int, int, int, int] = (0, 0, 0, 0)
 
@@ -344,7 +344,7 @@ class Worker:
             workflow=choreo.name, clock=self.time.clock, ids=self.ids, pattern=choreo.pattern,
             run_id=run_id,
         )  # fmt: skip
-        run = _Run(
+        run = ChoreographyRun(
             self.owner, choreo, scope, self.bus, BusTracer(self.recorder, root=root, ids=self.ids)
         )
         handlers = {
@@ -528,7 +528,9 @@ class DistributedChoreographer:
             # Unrecorded: workers still need a run context to find the run's state.
             root = SpanContext(bytes.fromhex(scope.run_id), self.ids.span_id())
         owner = Choreographer(self.recorder, time=self.time, ids=self.ids, seed=self.seed)
-        run = _Run(owner, choreo, scope, bus, BusTracer(self.recorder, root=root, ids=self.ids))
+        run = ChoreographyRun(
+            owner, choreo, scope, bus, BusTracer(self.recorder, root=root, ids=self.ids)
+        )
         try:
             # The groups exist before the first message, so none is missed by a worker that
             # starts later.

@@ -31,73 +31,26 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-import random
 from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Self
+from typing import Any
 
 from tracer import IdGenerator, RandomIds, Recorder
 
 from ..core._agent import Agent
 from ..core._breaker import BreakerListener, CircuitBreaker
-from ..core._contracts import Contract
 from ..core._errors import (
     AgentError,
-    BreakerOpenError,
-    ContractViolation,
     EngineError,
     OutputError,
-    StepCancelled,
     StepError,
-    StepTimeoutError,
-    WorkflowFailed,
 )
-from ..core._ledger import JSON, StateLedger, Update, copy_out, json_copy
-from ..core._recording import NULL_SPAN, RunScope, Span
+from ..core._ledger import JSON, StateLedger, json_copy
+from ..core._recording import RunScope, Span
 from ..core._saga import Compensation, CompletedStep, Saga
+from ..core._step import Breakers, RunOutcome, StepRecord, StepRunner
 from ..core._time import RealTime, TimeSource
-from ..core._view import AgentContext
 from ._workflow import Route, Workflow
-
-
-class StepRecord(NamedTuple):
-    """How one step ended (all its attempts). A NamedTuple: one is made per step."""
-
-    step: int
-    agent: str
-    outcome: str  # ok | failed | rejected | breaker_open | timeout | cancelled
-    attempts: int
-    input: JSON
-    output: JSON
-    sources: tuple[str, ...]
-    version: int | None = None  # the version it committed
-    error: str | None = None
-
-
-class RunOutcome:
-    """What every run result answers: did it complete, its final state, raise if not."""
-
-    __slots__ = ()
-    run_id: str
-    workflow: str
-    status: str
-    ledger: StateLedger
-    error: EngineError | None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "completed"
-
-    @property
-    def state(self) -> dict[str, JSON]:
-        """A copy of the final state."""
-        return self.ledger.document()
-
-    def raise_for_status(self) -> Self:
-        """This result, or :class:`~engine.WorkflowFailed` when the run did not complete."""
-        if self.status != "completed":
-            raise WorkflowFailed(self.run_id, self.workflow, self.status, self.error)
-        return self
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -135,18 +88,12 @@ class Orchestrator:
         self.time: TimeSource = time or RealTime(recorder.clock if recorder is not None else None)
         self.ids: IdGenerator = ids or (recorder.ids if recorder is not None else RandomIds())
         self.seed = seed
-        self.breakers: dict[str, CircuitBreaker] = {}
-        self.breaker_listeners = list(breaker_listeners)
+        self._breakers = Breakers(self.time.clock, breaker_listeners)
+        self.breakers = self._breakers.by_agent  # agent name -> its breaker, kept across runs
 
     def breaker(self, agent: Agent) -> CircuitBreaker | None:
         """The breaker of ``agent`` (made on first use from its config), or None if it has none."""
-        if agent.breaker is None:
-            return None
-        b = self.breakers.get(agent.name)
-        if b is None:
-            b = CircuitBreaker(agent.name, agent.breaker, self.time.clock, self.breaker_listeners)
-            self.breakers[agent.name] = b
-        return b
+        return self._breakers.of(agent)
 
     async def run(
         self,
@@ -174,8 +121,8 @@ class Orchestrator:
             declared_graph=workflow.declared if self.recorder is not None else None,
             scenario=scenario, seed=self.seed, attributes=attributes, caches=workflow.caches, run_id=run_id,
         )  # fmt: skip
-        saga = Saga(scope, workflow.saga, self.time, self.seed)
-        run = _Run(self, workflow, scope, saga)
+        run = _Run(self, workflow, scope)
+        saga = run.saga
         compensations: tuple[Compensation, ...] = ()
         try:
             await run.execute(value)
@@ -288,15 +235,14 @@ class _Run:
     """The moving parts of one run: branches, joins, failure. Lives on one event loop."""
 
     __slots__ = (
-        "active", "failure", "fault", "host", "host_cancelled", "idle", "orch", "outputs", "records", "saga", "scope", "seed", "steps_run",
+        "active", "failure", "fault", "host", "host_cancelled", "idle", "orch", "outputs", "records", "runner", "saga", "scope", "seed", "steps_run",
         "tasks", "time", "waiting", "wf",
     )  # fmt: skip
 
-    def __init__(self, orch: Orchestrator, wf: Workflow, scope: RunScope, saga: Saga) -> None:
+    def __init__(self, orch: Orchestrator, wf: Workflow, scope: RunScope) -> None:
         self.orch = orch
         self.wf = wf
         self.scope = scope
-        self.saga = saga
         self.time = orch.time
         self.seed = orch.seed
         self.active: dict[str, int] = {}  # node -> activations queued or running there
@@ -311,6 +257,11 @@ class _Run:
         # The caller's task, while it runs the first branch.
         self.host: asyncio.Task[Any] | None = None
         self.host_cancelled = False
+        self.runner = StepRunner(
+            scope, orch.time, orch.seed, orch._breakers,
+            lambda: str(self.failure) if self.failure is not None else "the run was cancelled",
+        )  # fmt: skip
+        self.saga = Saga(self.runner, wf.saga)
 
     # -- branches ------------------------------------------------------------------------------
 
@@ -467,41 +418,39 @@ class _Run:
                 scope.end_failed(span, err.outcome, err)
                 self._record(step, node, err.outcome, 1, value, None, sources, None, str(err))
                 raise err from exc
-        breaker = self.orch.breaker(agent) if agent.breaker is not None else None
-        retry = agent.retry
-        rng: random.Random | None = None
-        attempt = 0
-        while True:
-            attempt += 1
-            span = scope.agent_span(node, step, attempt, value, sources)
-            try:
-                handoff, chosen, version = await self._attempt(
-                    agent, node, step, attempt, value, span, breaker
-                )
-            except StepError as err:
-                if attempt < retry.max_attempts and retry.retries(err):
-                    if rng is None:
-                        rng = random.Random(f"{self.seed}/{scope.run_id}/{step}")
-                    await self.time.sleep(retry.delay(attempt, rng))
-                    continue
-                self._record(
-                    step,
-                    node,
-                    err.outcome,
-                    attempt,
-                    value,
-                    getattr(err, "payload", None),
-                    sources,
-                    None,
-                    str(err),
-                )
-                raise
-            self.records.append(
-                StepRecord(step, node, "ok", attempt, value, handoff, sources, version, None)
+
+        async def checks(
+            handoff: Any, changes: dict[str, Any] | None, delete: tuple[str, ...], view: Any,
+            span: Span, attempt: int,
+        ) -> tuple[str, ...]:  # fmt: skip
+            route = wf.routes.get(node)
+            chosen = wf.successors[node] if route is None else await self._route(
+                route, node, step, attempt, span, handoff, changes, delete
+            )  # fmt: skip
+            contracts = wf.edge_contracts
+            if contracts:
+                for t in chosen:
+                    contract = contracts.get((node, t))
+                    if contract is not None:
+                        self.runner.check(contract, handoff, node, t, step, attempt, span)
+            return chosen
+
+        out = await self.runner.run(agent, step, value, sources=sources, checks=checks)
+        failed = out.error
+        if failed is not None:
+            self._record(
+                step, node, failed.outcome, out.attempts, value, getattr(failed, "payload", None),
+                sources, None, str(failed),
+            )  # fmt: skip
+            raise failed
+        self.records.append(
+            StepRecord(
+                step, node, "ok", out.attempts, value, out.handoff, sources, out.version, None
             )
-            if agent.compensate is not None:
-                self.saga.completed(CompletedStep(step, agent, handoff, version))
-            return handoff, chosen
+        )
+        if agent.compensate is not None:
+            self.saga.completed(CompletedStep(step, agent, out.handoff, out.version))
+        return out.handoff, out.extra
 
     def _record(
         self, step: int, node: str, outcome: str, attempts: int, value: Any, output: Any,
@@ -510,109 +459,6 @@ class _Run:
         self.records.append(
             StepRecord(step, node, outcome, attempts, value, output, sources, version, error)
         )
-
-    async def _attempt(
-        self, agent: Agent, node: str, step: int, attempt: int, value: Any, span: Span,
-        breaker: CircuitBreaker | None,
-    ) -> tuple[JSON, tuple[str, ...], int | None]:  # fmt: skip
-        scope = self.scope
-        permit = None
-        handoff: Any = None
-        try:
-            if breaker is not None:
-                adm = breaker.acquire()
-                if adm.transitions:
-                    scope.record_transitions(span, adm.transitions)
-                if adm.permit is None:
-                    raise BreakerOpenError(node, step, attempt, breaker.name, adm.state)
-                permit = adm.permit
-            view = scope.view(span, node)
-            ctx = (
-                AgentContext(
-                    scope.run_id, scope.workflow, node, step, attempt, self.time, self.seed
-                )
-                if agent.wants_ctx
-                else None
-            )
-            try:
-                # A copy: what one agent does to its input is not seen by its siblings.
-                result = await call_agent(
-                    agent, view, copy_out(value), ctx, self.time, node, step, attempt
-                )
-            finally:
-                scope.record_reads(span, view, node)
-            if permit is not None:
-                assert breaker is not None
-                done, permit = permit, None
-                transitions = breaker.success(done)
-                if transitions:
-                    scope.record_transitions(span, transitions)
-
-            changes: dict[str, Any] | None = None
-            delete: tuple[str, ...] = ()
-            try:
-                if type(result) is Update:
-                    changes = {k: json_copy(v, k) for k, v in result.changes.items()}
-                    delete = result.delete
-                    # The changes are plain JSON now: a copy of them (not a second check) is the handoff.
-                    handoff = (
-                        json_copy(result.output, "output")
-                        if result.has_output
-                        else copy_out(changes)
-                    )
-                else:
-                    handoff = json_copy(result, "output")
-            except ValueError as exc:
-                raise OutputError(
-                    node, step, attempt, f"returned a value that is not JSON: {exc}"
-                ) from None
-
-            route = self.wf.routes.get(node)
-            chosen = self.wf.successors[node] if route is None else await self._route(
-                route, node, step, attempt, span, handoff, changes, delete
-            )  # fmt: skip
-            if agent.contract is not None:
-                self._check(agent.contract, handoff, node, "", step, attempt, span)
-            contracts = self.wf.edge_contracts
-            if contracts:
-                for t in chosen:
-                    contract = contracts.get((node, t))
-                    if contract is not None:
-                        self._check(contract, handoff, node, t, step, attempt, span)
-
-            version = None
-            if changes or delete:
-                version = scope.commit(
-                    span, changes or {}, delete, base_version=view.version, agent=node, copy=False
-                ).version
-            scope.end_ok(span, handoff)
-            return handoff, chosen, version
-        except StepError as err:
-            if permit is not None:
-                assert breaker is not None
-                if isinstance(err, (AgentError, StepTimeoutError)):
-                    transitions = breaker.failure(permit)
-                    if transitions:
-                        scope.record_transitions(span, transitions)
-                else:
-                    breaker.release(permit)
-            scope.end_failed(
-                span,
-                err.outcome,
-                err,
-                output=handoff if isinstance(err, ContractViolation) else None,
-            )
-            raise
-        except asyncio.CancelledError:
-            if permit is not None:
-                assert breaker is not None
-                breaker.release(permit)
-            if span is not NULL_SPAN:
-                why = self.failure if self.failure is not None else "the run was cancelled"
-                scope.end_failed(
-                    span, "cancelled", StepCancelled(node, step, attempt, f"cancelled: {why}")
-                )
-            raise
 
     async def _route(
         self, route: Route, node: str, step: int, attempt: int, span: Span, handoff: Any,
@@ -645,40 +491,3 @@ class _Run:
             if t not in targets:
                 targets.append(t)
         return tuple(targets)
-
-    def _check(
-        self,
-        contract: Contract,
-        payload: Any,
-        source: str,
-        target: str,
-        step: int,
-        attempt: int,
-        span: Span,
-    ) -> None:
-        result = contract.check(payload)
-        self.scope.record_contract(span, result, source, target)
-        if not result.passed:
-            raise ContractViolation(
-                source, step, attempt, contract.name, target, list(result.errors), payload
-            )
-
-
-async def call_agent(
-    agent: Any, view: Any, value: Any, ctx: Any, time: Any, name: str, step: int, attempt: int
-) -> Any:
-    """One call of ``agent`` under its timeout (on the run's time), its failure as a step error.
-
-    Shared by the orchestrator and the choreographer, so a step fails the same way in both.
-    """
-    try:
-        if agent.timeout is None:
-            return await agent.run(view, value, ctx)
-        async with time.timeout(agent.timeout):
-            return await agent.run(view, value, ctx)
-    except TimeoutError as exc:
-        if agent.timeout is None:
-            raise AgentError(name, step, attempt, f"TimeoutError: {exc}") from exc
-        raise StepTimeoutError(name, step, attempt, f"timed out after {agent.timeout:g}s") from exc
-    except Exception as exc:
-        raise AgentError(name, step, attempt, f"{type(exc).__name__}: {exc}") from exc
