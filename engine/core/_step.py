@@ -29,7 +29,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple, Protocol, Self
 
 from tracer import Clock
 
@@ -135,6 +135,17 @@ Checks = Callable[
 AfterCall = Callable[[], None]
 
 
+class Gate(Protocol):
+    """Controls the order in which concurrent steps read and commit: the runner awaits
+    ``before_read`` right before a step takes its view of the state and ``before_commit``
+    right before it commits (nothing else runs in between). Replay uses one to enforce the
+    recorded order; schedule exploration to try other orders."""
+
+    async def before_read(self, agent: str, step: int, attempt: int) -> None: ...
+
+    async def before_commit(self, agent: str, step: int, attempt: int) -> None: ...
+
+
 class StepRunner:
     """Runs the steps of one run (see the module docstring)."""
 
@@ -145,7 +156,9 @@ class StepRunner:
         seed: int | None,
         breakers: Breakers | None = None,
         cancelled: Callable[[], str] = lambda: "the run was cancelled",
+        gate: Gate | None = None,
     ) -> None:
+        self.gate = gate
         self.scope = scope
         self.time = time
         self.seed = seed
@@ -182,6 +195,9 @@ class StepRunner:
                 if adm.permit is None:
                     raise BreakerOpenError(name, step, attempt, breaker.name, adm.state)
                 permit = adm.permit
+            gate = self.gate
+            if gate is not None:
+                await gate.before_read(name, step, attempt)
             view = scope.view(span, name)
             try:
                 # A copy: what one agent does to its input is not seen by its siblings.
@@ -223,6 +239,8 @@ class StepRunner:
                 extra = await checks(handoff, changes, delete, view, span, attempt)
             version = None
             if changes or delete:
+                if gate is not None:
+                    await gate.before_commit(name, step, attempt)
                 version = scope.commit(
                     span, changes or {}, delete, base_version=view.version, agent=name, copy=False
                 ).version

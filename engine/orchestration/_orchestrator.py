@@ -48,7 +48,7 @@ from ..core._errors import (
 from ..core._ledger import JSON, StateLedger, json_copy
 from ..core._recording import RunScope, Span
 from ..core._saga import Compensation, CompletedStep, Saga
-from ..core._step import Breakers, RunOutcome, StepRecord, StepRunner
+from ..core._step import Breakers, Gate, RunOutcome, StepRecord, StepRunner
 from ..core._time import RealTime, TimeSource
 from ._workflow import Route, Workflow
 
@@ -83,8 +83,11 @@ class Orchestrator:
         ids: IdGenerator | None = None,
         seed: int | None = None,
         breaker_listeners: Iterable[BreakerListener] = (),
+        gate: Gate | None = None,
     ) -> None:
         self.recorder = recorder
+        # Orders the reads and commits of concurrent branches (replay, schedule exploration).
+        self.gate = gate
         self.time: TimeSource = time or RealTime(recorder.clock if recorder is not None else None)
         self.ids: IdGenerator = ids or (recorder.ids if recorder is not None else RandomIds())
         self.seed = seed
@@ -260,6 +263,7 @@ class _Run:
         self.runner = StepRunner(
             scope, orch.time, orch.seed, orch._breakers,
             lambda: str(self.failure) if self.failure is not None else "the run was cancelled",
+            orch.gate,
         )  # fmt: skip
         self.saga = Saga(self.runner, wf.saga)
 

@@ -41,9 +41,10 @@ The result is a frozen :class:`ReplayResult`; ``raise_on_divergence=True`` (or
 ``result.raise_on_divergence()``) raises :class:`ReplayDivergence` instead.
 
 Limits, by design: breakers start closed (a run recorded while a breaker was
-already open from earlier runs replays as a divergence at that step); a
-replay does not re-create concurrency: steps of parallel branches that
-committed in another order show as a version divergence.
+already open from earlier runs replays as a divergence at that step).
+Concurrency is re-created as recorded: parallel branches read and commit in the
+recorded order (``engine.replay._order``), so an unchanged replay of a fan-out
+ends in the same versions, lost updates included.
 
 Thread rules: a :class:`Replayer` may serve one replay at a time per thread; the
 sync methods start their own event loop (in a worker thread when called from a
@@ -77,6 +78,7 @@ from ._agents import ReplaySession
 from ._bus import ScriptedBus
 from ._explore import Exploration, Invariants, SchedulePlan, explore_schedules
 from ._model import ReplayError, ReplayResult, load_ref
+from ._order import RecordedOrder
 from ._recording import Recording, load_recording, load_recordings
 
 Target = Workflow | Choreography
@@ -400,7 +402,9 @@ class Replayer:
         result: RunResult | ChoreographyResult
         try:
             if isinstance(target, Workflow):
-                orch = Orchestrator(recorder, time=time, ids=self.ids, seed=rec.seed)
+                cut = rec.version(fork_version).committed_ns if fork_version is not None else None
+                order = RecordedOrder(session, rec, cut)
+                orch = Orchestrator(recorder, time=time, ids=self.ids, seed=rec.seed, gate=order)
                 result = await orch.run(
                     session.wrap_workflow(target), rec.first_input(), state=state,
                     scenario=rec.run.scenario, attributes=attrs,
