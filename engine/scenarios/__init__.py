@@ -6,14 +6,14 @@ gives one as OTLP JSON lines, :func:`regenerate` rewrites ``sample_traces/``
 (``python -m engine.scenarios [NAME ...]``).
 
 Orchestrated: ``credit``, ``credit-fixed``, ``trading-saga``, ``flaky``,
-``low-confidence``. Choreographed (``choreography``): ``research-pipeline``,
+``low-confidence``, ``lost-update``, ``lost-update-fixed`` (``claims``). Choreographed (``choreography``): ``research-pipeline``,
 ``double-consume``, ``double-consume-fixed``, ``lost-event``, ``choreo-saga``.
 Other modules add theirs with :func:`register`.
 """
 
 from __future__ import annotations
 
-from . import choreography, credit, flaky, low_confidence, trading
+from . import choreography, claims, credit, flaky, low_confidence, trading
 from ._registry import (
     DEFAULT_SEED,
     SAMPLE_DIR,
@@ -42,6 +42,7 @@ __all__ = [
     "Scenario",
     "arecord",
     "choreography",
+    "claims",
     "credit",
     "flaky",
     "get",

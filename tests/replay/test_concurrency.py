@@ -3,6 +3,8 @@ recorded, so an unchanged replay of a fan-out never diverges and ends in the sam
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
@@ -87,3 +89,37 @@ def test_a_lost_update_between_branches_replays_as_recorded() -> None:
         result = e.Replayer(store, record=False).replay(original.run_id, workflow=wf)
         assert not result.diverged, result.first_divergence
         assert result.state == original.state
+
+
+def test_the_lost_update_demo_keeps_its_finding_through_replay(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from tui.cli import cli
+
+    db = str(tmp_path / "claims.duckdb")
+    invoke = CliRunner().invoke
+    assert invoke(cli, ["demo", "--scenario", "lost-update", "--no-tui", "--db", db]).exit_code == 0
+    with t.Store(db, read_only=True) as store:
+        (run,) = store.runs()
+    replayed = invoke(cli, ["replay", run.run_id, "--db", db], catch_exceptions=False)
+    assert replayed.exit_code == 0 and "no divergence" in replayed.output
+    new = replayed.output.splitlines()[0].rsplit(" ", 1)[1]
+    found = invoke(cli, ["findings", new, "--db", db, "--json"], catch_exceptions=False)
+    (finding,) = json.loads(found.output)
+    assert (finding["kind"], finding["versions"]) == ("lost_update", [3, 4])
+    assert finding["agents"] == ["medical_review", "vehicle_review"]
+
+
+def test_the_fixed_claim_loses_nothing(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from tui.cli import cli
+
+    db = str(tmp_path / "fixed.duckdb")
+    r = CliRunner().invoke(cli, ["demo", "--scenario", "lost-update-fixed", "--no-tui", "--db", db])
+    assert r.exit_code == 0
+    found = CliRunner().invoke(cli, ["findings", "--db", db, "--json"], catch_exceptions=False)
+    assert json.loads(found.output) == []
+    with t.Store(db, read_only=True) as store:
+        (run,) = store.runs()
+        assert store.state_at(run.run_id, run.version_count)["reserve"] == 12_500
