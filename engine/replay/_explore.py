@@ -1,4 +1,11 @@
-"""Schedule exploration: run a choreography under many delivery orders, check invariants.
+"""Schedule exploration: run a choreography under many delivery orders, or a workflow under
+many interleavings of its parallel branches, and check invariants.
+
+For a :class:`~engine.Workflow`, schedule ``i`` lets each read and commit of a step
+wait a number of event-loop turns drawn from seed ``seed + i`` (the step runner's
+gate), so parallel branches read and commit in another order; an interleaving
+equivalent to one tried already (the same order of reads and commits) is not
+checked again. The rest of this docstring is about choreographies.
 
 A choreography is correct only if it is correct under every order the bus may
 deliver in. :func:`explore_schedules` runs it ``schedules`` times on the
@@ -22,6 +29,8 @@ recorded once more, as a run of its own).
 
 from __future__ import annotations
 
+import asyncio
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +41,8 @@ from ..choreography._choreographer import Choreographer, Choreography, Choreogra
 from ..choreography._faults import AppliedFault, FaultKind, FaultRule, Faults
 from ..core._ledger import JSON
 from ..core._time import VirtualTime, run_blocking
+from ..orchestration._orchestrator import Orchestrator
+from ..orchestration._workflow import Workflow
 from ._model import ReplayError, load_ref
 
 Invariant = Callable[[ChoreographyResult], object]
@@ -205,7 +216,7 @@ def _check(
 
 
 async def explore_schedules(
-    choreography: Choreography,
+    choreography: Choreography | Workflow,
     input: Any = None,
     *,
     invariants: Invariants,
@@ -222,9 +233,16 @@ async def explore_schedules(
     """Run ``choreography`` on ``input`` under ``schedules`` seeded schedules (see the module
     docstring). ``agent_seed`` seeds the agents' ``ctx.rng`` alike in every schedule;
     ``recorder(clock, seed)`` makes the recorder the failing schedule is recorded with."""
+    if isinstance(choreography, Workflow):
+        return await _explore_interleavings(
+            choreography, input, invariants=invariants, schedules=schedules, seed=seed,
+            state=state, agent_seed=agent_seed, attributes=attributes, recorder=recorder,
+            stop_at_first=stop_at_first,
+        )  # fmt: skip
     if not isinstance(choreography, Choreography):
         raise ReplayError(
-            f"schedule exploration needs a Choreography, got {type(choreography).__name__}"
+            "schedule exploration needs a Choreography or a Workflow, got "
+            f"{type(choreography).__name__}"
         )
     if schedules < 1:
         raise ReplayError(f"schedules must be at least 1, got {schedules}")
@@ -270,5 +288,86 @@ async def explore_schedules(
 
     def reproduce(s: int) -> Exploration:
         return run_blocking(lambda: again(s))
+
+    return Exploration(seed, schedules, tuple(runs), failure, reproduce)
+
+
+class Interleaving:
+    """A gate (``engine.core._step.Gate``) that lets each read and commit of a step wait a
+    seeded number of event-loop turns, so parallel branches interleave in another order,
+    and logs the order they took (``order``: (read|commit, agent) pairs)."""
+
+    def __init__(self, seed: int, max_turns: int = 3) -> None:
+        self.rng = random.Random(seed)
+        self.max_turns = max_turns
+        self.order: list[tuple[str, str]] = []
+
+    async def before_read(self, agent: str, step: int, attempt: int) -> None:
+        await self._wait()
+        self.order.append(("read", agent))
+
+    async def before_commit(self, agent: str, step: int, attempt: int) -> None:
+        await self._wait()
+        self.order.append(("commit", agent))
+
+    async def _wait(self) -> None:
+        for _ in range(self.rng.randrange(self.max_turns + 1)):
+            await asyncio.sleep(0)
+
+
+async def _explore_interleavings(
+    workflow: Workflow, input: Any, *, invariants: Invariants, schedules: int, seed: int,
+    state: Mapping[str, Any] | None, agent_seed: int | None, attributes: Mapping[str, Any] | None,
+    recorder: RecorderFactory | None, stop_at_first: bool,
+) -> Exploration:  # fmt: skip
+    """Orchestration: schedule ``i`` interleaves the reads and commits of parallel branches as
+    seed ``seed + i`` says; an interleaving equivalent to one tried already (the same order of
+    reads and commits) is not checked again (its run is listed with its seed, nothing broken)."""
+    if schedules < 1:
+        raise ReplayError(f"schedules must be at least 1, got {schedules}")
+    checks = _named(invariants)
+
+    async def one(s: int, rec: Recorder | None, clock: FakeClock) -> tuple[Any, tuple[Any, ...]]:
+        gate = Interleaving(s)
+        orch = Orchestrator(
+            rec, time=VirtualTime(clock), ids=SeededIds(s), seed=agent_seed, gate=gate
+        )
+        attrs = {**(attributes or {}), RUN_SCHEDULE_SEED: s} if rec is not None else None
+        result = await orch.run(workflow, input, state=state, attributes=attrs)
+        return result, tuple(gate.order)
+
+    runs: list[ScheduleRun] = []
+    failure: ScheduleFailure | None = None
+    tried: set[tuple[Any, ...]] = set()
+    for i in range(schedules):
+        s = seed + i
+        result, order = await one(s, None, FakeClock(START_NS, TICK_NS))
+        if order in tried:
+            runs.append(ScheduleRun(s, result.status, ()))
+            continue
+        tried.add(order)
+        broken = _check(result, checks)
+        runs.append(ScheduleRun(s, result.status, (), tuple(broken)))
+        if broken and failure is None:
+            run_id = None
+            if recorder is not None:
+                clock = FakeClock(START_NS, TICK_NS)
+                rec = recorder(clock, s)
+                try:
+                    run_id = (await one(s, rec, clock))[0].run_id
+                finally:
+                    rec.flush()
+            name, message = broken[0]
+            failure = ScheduleFailure(s, i, name, message, result.status, (), result.state, run_id)
+            if stop_at_first:
+                break
+
+    def reproduce(s: int) -> Exploration:
+        return run_blocking(
+            lambda: _explore_interleavings(
+                workflow, input, invariants=invariants, schedules=1, seed=s, state=state,
+                agent_seed=agent_seed, attributes=attributes, recorder=None, stop_at_first=True,
+            )
+        )  # fmt: skip
 
     return Exploration(seed, schedules, tuple(runs), failure, reproduce)

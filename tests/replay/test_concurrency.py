@@ -3,6 +3,7 @@ recorded, so an unchanged replay of a fan-out never diverges and ends in the sam
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -123,3 +124,37 @@ def test_the_fixed_claim_loses_nothing(tmp_path: Path) -> None:
     with t.Store(db, read_only=True) as store:
         (run,) = store.runs()
         assert store.state_at(run.run_id, run.version_count)["reserve"] == 12_500
+
+
+def reserve_covers_both_reviews(result: e.RunResult) -> None:
+    assert result.state["reserve"] == 12_500, f"reserve is {result.state['reserve']}"
+
+
+def test_exploring_interleavings_finds_the_lost_update_and_reproduces_it() -> None:
+    from engine.scenarios import claims
+
+    found = asyncio.run(
+        e.explore_schedules(
+            claims.workflow(), claims.CLAIM, invariants=[reserve_covers_both_reviews], schedules=30
+        )
+    )
+    assert found.failure is not None
+    assert "reserve is" in found.failure.message
+    again = found.reproduce()
+    assert again.failure is not None and again.failure.seed == found.failure.seed
+    fixed = asyncio.run(
+        e.explore_schedules(
+            claims.fixed_workflow(), claims.CLAIM, invariants=[reserve_covers_both_reviews],
+            schedules=30,
+        )
+    )  # fmt: skip
+    assert fixed.failure is None and len(fixed.runs) == 30
+    # Several different interleavings of the buggy claim lose the update, each checked once.
+    every = asyncio.run(
+        e.explore_schedules(
+            claims.workflow(), claims.CLAIM, invariants=[reserve_covers_both_reviews],
+            schedules=30, stop_at_first=False,
+        )
+    )  # fmt: skip
+    broken = [r.seed for r in every.runs if r.broken]
+    assert 2 <= len(broken) < 30
