@@ -31,6 +31,17 @@ if TYPE_CHECKING:
 PATIENCE = 1_000  # turns of the event loop without any event happening: nothing will come
 
 
+def concurrent(recording: Recording) -> bool:
+    """Whether any two of the recording's attempts overlapped in time (parallel branches):
+    without, steps run one after another in replay as they did, and need no gate."""
+    latest = None
+    for start, end in sorted((a.start_ns, a.end_ns) for s in recording.steps for a in s.attempts):
+        if latest is not None and start < latest:
+            return True
+        latest = end if latest is None else max(latest, end)
+    return False
+
+
 class RecordedOrder:
     """A gate (``engine.core._step.Gate``) that lets reads and commits happen in the recorded order."""
 

@@ -78,7 +78,7 @@ from ._agents import ReplaySession
 from ._bus import ScriptedBus
 from ._explore import Exploration, Invariants, SchedulePlan, explore_schedules
 from ._model import ReplayError, ReplayResult, load_ref
-from ._order import RecordedOrder
+from ._order import RecordedOrder, concurrent
 from ._recording import Recording, load_recording, load_recordings
 
 Target = Workflow | Choreography
@@ -403,7 +403,8 @@ class Replayer:
         try:
             if isinstance(target, Workflow):
                 cut = rec.version(fork_version).committed_ns if fork_version is not None else None
-                order = RecordedOrder(session, rec, cut)
+                # Sequential runs keep their order by themselves: a gate only where branches ran in parallel.
+                order = RecordedOrder(session, rec, cut) if concurrent(rec) else None
                 orch = Orchestrator(recorder, time=time, ids=self.ids, seed=rec.seed, gate=order)
                 result = await orch.run(
                     session.wrap_workflow(target), rec.first_input(), state=state,
