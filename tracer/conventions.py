@@ -119,6 +119,8 @@ MESSAGE_FAULT: Final = "agentrace.message.fault"  # an injected fault, when ther
 
 # saga.compensate attributes
 SAGA_AGENT: Final = "agentrace.saga.agent"
-SAGA_OUTCOME: Final = "agentrace.saga.outcome"  # ok | failed
+SAGA_OUTCOME: Final = "agentrace.saga.outcome"  # ok | failed | skipped
+SAGA_REASON: Final = "agentrace.saga.reason"  # why skipped: no_compensation | stopped
+SAGA_STEP: Final = "agentrace.saga.step"  # the step a skip is about (its event has no step span)
 SAGA_ATTEMPT: Final = "agentrace.saga.attempt"
 SAGA_ERROR: Final = "agentrace.saga.error"
