@@ -116,6 +116,9 @@ MESSAGE_OUTCOME: Final = (
     "agentrace.message.outcome"  # acked | nacked | dead_lettered | duplicate | dropped
 )
 MESSAGE_FAULT: Final = "agentrace.message.fault"  # an injected fault, when there was one
+MESSAGE_UNPUBLISHED: Final = (
+    "agentrace.message.unpublished"  # topics a consumer that died had staged and never published
+)
 
 # saga.compensate attributes
 SAGA_AGENT: Final = "agentrace.saga.agent"
