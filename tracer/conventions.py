@@ -116,9 +116,14 @@ MESSAGE_OUTCOME: Final = (
     "agentrace.message.outcome"  # acked | nacked | dead_lettered | duplicate | dropped
 )
 MESSAGE_FAULT: Final = "agentrace.message.fault"  # an injected fault, when there was one
+MESSAGE_UNPUBLISHED: Final = (
+    "agentrace.message.unpublished"  # topics a consumer that died had staged and never published
+)
 
 # saga.compensate attributes
 SAGA_AGENT: Final = "agentrace.saga.agent"
-SAGA_OUTCOME: Final = "agentrace.saga.outcome"  # ok | failed
+SAGA_OUTCOME: Final = "agentrace.saga.outcome"  # ok | failed | skipped
+SAGA_REASON: Final = "agentrace.saga.reason"  # why skipped: no_compensation | stopped
+SAGA_STEP: Final = "agentrace.saga.step"  # the step a skip is about (its event has no step span)
 SAGA_ATTEMPT: Final = "agentrace.saga.attempt"
 SAGA_ERROR: Final = "agentrace.saga.error"

@@ -13,7 +13,8 @@ workers in other processes) leave the same rows in the store's ``messages`` tabl
   which attempt it was and any injected fault; its ``agentrace.message.ack`` event says
   how it ended: ``acked``, ``nacked``, ``dead_lettered``, ``duplicate`` (an idempotent
   consumer skipped it) or ``dropped`` (lost before the consumer). A consumer that dies
-  before acking leaves no ack event: an ``exception`` event and status ERROR instead;
+  before acking leaves no ack event: an ``exception`` event and status ERROR instead,
+  and, when it had staged messages, their topics in ``agentrace.message.unpublished``;
 - a message the bus dead-letters on its own (an ack timeout after the last attempt)
   gets a ``process {topic}`` span of its own holding only that ack event.
 
@@ -185,13 +186,19 @@ class BusTracer:
         if outcome in _ERROR_OUTCOMES and isinstance(span, ActiveSpan):
             span.set_status("error", f"{outcome}: {reason}" if reason else outcome)
 
-    def crashed(self, span: Span, delivery: Delivery) -> ConsumerCrashed:
+    def crashed(
+        self, span: Span, delivery: Delivery, unpublished: tuple[Message, ...] = ()
+    ) -> ConsumerCrashed:
         """The consumer died before acking (an injected ``crash`` or ``crash_during``): no ack
-        event, an exception event and status ERROR instead. Returns the exception recorded."""
+        event, an exception event and status ERROR instead, and the topics of the messages it
+        had staged and never published (``agentrace.message.unpublished``). Returns the
+        exception recorded."""
         when = "while processing" if delivery.fault == "crash_during" else "after processing"
         exc = ConsumerCrashed(
             f"consumer {delivery.consumer!r} crashed {when} message {delivery.message.id}, before its ack"
         )
+        if unpublished:
+            span.set_attributes({c.MESSAGE_UNPUBLISHED: [m.topic for m in unpublished]})
         span.record_exception(exc, escaped=True)
         span.set_status("error", str(exc))
         return exc

@@ -778,7 +778,7 @@ class ChoreographyRun:
         if sub.idempotent:
             await bus.remember(sub.group, mid, outbox)
         if delivery.fault == "crash":
-            self.tracer.crashed(span, delivery)
+            self.tracer.crashed(span, delivery, tuple(outbox))
             return
         for m in outbox:
             await self._publish(m, span)

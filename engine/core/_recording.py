@@ -317,6 +317,17 @@ class RunScope:
             attrs[c.SAGA_ERROR] = f"{type(error).__name__}: {error}"
         span.add_event(c.EV_SAGA_COMPENSATE, attrs)
 
+    def record_skipped_compensation(self, agent: str, step: int, reason: str) -> None:
+        """Note on the root span that ``agent``'s step ``step`` was not compensated, and why
+        (``no_compensation``: its agent has nothing to undo)."""
+        if self.root is NULL_SPAN:
+            return
+        self.root.add_event(
+            c.EV_SAGA_COMPENSATE,
+            {c.SAGA_AGENT: agent, c.SAGA_OUTCOME: "skipped", c.SAGA_ATTEMPT: 0,
+             c.SAGA_STEP: step, c.SAGA_REASON: reason},
+        )  # fmt: skip
+
     # -- the end -------------------------------------------------------------------------------
 
     def finish(self, status: str, error: BaseException | None = None) -> None:

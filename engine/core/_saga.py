@@ -7,7 +7,10 @@ the state as it is then and the output the step handed on. A compensation that
 raises is retried per the policy's ``retry``; one that still fails stops the
 rest unless ``continue_on_error``. Each attempt is a ``compensate {agent}`` span
 with one ``agentrace.saga.compensate`` event; an :class:`~engine.Update` it returns
-is committed as a version of kind ``compensation``.
+is committed as a version of kind ``compensation``. A completed step whose agent has
+no ``compensate`` is recorded as skipped (an ``agentrace.saga.compensate`` event on the
+run's root span, outcome ``skipped``, reason ``no_compensation``): it needed no undoing. One left undone because an earlier compensation failed is
+recorded the same way with reason ``stopped``.
 
 The outcome is the run's final status: ``compensated`` (every compensation
 succeeded), ``compensation_failed`` (one did not), or ``failed`` (nothing to
@@ -84,15 +87,19 @@ class Saga:
         self.scope = runner.scope
         self.policy = policy or SagaPolicy()
         self.steps: list[CompletedStep] = []
+        self.uncompensable: list[CompletedStep] = []  # completed by agents with nothing to undo
         self.expected: dict[tuple[str, int], None] = {}  # (agent, step) to undo, in order
         self.results: dict[tuple[str, int], Compensation] = {}
         self.started = False
         self.stopped = False  # a compensation failed for good and the policy stops there
 
     def completed(self, step: CompletedStep) -> None:
-        """Note a completed step (steps whose agent has no ``compensate`` are ignored)."""
+        """Note a completed step (one whose agent has no ``compensate`` is recorded as skipped
+        when the compensation begins)."""
         if step.agent.compensate is not None:
             self.steps.append(step)
+        else:
+            self.uncompensable.append(step)
 
     # -- the bookkeeping both drivers share ------------------------------------------------------
 
@@ -148,6 +155,8 @@ class Saga:
     async def compensate(self) -> tuple[str, tuple[Compensation, ...]]:
         """Run the compensations; returns the run's final status and what each one did."""
         todo = list(reversed(self.steps))
+        for s in reversed(self.uncompensable):
+            self.scope.record_skipped_compensation(s.agent.name, s.step, "no_compensation")
         if not todo:
             return "failed", ()
         self.begin((s.agent.name, s.step) for s in todo)
@@ -159,7 +168,11 @@ class Saga:
                 if self.stopped:
                     break
                 self.record(await self._one(s))
-        return self.status(), self.outcomes()
+        outcomes = self.outcomes()
+        for r in outcomes:
+            if r.outcome == "skipped":  # not attempted: an earlier compensation failed
+                self.scope.record_skipped_compensation(r.agent, r.step, "stopped")
+        return self.status(), outcomes
 
     async def _one(self, done: CompletedStep) -> Compensation:
         scope, agent, runner = self.scope, done.agent, self.runner

@@ -452,8 +452,7 @@ class _Run:
                 step, node, "ok", out.attempts, value, out.handoff, sources, out.version, None
             )
         )
-        if agent.compensate is not None:
-            self.saga.completed(CompletedStep(step, agent, out.handoff, out.version))
+        self.saga.completed(CompletedStep(step, agent, out.handoff, out.version))
         return out.handoff, out.extra
 
     def _record(

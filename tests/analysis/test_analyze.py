@@ -29,7 +29,8 @@ def test_the_public_surface_is_pinned() -> None:
         "coordination_metrics", "detect",
     ])  # fmt: skip
     assert list(DETECTORS) == [
-        "stale_read", "lost_update", "duplicate_delivery", "lost_event", "contract_violation",
+        "stale_read", "lost_update", "duplicate_delivery", "lost_event", "unfinished_consumer",
+        "contract_violation",
         "breaker_open", "saga_incomplete", "compensation_failed", "undeclared_edge", "unused_edge",
     ]  # fmt: skip
     for kind, d in DETECTORS.items():

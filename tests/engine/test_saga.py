@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import engine as e
+from tracer.analysis import analyze
 
 from .conftest import Env, attrs, events
 
@@ -197,3 +198,52 @@ async def test_cancelling_the_run_during_compensation_still_ends_it(env: Env) ->
     (comp,) = env.spans("compensate")
     assert events(comp, "agentrace.saga.compensate")[0]["agentrace.saga.outcome"] == "failed"
     assert comp.status.message == "cancelled"
+
+
+def _saga_events(env: Env) -> list[dict[str, Any]]:
+    (root,) = env.spans("invoke_workflow")
+    return events(root, "agentrace.saga.compensate")
+
+
+async def test_a_step_without_compensate_is_recorded_skipped_and_is_no_finding(env: Env) -> None:
+    """``plain`` commits and has nothing to undo; ``undo``'s compensation fails for good."""
+
+    async def write(state: e.StateView, value: Any) -> e.Update:
+        return e.Update({"plain": 1})
+
+    async def broken(state: e.StateView, output: Any) -> None:
+        raise RuntimeError("ledger locked")
+
+    async def fail(state: e.StateView, value: Any) -> None:
+        raise RuntimeError("x")
+
+    wf = (
+        e.WorkflowBuilder("w")
+        .chain(
+            e.Agent("plain", write),
+            e.Agent("undo", lambda s, v: v, compensate=broken),
+            e.Agent("last", fail),
+        )
+        .build()
+    )
+    result = await env.orch().run(wf, None)
+    assert result.status == "compensation_failed"
+    (skip,) = _saga_events(env)
+    assert skip == {
+        "agentrace.saga.agent": "plain", "agentrace.saga.outcome": "skipped",
+        "agentrace.saga.attempt": 0, "agentrace.saga.step": 1,
+        "agentrace.saga.reason": "no_compensation",
+    }  # fmt: skip
+    store = env.store()
+    kinds = [f.kind for f in analyze(store, result.run_id, save=False)]
+    assert kinds == ["compensation_failed"]  # plain needed no undoing
+
+
+async def test_compensations_left_undone_are_recorded_skipped_and_named(env: Env) -> None:
+    log: list[str] = []
+    result = await env.orch().run(chain_with_compensations(5, log, broken=frozenset({"s3"})), None)
+    skips = [(ev["agentrace.saga.agent"], ev["agentrace.saga.reason"]) for ev in _saga_events(env)]
+    assert skips == [("s2", "stopped"), ("s1", "stopped")]
+    found = analyze(env.store(), result.run_id, kinds=["saga_incomplete"], save=False)
+    assert sorted(a for f in found for a in f.agents) == ["s1", "s2"]
+    assert all(f.evidence["skip_recorded"] for f in found)

@@ -20,6 +20,7 @@ from ._resilience import (
 )
 from ._state_bugs import detect_stale_reads
 from ._superstep import detect_all_lost_updates
+from ._unfinished import detect_unfinished_consumers
 
 _ALL = (
     Detector("stale_read", Severity.ERROR,
@@ -35,6 +36,9 @@ _ALL = (
     Detector("lost_event", Severity.ERROR,
              "a message never handled by a subscriber before the run ended",
              "send and process spans of an agentrace run", detect_lost_events),
+    Detector("unfinished_consumer", Severity.ERROR,
+             "a consumer did its work and died before publishing what followed or acking",
+             "process spans (messages) and the state and spans below them", detect_unfinished_consumers),
     Detector("contract_violation", Severity.WARNING,
              "a handoff rejected at its boundary by a contract",
              "agentrace.contract.check events", detect_contract_violations),

@@ -227,11 +227,19 @@ def detect_incomplete_sagas(ctx: RunContext) -> list[Finding]:
     with outcome ``skipped``), those are the findings. Otherwise, unless the run ended
     ``compensated`` (the saga's own word that every compensable step was undone), an
     agent that completed a step with an effect (committed state, or published) before
-    the first compensation began, and was never compensated at all, is one: the trace
-    does not say which steps had a compensation, so a step that needed none is named
-    too, and docs/findings.md says so.
+    the first compensation began, and was never compensated at all, is one. A step the
+    saga recorded as skipped for reason ``no_compensation`` needed no undoing and is never
+    named; a trace that records no such skips does not say which steps had a
+    compensation, so there a step that needed none is named too.
     """
-    comps = _compensations(ctx)
+    comps: dict[str, list[EventRow]] = {}
+    needless: set[str] = set()  # agents the saga recorded as having nothing to undo
+    for agent, evs in _compensations(ctx).items():
+        kept = [ev for ev in evs if ev.attributes.get(c.SAGA_REASON) != "no_compensation"]
+        if kept:
+            comps[agent] = kept
+        else:
+            needless.add(agent)
     attempted = {a: evs for a, evs in comps.items() if any(_outcome(ev) != "skipped" for ev in evs)}
     skipped = {a: evs for a, evs in comps.items() if a not in attempted}
     recorded_skips = any(_outcome(ev) == "skipped" for evs in comps.values() for ev in evs)
@@ -250,7 +258,13 @@ def detect_incomplete_sagas(ctx: RunContext) -> list[Finding]:
             published[p.agent].append(p.span_id)
     done: dict[str, list[StepRow]] = collections.defaultdict(list)
     for s in ctx.steps:
-        if s.outcome == "ok" and not s.error and s.end_ns <= began and s.agent not in attempted:
+        if (
+            s.outcome == "ok"
+            and not s.error
+            and s.end_ns <= began
+            and s.agent not in attempted
+            and s.agent not in needless
+        ):
             done[s.agent].append(s)
     agents = list(skipped) if recorded_skips else list(done)
     out = []
