@@ -27,9 +27,9 @@ class Run:
     attributes: dict[str, Any] = field(default_factory=dict, compare=False)
     handled_error_count: int = 0  # ERROR spans whose parent ended without error (caught)
     flow_id: str | None = None  # the first run of the runs joined to this one by span links
-    analysed_ns: int | None = (
-        None  # when its findings were stored; None: not analysed since it changed
-    )
+    # When its findings were stored (a wall-clock time, not part of the run's equality);
+    # None: not analysed since it last changed.
+    analysed_ns: int | None = field(default=None, compare=False)
 
     @property
     def analysed(self) -> bool:

@@ -27,7 +27,7 @@ from .._json_lines import json_lines, line_runs
 from .._llm import ChatMessage, langchain_messages
 from .._text import clip, compact_json, fmt_duration, short_id
 from ..messages import FollowLink, StateLoaded, VersionRequested
-from ._lines import Line, LineView
+from ._lines import CHAT_ROLES, Line, LineView
 
 _FOLD_BIG = 400  # documents with more lines than this open with their second level folded
 _CACHE_VIEWS = 64  # loaded views kept (the last steps and the prefetched neighbours)
@@ -323,7 +323,6 @@ class StatePane(LineView):
 _SEVS = {"critical", "error", "warning", "info"}
 _COLUMN_MIN = 30  # narrower than this per node, the nodes of a step stack instead
 _MESSAGE_LINES = 4  # lines of one message's text shown in a step's writes
-_CHAT_ROLES = {"user": "agent", "assistant": "ok", "tool": "num"}
 
 
 def _superstep_lines(ss: SuperStep, width: int) -> list[Line]:
@@ -401,7 +400,7 @@ def _channel_lines(channel: str, value: Any, width: int) -> list[Line]:
 def _chat_lines(m: ChatMessage, width: int) -> list[Line]:
     """One message as the span pane's conversation shows it: its role in a column, its text
     wrapped beside it (a few lines), then its tool calls."""
-    role = _CHAT_ROLES.get(m.role, "key")
+    role = CHAT_ROLES.get(m.role, "key")
     pad = 12
     room = max(8, width - pad)
     text = m.content.replace("\r", "").replace("\t", "    ")[: room * _MESSAGE_LINES * 2]
