@@ -24,6 +24,7 @@ check: $(STAMP)
 	$(BIN)/ruff check tracer engine tui tests bench
 	$(BIN)/ruff format --check tracer engine tui tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

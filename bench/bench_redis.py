@@ -126,7 +126,7 @@ async def _consume(url: str, namespace: str) -> None:
 
 
 def run() -> list[Measure]:
-    from engine._redis_server import RedisServer, find_redis_server
+    from engine.distributed._server import RedisServer, find_redis_server
 
     if find_redis_server() is None:
         print("  skipped: no redis-server binary (scripts/redis.sh install installs one)")

@@ -1,7 +1,22 @@
-"""The bundled execution engine: agents, workflows, orchestration, contracts, breakers, sagas,
-and the state ledger, all recorded through the tracer's recorder.
+"""The bundled execution engine: agents, workflows, orchestration, choreography, contracts,
+breakers, sagas, the state ledger, workers on Redis and replay, all recorded through the
+tracer's recorder. It knows no DuckDB and no Textual.
 
-A workflow in a few lines::
+Its parts are its sub-packages, each leaning only on those listed after it
+(orchestration and choreography stand side by side on core; every step of
+either, and of a distributed worker, is run by core's one step runner):
+
+    scenarios/      the bundled demo scenarios (data, not runtime)
+    testing/        fake time, seeded ids, the pytest plugin and its fixture
+    replay/         re-execution, forks, run diffs, schedule exploration
+    distributed/    Redis Streams bus, Redis ledger, workers in their own processes
+    choreography/   the event bus, subscriptions, delivery faults, the choreographer
+    orchestration/  workflows (a DAG of agents) and the orchestrator
+    core/           agents, the ledger, caches, contracts, retries, breakers, saga, time
+
+The public surface has three doors, by audience: ``engine.authoring`` (what you write
+agents and workflows with), ``engine.running`` (what runs, distributes and replays them)
+and ``engine.testing`` (helpers for tests). ``engine`` itself offers the first two::
 
     from engine import Orchestrator, Update, WorkflowBuilder, agent
 
@@ -15,106 +30,143 @@ A workflow in a few lines::
 
     wf = WorkflowBuilder("report").chain(research, write).build()
     result = Orchestrator(recorder).run_sync(wf, "otters")
-
-The engine knows no DuckDB and no Textual; its public surface is what
-``__all__`` lists. ``engine.testing`` has the fake clock, seeded ids and virtual
-time for tests; ``engine.scenarios`` the bundled scenarios.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._agent import Agent, agent, as_agent
-from ._breaker import (
-    Admission,
-    BreakerConfig,
-    BreakerListener,
-    BreakerState,
-    CircuitBreaker,
-    Permit,
-    Transition,
-)
-from ._bus import (
-    Bus,
-    BusError,
-    DeadLetter,
-    Delivery,
-    DeliveryPolicy,
-    Message,
-    Processed,
-    Unsettled,
-    dead_letter_topic,
-)
-from ._bus_memory import BusStats, InProcessBus
-from ._bus_record import BusTracer, ConsumerCrashed
-from ._cache import Cache, CachePolicy, CacheRead
-from ._choreo import (
-    Choreographer,
-    Choreography,
-    ChoreographyResult,
-    DeliveryFailed,
-    EventContext,
-    Subscription,
-    compensation_topic,
-)
-from ._contracts import Contract, ContractResult, Rule
-from ._errors import (
+from .authoring import (
+    Agent,
+    AgentContext,
     AgentError,
+    BreakerConfig,
     BreakerOpenError,
+    CachePolicy,
+    CacheView,
+    Choreography,
     CompensationError,
+    Contract,
+    ContractResult,
     ContractViolation,
+    DeliveryFailed,
+    DeliveryPolicy,
     EngineError,
+    EventContext,
+    Message,
     OutputError,
+    RetryPolicy,
+    Route,
+    Rule,
+    SagaPolicy,
     ScenarioError,
+    StateView,
     StepCancelled,
     StepError,
     StepTimeoutError,
+    Subscription,
+    Update,
+    Workflow,
+    WorkflowBuilder,
     WorkflowError,
     WorkflowFailed,
+    WorkflowRegistry,
+    agent,
+    as_agent,
+    chain,
+    compensation_topic,
+    dead_letter_topic,
+    json_copy,
+    workflow,
+    workflows,
 )
-from ._faults import AppliedFault, Fault, FaultInjector, FaultRule, Faults
-from ._ledger import StateLedger, Update, Version, json_copy
-from ._orchestrator import Orchestrator, RunResult, StepRecord
-from ._recording import NULL_SPAN, NullSpan, RunScope
-from ._replay import Replayer
-from ._replay_explore import (
+from .running import (
+    NULL_SPAN,
+    Admission,
+    AppliedFault,
+    BreakerListener,
+    BreakerState,
+    Bus,
+    BusError,
+    BusStats,
+    BusTracer,
+    Cache,
+    CacheRead,
+    Choreographer,
+    ChoreographyResult,
+    CircuitBreaker,
+    Compensation,
+    CompletedStep,
+    ConsumerCrashed,
+    DeadLetter,
+    Delivery,
+    Divergence,
     Exploration,
+    Fault,
+    FaultInjector,
+    FaultRule,
+    Faults,
+    GraphReplayResult,
+    InProcessBus,
+    NullSpan,
+    Orchestrator,
+    Permit,
+    Processed,
+    RealTime,
+    Recording,
+    ReplayDivergence,
+    Replayer,
+    ReplayError,
+    ReplayGap,
+    ReplayResult,
+    RunDiff,
+    RunResult,
+    RunScope,
+    Saga,
     ScheduleFailure,
     SchedulePlan,
     ScheduleRun,
     ScheduleViolation,
+    StateLedger,
+    StepDiff,
+    StepRecord,
+    TimeSource,
+    TraceCheck,
+    TraceReplay,
+    TraceStep,
+    Transition,
+    Unsettled,
+    Version,
+    VersionDiff,
+    VirtualTime,
+    diff_runs,
     explore_schedules,
+    replay_graph,
 )
-from ._replay_model import Divergence, ReplayDivergence, ReplayError, ReplayGap, ReplayResult
-from ._replay_record import Recording
-from ._replay_trace import TraceCheck, TraceReplay, TraceStep
-from ._retry import RetryPolicy
-from ._rundiff import RunDiff, StepDiff, VersionDiff, diff_runs
-from ._saga import Compensation, CompletedStep, Saga
-from ._time import RealTime, TimeSource, VirtualTime
-from ._view import AgentContext, CacheView, StateView
-from ._workflow import Route, SagaPolicy, Workflow, WorkflowBuilder, chain
 
-# The Redis bus and workers load redis-py (0.2-0.4 s): imported on first use, not with engine.
-_LAZY = {
-    "Abandoned": "_redis_bus", "RedisBus": "_redis_bus", "RedisBusError": "_redis_bus",
-    "RedisLedger": "_redis_ledger", "DistributedChoreographer": "_worker", "ScaledTime": "_worker",
-    "Worker": "_worker",
-}  # fmt: skip
-if TYPE_CHECKING:  # type checkers see them as if imported above
-    from ._redis_bus import Abandoned, RedisBus, RedisBusError
-    from ._redis_ledger import RedisLedger
-    from ._worker import DistributedChoreographer, ScaledTime, Worker
+if TYPE_CHECKING:  # the Redis names load redis-py: imported on first use (see engine.running)
+    from .running import (
+        Abandoned,
+        DistributedChoreographer,
+        DistributedScenario,
+        RedisBus,
+        RedisBusError,
+        RedisLedger,
+        ScaledTime,
+        Worker,
+        WorkerTarget,
+        default_instance,
+        faults_from_specs,
+        resolve_worker_target,
+    )
 
 
 def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'engine' has no attribute {name!r}")
-    import importlib
+    from . import running
 
-    value = getattr(importlib.import_module(f"engine.{module}"), name)
+    if name not in running.LAZY:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(running, name)
     globals()[name] = value
     return value
 
@@ -155,6 +207,7 @@ __all__ = [
     "DeliveryFailed",
     "DeliveryPolicy",
     "DistributedChoreographer",
+    "DistributedScenario",
     "Divergence",
     "EngineError",
     "EventContext",
@@ -163,6 +216,7 @@ __all__ = [
     "FaultInjector",
     "FaultRule",
     "Faults",
+    "GraphReplayResult",
     "InProcessBus",
     "Message",
     "NullSpan",
@@ -213,16 +267,24 @@ __all__ = [
     "VersionDiff",
     "VirtualTime",
     "Worker",
+    "WorkerTarget",
     "Workflow",
     "WorkflowBuilder",
     "WorkflowError",
     "WorkflowFailed",
+    "WorkflowRegistry",
     "agent",
     "as_agent",
     "chain",
     "compensation_topic",
     "dead_letter_topic",
+    "default_instance",
     "diff_runs",
     "explore_schedules",
+    "faults_from_specs",
     "json_copy",
+    "replay_graph",
+    "resolve_worker_target",
+    "workflow",
+    "workflows",
 ]

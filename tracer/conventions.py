@@ -48,7 +48,8 @@ SERVICE_NAME: Final = "service.name"
 # -- agentrace: the run (on the workflow root span) ----------------------------------------
 RUN_PATTERN: Final = "agentrace.run.pattern"  # orchestration | choreography | hybrid
 RUN_STATUS: Final = "agentrace.run.status"  # completed | failed | compensated | compensation_failed
-RUN_WORKFLOW_REF: Final = "agentrace.run.workflow_ref"  # "package.module:factory", for replay
+RUN_WORKFLOW_REF: Final = "agentrace.run.workflow_ref"  # registered workflow name, for replay
+RUN_WORKFLOW_VERSION: Final = "agentrace.run.workflow_version"  # its registered version
 RUN_PARENT: Final = "agentrace.run.parent"  # run id this run replays or forks
 RUN_FORK_VERSION: Final = "agentrace.run.fork_version"
 RUN_SCHEDULE_SEED: Final = "agentrace.run.schedule_seed"  # a recorded explored schedule

@@ -6,18 +6,14 @@ gives one as OTLP JSON lines, :func:`regenerate` rewrites ``sample_traces/``
 (``python -m engine.scenarios [NAME ...]``).
 
 Orchestrated: ``credit``, ``credit-fixed``, ``trading-saga``, ``flaky``,
-``low-confidence``. Other modules add theirs with :func:`register`; this package
-imports every ``engine._choreo*`` module so that theirs are here too.
+``low-confidence``, ``lost-update``, ``lost-update-fixed`` (``claims``). Choreographed (``choreography``): ``research-pipeline``,
+``double-consume``, ``double-consume-fixed``, ``lost-event``, ``choreo-saga``.
+Other modules add theirs with :func:`register`.
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
-import engine
-
-from . import credit, flaky, low_confidence, trading
+from . import choreography, claims, credit, flaky, low_confidence, trading
 from ._registry import (
     DEFAULT_SEED,
     SAMPLE_DIR,
@@ -37,10 +33,6 @@ from ._registry import (
     scenario_seed,
 )
 
-for _mod in pkgutil.iter_modules(engine.__path__):
-    if _mod.name.startswith("_choreo"):
-        importlib.import_module(f"engine.{_mod.name}")
-
 __all__ = [
     "DEFAULT_SEED",
     "SAMPLE_DIR",
@@ -49,6 +41,8 @@ __all__ = [
     "TICK_NS",
     "Scenario",
     "arecord",
+    "choreography",
+    "claims",
     "credit",
     "flaky",
     "get",

@@ -5,7 +5,7 @@ A :class:`Scenario` is a name, a description, the run pattern it shows, and an
 ``recorder`` on virtual ``time`` (backoffs, timeouts and cooldowns take no real
 time) and flushes the recorder after each run (one OTLP request per run). A
 module adds its scenarios with :func:`register` when imported; the package
-imports its own modules and every ``engine._choreo*`` module on first use.
+imports its own modules and every ``engine.choreography._choreographer*`` module on first use.
 
 Recording a scenario (:func:`record`) gives it a recorder of its own: a
 :class:`~tracer.FakeClock` from :data:`START_NS` moving :data:`TICK_NS` per
@@ -34,8 +34,8 @@ from tracer import (
     encode_json,
 )
 
-from .._errors import ScenarioError
-from .._time import VirtualTime, run_blocking
+from ..core._errors import ScenarioError
+from ..core._time import VirtualTime, run_blocking
 
 DEFAULT_SEED = 7
 START_NS = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z

@@ -35,13 +35,14 @@ from typing import Any
 
 from tracer import Recorder
 
-from .._agent import Agent, agent
-from .._cache import Policy
-from .._ledger import Update
-from .._orchestrator import Orchestrator
-from .._time import VirtualTime
-from .._view import AgentContext, StateView
-from .._workflow import Workflow, WorkflowBuilder
+from ..core._agent import Agent, agent
+from ..core._cache import Policy
+from ..core._ledger import Update
+from ..core._time import VirtualTime
+from ..core._view import AgentContext, StateView
+from ..core._workflows import workflow as registered
+from ..orchestration._orchestrator import Orchestrator
+from ..orchestration._workflow import Workflow, WorkflowBuilder
 from ._registry import DEFAULT_SEED, Scenario, register
 
 APPLICATIONS = 50
@@ -177,25 +178,19 @@ def build(seed: int = DEFAULT_SEED, *, invalidation: Policy = "none") -> Workflo
         }  # fmt: skip
         return Update({"decision": out}, output=out)
 
-    ref = (
-        "engine.scenarios.credit:workflow"
-        if invalidation == "none"
-        else "engine.scenarios.credit:fixed_workflow"
-    )
     agents: list[Agent] = [intake, credit_score, risk_assessment, pricing, decision]
     return (
-        WorkflowBuilder("credit-decisioning", ref=ref)
-        .chain(*agents)
-        .cache("bureau", invalidation)
-        .build()
+        WorkflowBuilder("credit-decisioning").chain(*agents).cache("bureau", invalidation).build()
     )
 
 
+@registered("agentrace.credit")
 def workflow(seed: int = DEFAULT_SEED) -> Workflow:
     """``credit``: the bureau cache is never invalidated (the bug)."""
     return build(seed, invalidation="none")
 
 
+@registered("agentrace.credit-fixed")
 def fixed_workflow(seed: int = DEFAULT_SEED) -> Workflow:
     """``credit-fixed``: the bureau cache drops a key when a commit writes it."""
     return build(seed, invalidation="on_commit")

@@ -20,14 +20,15 @@ from typing import Any
 
 from tracer import Recorder
 
-from .._agent import agent
-from .._breaker import BreakerConfig
-from .._ledger import Update
-from .._orchestrator import Orchestrator
-from .._retry import RetryPolicy
-from .._time import VirtualTime
-from .._view import AgentContext, StateView
-from .._workflow import Workflow, WorkflowBuilder
+from ..core._agent import agent
+from ..core._breaker import BreakerConfig
+from ..core._ledger import Update
+from ..core._retry import RetryPolicy
+from ..core._time import VirtualTime
+from ..core._view import AgentContext, StateView
+from ..core._workflows import workflow as registered
+from ..orchestration._orchestrator import Orchestrator
+from ..orchestration._workflow import Workflow, WorkflowBuilder
 from ._registry import DEFAULT_SEED, Scenario, register
 
 FAILURES = 5
@@ -48,6 +49,7 @@ class FeedUnavailable(ConnectionError):
     """The quote feed did not answer."""
 
 
+@registered("agentrace.flaky")
 def workflow(seed: int = DEFAULT_SEED, failures: int = FAILURES) -> Workflow:
     """fetch_quotes (fails its first ``failures`` calls) → summarize."""
     calls = {"n": 0}
@@ -67,11 +69,7 @@ def workflow(seed: int = DEFAULT_SEED, failures: int = FAILURES) -> Workflow:
         top = max(quotes, key=quotes.__getitem__)
         return Update({"summary": {"symbols": len(quotes), "highest": top}})
 
-    return (
-        WorkflowBuilder("quotes", ref="engine.scenarios.flaky:workflow")
-        .chain(fetch_quotes, summarize)
-        .build()
-    )
+    return WorkflowBuilder("quotes").chain(fetch_quotes, summarize).build()
 
 
 async def _record(recorder: Recorder, time: VirtualTime, seed: int) -> list[str]:

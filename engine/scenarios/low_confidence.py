@@ -16,13 +16,14 @@ from pydantic import BaseModel, Field
 
 from tracer import Recorder
 
-from .._agent import agent
-from .._contracts import Contract
-from .._ledger import Update
-from .._orchestrator import Orchestrator
-from .._time import VirtualTime
-from .._view import AgentContext, StateView
-from .._workflow import Workflow, WorkflowBuilder
+from ..core._agent import agent
+from ..core._contracts import Contract
+from ..core._ledger import Update
+from ..core._time import VirtualTime
+from ..core._view import AgentContext, StateView
+from ..core._workflows import workflow as registered
+from ..orchestration._orchestrator import Orchestrator
+from ..orchestration._workflow import Workflow, WorkflowBuilder
 from ._registry import DEFAULT_SEED, Scenario, register
 
 
@@ -36,6 +37,7 @@ class ResearchReport(BaseModel):
 RESEARCH_REPORT = Contract("research_report", ResearchReport, ["confidence >= 0.7"])
 
 
+@registered("agentrace.low-confidence")
 def workflow(seed: int = DEFAULT_SEED, confidence: float = 0.4) -> Workflow:
     """research → analysis → report, with the contract on research → analysis."""
 
@@ -62,7 +64,7 @@ def workflow(seed: int = DEFAULT_SEED, confidence: float = 0.4) -> Workflow:
         return Update({"report": f"{view['ticker']}: {view['stance']}"})
 
     return (
-        WorkflowBuilder("equity-research", ref="engine.scenarios.low_confidence:workflow")
+        WorkflowBuilder("equity-research")
         .edge(research, analysis, contract=RESEARCH_REPORT)
         .edge(analysis, report)
         .build()

@@ -19,13 +19,14 @@ from typing import Any
 
 from tracer import Recorder
 
-from .._agent import agent
-from .._ledger import Update
-from .._orchestrator import Orchestrator
-from .._retry import RetryPolicy
-from .._time import VirtualTime
-from .._view import AgentContext, StateView
-from .._workflow import Workflow, WorkflowBuilder
+from ..core._agent import agent
+from ..core._ledger import Update
+from ..core._retry import RetryPolicy
+from ..core._time import VirtualTime
+from ..core._view import AgentContext, StateView
+from ..core._workflows import workflow as registered
+from ..orchestration._orchestrator import Orchestrator
+from ..orchestration._workflow import Workflow, WorkflowBuilder
 from ._registry import DEFAULT_SEED, Scenario, register
 
 
@@ -33,6 +34,7 @@ class OrderRejected(Exception):
     """The exchange refused an order."""
 
 
+@registered("agentrace.trading-saga")
 def workflow(seed: int = DEFAULT_SEED) -> Workflow:
     """research → analysis → execution, with compensations for research and analysis."""
 
@@ -79,11 +81,7 @@ def workflow(seed: int = DEFAULT_SEED) -> Workflow:
             f"exchange rejected {order['action']} {order['quantity']} {order['ticker']}: insufficient margin"
         )
 
-    return (
-        WorkflowBuilder("trading", ref="engine.scenarios.trading:workflow")
-        .chain(research, analysis, execution)
-        .build()
-    )
+    return WorkflowBuilder("trading").chain(research, analysis, execution).build()
 
 
 async def _record(recorder: Recorder, time: VirtualTime, seed: int) -> list[str]:

@@ -221,10 +221,8 @@ async def test_a_failing_start_step_fails_the_run_with_nothing_to_undo(env: Env)
     )
     result = await env.choreographer().run(flow, {})
     assert result.status == "failed"
-    assert [(s.agent, s.attempts, s.outcome) for s in result.steps] == [
-        ("checkout", 1, "failed"),
-        ("checkout", 2, "failed"),
-    ]
+    # One record for the step and its two attempts, as the orchestrator records a step.
+    assert [(s.agent, s.attempts, s.outcome) for s in result.steps] == [("checkout", 2, "failed")]
     assert result.published == 0
 
 
@@ -249,3 +247,25 @@ async def test_compensations_are_idempotent_under_redelivery(env: Env, fault: st
     )
     assert result.status == "compensated"
     assert undone == ["hotel", "flight"]
+
+
+async def test_a_choreographed_agent_has_its_breaker_as_an_orchestrated_one_does(env: Env) -> None:
+    calls: list[int] = []
+
+    @e.agent(breaker=e.BreakerConfig(failure_threshold=2, cooldown=60.0))
+    async def quote(state: e.StateView, order: Any) -> None:
+        calls.append(1)
+        raise Declined("feed down")
+
+    flow = e.Choreography(
+        "quotes", entry="asked", policy=e.DeliveryPolicy(max_attempts=4, redelivery_delay=1.0)
+    ).on("asked", quote)
+    choreographer = env.choreographer()
+    result = await choreographer.run(flow, {})
+    # Two failures open the breaker: the third delivery is refused without calling the agent,
+    # and (an open breaker is not worth redelivering) the message is dead-lettered.
+    assert len(calls) == 2
+    assert [s.outcome for s in result.steps] == ["failed", "failed", "breaker_open"]
+    assert result.status == "failed"
+    assert choreographer.breakers.of(quote) is not None
+    assert choreographer.breakers.of(quote).state == "open"

@@ -20,7 +20,7 @@ def workflow() -> e.Workflow:
         return e.Update({"draft": first.upper()}, delete=["notes"])
 
     return (
-        e.WorkflowBuilder("report", ref="tests.engine.test_recording:workflow")
+        e.WorkflowBuilder("report", ref="tests.report", version="2")
         .chain(e.Agent("research", research), e.Agent("write", write))
         .build()
     )
@@ -37,9 +37,10 @@ async def test_root_and_step_spans_follow_the_conventions(env: Env) -> None:
         "agentrace",
         "orchestration",
     )
-    assert (ra[c.RUN_STATUS], ra[c.RUN_WORKFLOW_REF], ra[c.RUN_SCENARIO], ra[c.RUN_SEED]) == (
-        "completed", "tests.engine.test_recording:workflow", "demo-test", 3,
+    assert (ra[c.RUN_STATUS], ra[c.RUN_WORKFLOW_REF], ra[c.RUN_WORKFLOW_VERSION]) == (
+        "completed", "tests.report", "2",
     )  # fmt: skip
+    assert (ra[c.RUN_SCENARIO], ra[c.RUN_SEED]) == ("demo-test", 3)
     assert json.loads(ra[c.RUN_DECLARED_GRAPH])["edges"] == [["research", "write"]]
     assert root.trace_id.hex() == result.run_id
 
@@ -78,7 +79,7 @@ async def test_the_store_rebuilds_every_version_and_the_chain_verifies(env: Env)
     store = env.store()
     run = store.run(result.run_id)
     assert (run.workflow, run.status, run.version_count, run.workflow_ref) == (
-        "report", "completed", 3, "tests.engine.test_recording:workflow",
+        "report", "completed", 3, "tests.report",
     )  # fmt: skip
     for v in result.ledger.versions():
         assert store.state_at(result.run_id, v.version) == result.ledger.document(v.version)

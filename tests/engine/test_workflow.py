@@ -19,7 +19,7 @@ A, B, C, D = ag("a"), ag("b"), ag("c"), ag("d")
 
 
 def test_chain_and_declared_graph() -> None:
-    wf = e.WorkflowBuilder("w", ref="pkg.mod:factory").chain(A, B, C).build()
+    wf = e.WorkflowBuilder("w", ref="pkg.flows.w").chain(A, B, C).build()
     assert wf.start == "a"
     assert wf.successors == {"a": ("b",), "b": ("c",), "c": ()}
     assert wf.declared_graph() == {
@@ -66,8 +66,10 @@ def test_two_agents_with_one_name_are_refused() -> None:
 
 
 def test_bad_ref_and_duplicate_edge() -> None:
-    with pytest.raises(e.WorkflowError, match=re.escape("must look like 'package.module:factory'")):
-        e.WorkflowBuilder("w", ref="not a ref").add(A).build()
+    # A run records a name, never an import path: replay must not be handed one to import.
+    for bad in ("not a ref", "pkg.mod:factory"):
+        with pytest.raises(e.WorkflowError, match=re.escape(f"not {bad!r}")):
+            e.WorkflowBuilder("w", ref=bad).add(A).build()
     with pytest.raises(e.WorkflowError, match="declared twice"):
         e.WorkflowBuilder("w").chain(A, B).edge(A, B)
 

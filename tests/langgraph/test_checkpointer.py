@@ -440,3 +440,17 @@ def test_a_trace_in_late_batches_around_its_checkpoints(tmp_path: Path) -> None:
                 else:
                     store.ingest([step])
             assert _joined(store) == expected, name
+
+
+def test_findings_table_names_the_lost_writer_and_the_kept_one(tmp_path: Path) -> None:
+    fixture = (
+        Path(__file__).resolve().parents[1] / "fixtures" / "foreign" / "langgraph_claims.sqlite"
+    )
+    db = str(tmp_path / "a.duckdb")
+    assert CliRunner().invoke(cli, ["import", str(fixture), "--db", db]).exit_code == 0
+    res = CliRunner().invoke(cli, ["findings", "--db", db])
+    assert res.exit_code == 0, res.output
+    row = next(line for line in res.output.splitlines() if "damage_assessor" in line).split()
+    # base v2, the lost write's node, the version that kept the other write and its node, the key
+    assert row[1:] == ["v3", "damage_assessor", "v4", "fraud_check", "reserve"], res.output
+    assert "[" not in res.output  # no Python list shown as a cell

@@ -11,8 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 import tracer as t
-from engine import ReplayError
-from engine._langgraph_replay import replay_graph
+from engine import ReplayError, replay_graph
 from tui.cli import cli
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "foreign"

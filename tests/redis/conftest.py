@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from engine._redis_server import RedisServer, find_redis_server
+from engine.distributed._server import RedisServer, find_redis_server
 
 from ..services import mark_folder, missing
 

@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from engine._bus import DeadLetter, Delivery, DeliveryPolicy, Message
-from engine._faults import FaultRule, Faults
-from engine._redis_bus import Abandoned, RedisBus
+from engine.choreography._bus import DeadLetter, Delivery, DeliveryPolicy, Message
+from engine.choreography._faults import FaultRule, Faults
+from engine.distributed._bus import Abandoned, RedisBus
 
 Buses = Callable[..., RedisBus]
 
@@ -278,8 +278,8 @@ async def test_a_dead_processs_delivery_is_claimed_and_reported(buses: Buses) ->
 
 
 async def test_a_bus_rides_out_a_redis_restart_and_gives_up_after_its_timeout() -> None:
-    from engine._redis_bus import RedisBusError
-    from engine._redis_server import RedisServer
+    from engine.distributed._bus import RedisBusError
+    from engine.distributed._server import RedisServer
 
     from .conftest import require_redis_server
 

@@ -40,7 +40,7 @@ def run_distributed(scenario: str, redis_url: str, tmp_path: Path) -> tuple[Path
         procs = ready(
             *(
                 worker(
-                    f"engine._worker_scenarios:{scenario}.{a}",
+                    f"engine.scenarios.distributed:{scenario}.{a}",
                     redis_url,
                     otlp,
                     tmp_path,
@@ -50,7 +50,7 @@ def run_distributed(scenario: str, redis_url: str, tmp_path: Path) -> tuple[Path
             )
         )
         code, run_id, status = start_run(
-            f"engine._worker_scenarios:{scenario}", redis_url, otlp, tmp_path
+            f"engine.scenarios.distributed:{scenario}", redis_url, otlp, tmp_path
         )
         assert (code, status) == (0, "completed"), procs[0].stderr()
     finally:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from engine._redis_server import RedisServer
-from engine._worker_scenarios import REQUEST
+from engine.distributed._server import RedisServer
+from engine.scenarios.distributed import REQUEST
 from tracer import Store
 from tracer.analysis import coordination_graph, detect
 
@@ -19,7 +19,9 @@ from .conftest import require_redis_server
 from .procs import AGENTRACE, Proc, instance_of, ready, serve, worker
 
 pytestmark = pytest.mark.slow
-SCENARIO = "engine._worker_scenarios:resilient_pipeline"  # groups redeliver after a 1 s ack timeout
+SCENARIO = (
+    "engine.scenarios.distributed:resilient_pipeline"  # groups redeliver after a 1 s ack timeout
+)
 
 
 def holder_of(url: str, group: str, deadline_s: float = 60.0) -> str:

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from engine._ledger import StateLedger
-from engine._redis_ledger import LedgerError, RedisLedger
+from engine.core._ledger import StateLedger
+from engine.distributed._ledger import LedgerError, RedisLedger
 from tracer import FakeClock
 
 

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from engine._redis_streams import (
+from engine.distributed._streams import (
     F_ID,
     F_KEY,
     F_MESSAGE,

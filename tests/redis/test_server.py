@@ -6,7 +6,7 @@ import socket
 
 import redis
 
-from engine._redis_server import RedisServer
+from engine.distributed._server import RedisServer
 
 from .conftest import require_redis_server
 

@@ -7,7 +7,15 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from engine._redis_streams import F_ID, F_KEY, F_MESSAGE, NACK_MARK_MS, Entry, RedisStreams, lp
+from engine.distributed._streams import (
+    F_ID,
+    F_KEY,
+    F_MESSAGE,
+    NACK_MARK_MS,
+    Entry,
+    RedisStreams,
+    lp,
+)
 
 MINUTE_MS = 60_000
 ME, OTHER = "inst-a", "inst-b"

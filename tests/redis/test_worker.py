@@ -4,8 +4,6 @@ instance name, as processes would have): run outcomes, recording, naming what a 
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,18 +11,18 @@ import redis
 from click.testing import CliRunner
 
 from engine import Choreography, DeliveryPolicy, Message, agent
-from engine._errors import WorkflowError
-from engine._faults import Faults
-from engine._redis_bus import RedisBus
-from engine._worker import (
+from engine.choreography._faults import Faults
+from engine.core._errors import WorkflowError
+from engine.distributed._bus import RedisBus
+from engine.distributed._worker import (
     DistributedChoreographer,
     ScaledTime,
     Worker,
     faults_from_specs,
-    resolve_target,
+    resolve_worker_target,
 )
-from engine._worker_scenarios import SCENARIOS, DistributedScenario
 from engine.scenarios import record
+from engine.scenarios.distributed import SCENARIOS, DistributedScenario
 from tracer import DuckDBSink, InMemorySink, Recorder, Store
 from tui.cli import cli
 
@@ -144,23 +142,23 @@ async def test_a_message_of_an_unknown_run_is_rejected_and_the_worker_goes_on(
 
 
 def test_resolve_target() -> None:
-    t = resolve_target("engine._worker_scenarios:double_consume.analysis")
+    t = resolve_worker_target("engine.scenarios.distributed:double_consume.analysis")
     assert (t.choreography.name, t.agents, t.scenario is SCENARIOS["double-consume"]) == (
         "research-pipeline", ("analysis",), True,
     )  # fmt: skip
-    t = resolve_target("engine._choreo_scenarios:research_pipeline")
+    t = resolve_worker_target("engine.scenarios.choreography:research_pipeline")
     assert t.agents is None and t.scenario is None
     assert set(t.choreography.agents) == {"research", "analysis", "report"}
     for bad, why in [
-        ("engine._worker_scenarios", "MODULE:CHOREOGRAPHY"),
+        ("engine.scenarios.distributed", "MODULE:CHOREOGRAPHY"),
         ("no.such.module:x", "cannot import"),
-        ("engine._worker_scenarios:nothing", "has no nothing"),
-        ("engine._worker_scenarios:research_pipeline.nobody", "no agent 'nobody'"),
-        ("engine._worker_scenarios:REQUEST", "not a choreography"),
+        ("engine.scenarios.distributed:nothing", "has no nothing"),
+        ("engine.scenarios.distributed:research_pipeline.nobody", "no agent 'nobody'"),
+        ("engine.scenarios.distributed:REQUEST", "not a choreography"),
         ("json:dumps", "takes arguments, not a choreography"),
     ]:
         with pytest.raises(WorkflowError, match=why):
-            resolve_target(bad)
+            resolve_worker_target(bad)
 
 
 def test_faults_from_specs() -> None:
@@ -179,7 +177,7 @@ def test_faults_from_specs() -> None:
 
 
 async def test_a_worker_refuses_what_it_cannot_serve(redis_url: str) -> None:
-    from engine._choreo_scenarios import checkout_saga
+    from engine.scenarios.choreography import checkout_saga
 
     bus = RedisBus.from_url(redis_url)
     client = redis.Redis.from_url(redis_url)
@@ -196,27 +194,19 @@ async def test_a_worker_refuses_what_it_cannot_serve(redis_url: str) -> None:
 
 def test_the_command_line_names_what_is_wrong() -> None:
     runner = CliRunner()
-    r = runner.invoke(cli, ["worker", "engine._worker_scenarios:x", "--bus", "redis://127.0.0.1:1"])
-    assert r.exit_code == 1 and "has no x" in r.output
-    r = runner.invoke(cli, ["worker", "engine._worker_scenarios:lost_event", "--bus", "http://x"])
-    assert r.exit_code == 1 and "redis:// URL" in r.output
-
-
-def test_engine_loads_redis_only_when_asked() -> None:
-    code = (
-        "import sys, engine\n"
-        "before = 'redis' in sys.modules\n"
-        "engine.RedisBus, engine.Worker\n"
-        "print(before, 'redis' in sys.modules, sorted(set(engine.__all__) & set(engine._LAZY)))"
+    r = runner.invoke(
+        cli, ["worker", "engine.scenarios.distributed:x", "--bus", "redis://127.0.0.1:1"]
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split(" ", 2)[:2] == ["False", "True"]
-    assert "RedisBus" in out.stdout and "DistributedChoreographer" in out.stdout
+    assert r.exit_code == 1 and "has no x" in r.output
+    r = runner.invoke(
+        cli, ["worker", "engine.scenarios.distributed:lost_event", "--bus", "http://x"]
+    )
+    assert r.exit_code == 1 and "redis:// URL" in r.output
 
 
 async def test_a_choreographer_runs_on_the_redis_bus_in_one_process(redis_url: str) -> None:
     from engine import Choreographer
-    from engine._choreo_scenarios import REQUEST, research_pipeline
+    from engine.scenarios.choreography import REQUEST, research_pipeline
     from engine.testing import recorded
 
     rec, sink, time = recorded(seed=7)

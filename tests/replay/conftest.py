@@ -14,15 +14,15 @@ import pytest
 import engine as e
 import tracer as t
 from engine import scenarios
+from engine.testing import recorded
 
 # The plugin's fixtures, until the pytest11 entry point registers the plugin for every test
 # run (the same functions then; these take precedence here and change nothing).
-from engine.pytest_plugin import (  # noqa: F401
+from engine.testing.pytest_plugin import (  # noqa: F401
     _agentrace_shared_store,
     agentrace,
     agentrace_store,
 )
-from engine.testing import recorded
 
 
 @dataclass

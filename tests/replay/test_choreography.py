@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 import engine as e
-from engine._choreo_scenarios import ACK_TIMEOUT, research_pipeline
 from engine.scenarios import sample_path
+from engine.scenarios.choreography import ACK_TIMEOUT, research_pipeline
 
 from .conftest import Recorded, Samples
 

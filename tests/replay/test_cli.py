@@ -167,7 +167,7 @@ def test_explore_prints_the_breaking_schedule_and_its_seed(db: str) -> None:
         "--invariant",
         f"{__name__}:analysed_once",
     ]
-    r = invoke(*args, "--workflow", "engine._choreo_scenarios:research_pipeline")
+    r = invoke(*args, "--workflow", "engine.scenarios.choreography:research_pipeline")
     assert r.exit_code == 3, r.output
     assert "BROKEN after " in r.output and "the request was analysed 2 times" in r.output
     seed = r.output.splitlines()[-1].removeprefix("reproduce: --explore 1 --seed ")

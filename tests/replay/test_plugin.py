@@ -40,8 +40,10 @@ def test_pricing_v2_behaves_as_recorded(agentrace):
 
 
 def _pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    registered = any(ep.value == "engine.pytest_plugin" for ep in entry_points(group="pytest11"))
-    plugin = [] if registered else ["-p", "engine.pytest_plugin"]
+    registered = any(
+        ep.value == "engine.testing.pytest_plugin" for ep in entry_points(group="pytest11")
+    )
+    plugin = [] if registered else ["-p", "engine.testing.pytest_plugin"]
     return subprocess.run(
         [sys.executable, "-m", "pytest", *plugin, "-p", "no:cacheprovider", "-q", *args],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
@@ -111,8 +113,8 @@ def test_the_helper_diffs_and_traces(agentrace) -> None:
 
 
 def test_the_plugin_module_exposes_its_fixtures() -> None:
-    import engine.pytest_plugin as plugin
+    import engine.testing.pytest_plugin as plugin
 
     assert {"Agentrace", "agentrace", "agentrace_store", "pytest_addoption"} <= set(plugin.__all__)
-    assert plugin.Agentrace.__module__ == "engine._replay_fixture"
+    assert plugin.Agentrace.__module__ == "engine.testing._fixture"
     assert callable(e.Replayer)

@@ -9,10 +9,10 @@ import pytest
 import engine as e
 import tracer as t
 from engine import scenarios
-from engine._choreo_scenarios import research_pipeline
-from engine._replay import build_target
-from engine._replay_record import load_recording
+from engine.replay._recording import load_recording
+from engine.replay._replayer import build_target
 from engine.scenarios import credit
+from engine.scenarios.choreography import research_pipeline
 from tracer import conventions as c
 from tracer.analysis import detect
 
@@ -314,7 +314,7 @@ def test_a_run_without_a_workflow_needs_one_given(own: Recorded) -> None:
     wf = e.chain("anon", e.agent(lambda state, v: e.Update({"v": v}), name="only"))
     original = own.orchestrate(wf, 1)
     replayer = own.replayer()
-    with pytest.raises(e.ReplayError, match="records no workflow_ref"):
+    with pytest.raises(e.ReplayError, match="records no workflow "):
         replayer.replay(original.run_id)
     assert replayer.replay(original.run_id, workflow=wf).divergences == ()
     with pytest.raises(e.ReplayError, match="no such agent"):

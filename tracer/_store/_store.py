@@ -21,7 +21,7 @@ import orjson
 import pyarrow as pa
 
 from .._clock import SystemClock
-from .._errors import DecodeError, DuplicateSpanError, NotFoundError, StoreError, StoreLockedError
+from .._errors import DecodeError, DuplicateSpanError, NotFoundError, StoreLockedError
 from .._otlp import (
     KIND_BY_NAME,
     STATUS_BY_NAME,
@@ -33,6 +33,7 @@ from .._otlp import (
 from .._recorder import SpanBatch
 from .._redact import Redactor
 from .._state import JSON, FieldChange, apply_patch, chain_hash, field_changes
+from ..reads import states
 from ._derive import derive_flows, derive_langgraph, rederive_stored
 from ._ingest import Batch
 from ._models import (
@@ -974,31 +975,7 @@ def _span(r: tuple[Any, ...]) -> Span:
 
 
 def _rebuild(run_id: str, rows: list[tuple[Any, ...]]) -> JSON:
-    first_version, snapshot, _ = rows[0]
-    if snapshot is None:
-        raise StoreError(f"run {run_id}: version {first_version} has no snapshot to start from")
-    doc = orjson.loads(snapshot)
-    for expected, (version, snap, patch) in enumerate(rows[1:], first_version + 1):
-        if version != expected:
-            # A patch applies to its parent only: with a version missing (not arrived yet, or
-            # never sent) the document after it cannot be told.
-            raise StoreError(f"run {run_id}: version {expected} is missing")
-        try:
-            doc = (
-                orjson.loads(snap)
-                if snap is not None
-                else apply_patch(doc, orjson.loads(patch), in_place=True)
-            )
-        except (
-            orjson.JSONDecodeError,
-            ValueError,
-            KeyError,
-            IndexError,
-            TypeError,
-            AttributeError,
-        ) as exc:
-            # A row edited by hand: say which version, as `verify` would.
-            raise StoreError(f"run {run_id}: version {version} does not apply: {exc!r}") from None
+    *_, (_, doc) = states(rows, run_id)  # the one walk from snapshot through patches
     return doc
 
 

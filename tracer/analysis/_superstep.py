@@ -120,6 +120,10 @@ def detect_parallel_lost_updates(ctx: RunContext) -> list[Finding]:
             "kept_by": kept[0].node,
             "lost_by": [w.node for w, _ in lost],
             "reducer": "keeps one value (last value)",
+            # The names the engine's lost_update uses, so one table shows both kinds.
+            "keys": [key],
+            "overwriting_version": surv,
+            "overwritten_by": kept[0].node,
         }
         out.append(
             make_finding(

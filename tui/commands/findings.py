@@ -40,6 +40,8 @@ Column = tuple[str, Callable[[Finding], str], str]  # header, cell, justify
 def _ev(key: str, prefix: str = "") -> Callable[[Finding], str]:
     def cell(f: Finding) -> str:
         value = f.evidence.get(key)
+        if isinstance(value, list):  # several agents (a super-step's lost writers)
+            return ", ".join(f"{prefix}{v}" for v in value)
         return "" if value is None else f"{prefix}{value}"
 
     return cell

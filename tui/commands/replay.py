@@ -63,8 +63,9 @@ def _writable(db: str) -> None:
     "--workflow",
     "workflow",
     default=None,
-    metavar="MODULE:FACTORY",
-    help="Replay with this workflow instead of the one recorded on the run.",
+    metavar="NAME|MODULE:FACTORY",
+    help="Replay with this registered workflow, or the factory MODULE:FACTORY, instead of "
+    "the one the run names (which is only looked up among registered workflows, never imported).",
 )
 @click.option(
     "--graph",
@@ -138,7 +139,7 @@ def replay(
         replayer = Replayer(store, record=not no_record)
         rec_run = store.run(store.resolve_run(run_id))
         if graph is not None:
-            from engine._langgraph_replay import replay_graph
+            from engine import replay_graph
 
             if workflow is not None or explore is not None:
                 raise click.BadParameter(

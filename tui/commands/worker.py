@@ -87,15 +87,15 @@ def worker(
 
     MODULE:AGENT is MODULE:CHOREOGRAPHY.AGENT (or MODULE:CHOREOGRAPHY with --agent, or
     alone for all its agents): CHOREOGRAPHY is a Choreography, a function returning
-    one, or one of engine._worker_scenarios' scenarios (research_pipeline,
+    one, or one of engine.scenarios.distributed's scenarios (research_pipeline,
     double_consume, double_consume_fixed, lost_event).
     """
     if not url.startswith(("redis://", "rediss://", "unix://")):
         fail(f"--bus {url}: give a redis:// URL")
     # The engine is imported here so `agentrace --help` stays quick.
-    from engine._worker import resolve_target
+    from engine.running import resolve_worker_target
 
-    t = resolve_target(target)
+    t = resolve_worker_target(target)
     served = list(agents) or list(t.agents or ())
     value: Any = None
     if input_json is not None:
@@ -124,9 +124,16 @@ async def _main(
 ) -> int:  # fmt: skip
     import redis
 
-    from engine._redis_bus import RedisBus, default_instance
-    from engine._worker import DistributedChoreographer, ScaledTime, Worker, faults_from_specs
-    from engine._worker_scenarios import DistributedScenario
+    from engine.running import (
+        DistributedChoreographer,
+        DistributedScenario,
+        Faults,
+        RedisBus,
+        ScaledTime,
+        Worker,
+        default_instance,
+        faults_from_specs,
+    )
     from tracer import OtlpHttpSink, Recorder
     from tracer import conventions as c
 
@@ -166,8 +173,6 @@ async def _main(
     if scenario is not None:
         rules = scenario.faults_for(served or list(choreo.agents))
         if rules:
-            from engine._faults import Faults
-
             plan = Faults([*rules, *(plan.rules if plan else ())], seed=seed or 0)
     bus = RedisBus.from_url(
         url, namespace=namespace, faults=plan, concurrency=concurrency, time=time,
