@@ -29,6 +29,7 @@ from tracer import (
     SpanLink,
     StateVersion,
     Store,
+    langgraph_writes,
 )
 from tracer import conventions as c
 
@@ -57,6 +58,7 @@ __all__ = [
     "SpanFacts",
     "SpanView",
     "StateData",
+    "SuperStep",
     "Tokens",
     "filter_spans",
     "filtered_tree",
@@ -67,6 +69,7 @@ __all__ = [
     "load_meta",
     "load_span",
     "load_state",
+    "load_superstep",
     "positions_of",
     "prepare_span",
     "run_tokens",
@@ -204,6 +207,42 @@ class StateData:
     contracts: tuple[ContractView, ...]
     findings: tuple[Finding, ...]
     writer_span: Span | None
+    superstep: SuperStep | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStep:
+    """What one node wrote in a super-step: its update, channel by channel."""
+
+    node: str
+    update: Mapping[str, Any]
+    span_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SuperStep:
+    """The LangGraph super-step a version came from: the nodes that ran in it (in parallel when
+    more than one), what each wrote, and the nodes that run next (none: the graph ended)."""
+
+    step: int
+    nodes: tuple[NodeStep, ...]
+    next: tuple[str, ...]
+
+
+def load_superstep(store: Store, run_id: str, vmeta: StateVersion | None) -> SuperStep | None:
+    """The super-step of a LangGraph version (from :func:`tracer.langgraph_writes`); None for a
+    version that did not come from one (any other run, a human update)."""
+    if vmeta is None or vmeta.step is None or not (vmeta.source or "").startswith("langgraph"):
+        return None
+    writes = langgraph_writes(store, run_id)
+    nodes = tuple(
+        NodeStep(w.node, w.update, w.span_id)
+        for w in sorted(writes, key=lambda w: w.node)
+        if w.step == vmeta.step
+    )
+    later = [w.step for w in writes if w.step > vmeta.step]
+    after = tuple(sorted({w.node for w in writes if later and w.step == min(later)}))
+    return SuperStep(vmeta.step, nodes, after)
 
 
 def writer_of(
@@ -262,8 +301,9 @@ def load_state(
         f for f in meta.findings if version in f.versions or (span_id and span_id in f.span_ids)
     )
     return StateData(
-        version, base, vmeta, doc, changes, tuple(reads), tuple(contracts), findings, writer_span
-    )
+        version, base, vmeta, doc, changes, tuple(reads), tuple(contracts), findings, writer_span,
+        load_superstep(store, run_id, vmeta),
+    )  # fmt: skip
 
 
 def _read_view(ev: SpanEvent, versions: Mapping[int, StateVersion]) -> ReadView:

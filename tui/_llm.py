@@ -30,6 +30,7 @@ __all__ = [
     "Conversation",
     "ToolCall",
     "conversation",
+    "langchain_messages",
     "parse_json",
     "span_kind",
     "span_model",
@@ -348,3 +349,61 @@ def conversation(attributes: Mapping[str, Any], events: Iterable[Any] = ()) -> C
         result = parse_json(result) or result
     conv = Conversation(tuple(system), tuple(tools), tuple(inp), tuple(out), tool_call, result)
     return None if conv.empty else conv
+
+
+# -- LangChain messages in LangGraph state ---------------------------------------------------
+
+_LC_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
+_LC_CLASSES = {"HumanMessage": "human", "AIMessage": "ai", "SystemMessage": "system",
+               "ToolMessage": "tool", "AIMessageChunk": "ai", "HumanMessageChunk": "human"}  # fmt: skip
+
+
+def _lc_fields(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """The fields of one LangChain message in any of its recorded shapes: as decoded from a
+    checkpointer (``{"__type__": "...AIMessage", "type": "ai", "content": ...}``), as
+    ``messages_to_dict`` writes it (``{"type": "ai", "data": {...}}``), or as ``dumpd`` writes it
+    (``{"lc": 1, "type": "constructor", "id": [..., "AIMessage"], "kwargs": {...}}``)."""
+    if (
+        raw.get("lc") == 1
+        and isinstance(raw.get("kwargs"), dict)
+        and isinstance(raw.get("id"), list)
+    ):
+        kind = _LC_CLASSES.get(str(raw["id"][-1]) if raw["id"] else "")
+        return {**raw["kwargs"], "type": kind} if kind else None
+    data = raw.get("data")
+    if isinstance(data, dict) and raw.get("type") in _LC_ROLES:
+        return {**data, "type": raw["type"]}
+    if raw.get("type") in _LC_ROLES and "content" in raw:
+        return raw
+    return None
+
+
+def langchain_messages(value: Any) -> tuple[ChatMessage, ...] | None:
+    """A list of LangChain messages as chat messages; None unless every item is one."""
+    if not isinstance(value, list) or not value:
+        return None
+    out: list[ChatMessage] = []
+    for raw in value:
+        fields = _lc_fields(raw) if isinstance(raw, dict) else None
+        if fields is None:
+            return None
+        content = fields.get("content")
+        if isinstance(content, list):  # content blocks: their text parts
+            content = "\n".join(
+                str(b.get("text", "")) if isinstance(b, dict) else str(b) for b in content
+            )
+        calls = tuple(
+            ToolCall(str(tc.get("name") or "?"), tc.get("args"), tc.get("id"))
+            for tc in fields.get("tool_calls") or ()
+            if isinstance(tc, dict)
+        )
+        out.append(
+            ChatMessage(
+                _LC_ROLES[str(fields["type"])],
+                _text_of(content),
+                calls,
+                tool_call_id=fields.get("tool_call_id") if fields["type"] == "tool" else None,
+                name=fields.get("name") or None,
+            )
+        )
+    return tuple(out)

@@ -16,7 +16,7 @@ import orjson
 from rich.cells import cell_len
 from rich.text import Text
 
-from tracer import printable
+from tracer import Run, printable
 
 __all__ = ["clip", "compact_json", "fmt_duration", "fmt_when", "plain", "short_id"]
 
@@ -93,3 +93,9 @@ def error_counts(errors: int, handled: int) -> str:
     if not errors and not handled:
         return "-"
     return f"{errors} (+{handled} handled)" if handled else str(errors)
+
+
+def shown_findings(run: Run) -> int | None:
+    """A run's finding count as shown: None ("not analysed", not 0) when analysis has not run
+    since the run last changed and no finding is stored for it."""
+    return None if not run.analysed and not run.finding_count else run.finding_count

@@ -1,4 +1,5 @@
 import threading
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -7,6 +8,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 import tracer as t
 
 from .helpers import record_run, spans_of
+
+FOREIGN = Path(__file__).parents[1] / "fixtures" / "foreign"
 
 
 @pytest.fixture
@@ -205,7 +208,9 @@ def test_a_version_1_store_is_migrated_to_2(tmp_path) -> None:
     )
     con.close()
     with t.Store(path) as store:
-        assert store.sql("SELECT value FROM agentrace_meta").fetchall() == [("2",)]
+        assert store.sql("SELECT value FROM agentrace_meta").fetchall() == [
+            (str(t.SCHEMA_VERSION),)
+        ]
         assert [s.name for s in store.spans(tid)] == ["graph", "node"]
         assert store.events(tid) == []
         (v,) = store.state_versions(tid)
@@ -406,3 +411,40 @@ def test_a_hand_edited_patch_is_a_store_error_naming_the_version(store, patch) -
     with pytest.raises(t.StoreError, match="version 4 does not apply"):
         store.state_at(run_id, 4)
     assert store.state_at(run_id, 3)["count"] == 3
+
+
+def test_a_run_is_marked_analysed_until_a_late_batch_changes_it(tmp_path) -> None:
+    """Not analysed, analysed with no finding and a late batch that makes analysis due again
+    are three different things."""
+    lines = (FOREIGN / "rabbitmq_control.jsonl").read_bytes().splitlines()
+    assert len(lines) >= 2  # one request per process: the same trace in several batches
+    first, late = tmp_path / "first.jsonl", tmp_path / "late.jsonl"
+    first.write_bytes(lines[0] + b"\n")
+    late.write_bytes(b"\n".join(lines[1:]) + b"\n")
+    with t.Store(tmp_path / "a.duckdb") as store:
+        t.import_file(store, first)
+        (run,) = store.runs()
+        assert run.analysed_ns is None and not run.analysed
+        store.replace_findings(run.run_id, [], analysed_ns=123)
+        run = store.run(run.run_id)
+        assert run.analysed and run.analysed_ns == 123 and run.finding_count == 0
+        assert store.runs()[0].analysed_ns == 123
+        t.import_file(store, late)
+        assert store.run(run.run_id).analysed_ns is None
+        assert store.run(run.run_id).span_count > run.span_count
+
+
+def test_a_version_2_store_keeps_its_analysed_runs(tmp_path) -> None:
+    """Migrating to version 3: a run with stored findings was analysed (when is not known);
+    one without is not known to have been."""
+    path = tmp_path / "v2.duckdb"
+    with t.Store(path) as store:
+        a = record_run(t.DuckDBSink(store))
+        b = record_run(t.DuckDBSink(store), seed=2)
+        store.replace_findings(a, [t.Finding(a, "f1", "stale_read", "error", "msg")])
+    con = duckdb.connect(str(path))
+    con.execute("ALTER TABLE runs DROP COLUMN analysed_ns")
+    con.execute("UPDATE agentrace_meta SET value = '2' WHERE key = 'schema_version'")
+    con.close()
+    with t.Store(path) as store:
+        assert store.run(a).analysed_ns == 0 and store.run(b).analysed_ns is None

@@ -7,7 +7,7 @@ import pytest
 
 from tracer import Store, import_file
 
-from .helpers import load_scenarios, stale_read_run
+from .helpers import claims_runs, load_scenarios, stale_read_run
 
 FOREIGN = Path(__file__).parents[1] / "fixtures" / "foreign"
 
@@ -42,6 +42,17 @@ def story_store(
         import_file(store, FOREIGN / f"{name}.jsonl")
         out[story] = sorted(r.run_id for r in store.runs() if r.run_id not in before)[0]
     yield store, out
+    store.close()
+
+
+@pytest.fixture(scope="session")
+def claims_store(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Store, dict[str, str]]]:
+    """The claims graph, checkpointer and trace: one run per thread (claim-1, claim-2)."""
+    store = Store(Path(tmp_path_factory.mktemp("claims")) / "claims.duckdb")
+    runs = claims_runs(store)
+    yield store, runs
     store.close()
 
 

@@ -7,6 +7,7 @@ import contextlib
 import re
 from collections.abc import Callable, Iterable
 from html import unescape
+from pathlib import Path
 from typing import Any
 
 from textual.app import App
@@ -18,6 +19,7 @@ from tracer.analysis import analyze
 from tracer.testing import RunBuilder
 
 SCENARIOS = ("credit", "trading-saga", "double-consume")
+FOREIGN = Path(__file__).parents[1] / "fixtures" / "foreign"
 
 
 def load_scenarios(store: Store, names: Iterable[str] = SCENARIOS) -> dict[str, list[str]]:
@@ -93,3 +95,19 @@ def screen_text(app: App[Any]) -> str:
     svg = app.export_screenshot()
     texts = re.findall(r"<text[^>]*>(.*?)</text>", svg, flags=re.S)
     return unescape("".join(texts)).replace("\xa0", " ")
+
+
+def claims_runs(store: Store, *, trace: bool = True) -> dict[str, str]:
+    """The LangGraph claims graph from its checkpointer (and its OpenInference trace), analysed:
+    run id by thread."""
+    import_file(store, FOREIGN / "langgraph_claims.sqlite")
+    if trace:
+        import_file(store, FOREIGN / "langgraph_claims_openinference.jsonl")
+    runs = {
+        str(r.attributes.get("session.id") or r.attributes.get("langgraph.thread_id")): r.run_id
+        for r in store.runs()
+        if r.parent_run_id is None
+    }
+    for run_id in runs.values():
+        analyze(store, run_id)
+    return runs

@@ -103,3 +103,16 @@ def test_story(
     assert snap_compare(
         app, terminal_size=STORY_SIZES[size], run_before=_story_before(story, size == "small")
     )
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_langgraph_superstep(
+    snap_compare: Any, claims_store: tuple[Store, dict[str, str]], size: str
+) -> None:
+    """The claims graph's parallel super-step: both nodes' writes side by side, the next node,
+    the assessor's message as a conversation."""
+    store, runs = claims_store
+    app = AgentraceApp(store, run_id=runs["claim-1"], theme="agentrace-dark")
+    assert snap_compare(
+        app, terminal_size=STORY_SIZES[size], run_before=_before("3", "end", "left")
+    )

@@ -27,6 +27,14 @@ class Run:
     attributes: dict[str, Any] = field(default_factory=dict, compare=False)
     handled_error_count: int = 0  # ERROR spans whose parent ended without error (caught)
     flow_id: str | None = None  # the first run of the runs joined to this one by span links
+    # When its findings were stored (a wall-clock time, not part of the run's equality);
+    # None: not analysed since it last changed.
+    analysed_ns: int | None = field(default=None, compare=False)
+
+    @property
+    def analysed(self) -> bool:
+        """Analysis ran since the run last changed (``finding_count`` 0 then means none found)."""
+        return self.analysed_ns is not None
 
     @property
     def duration_ns(self) -> int:

@@ -11,7 +11,7 @@ import duckdb
 
 from .._errors import SchemaError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1 = [
     """CREATE TABLE IF NOT EXISTS agentrace_meta (
@@ -179,8 +179,15 @@ _V2 = [
     "UPDATE runs SET flow_id = run_id",
 ]
 
+# When analysis last stored a run's findings; NULL: not analysed since the run last changed.
+# A run that already has findings was analysed, at a time not known (0).
+_V3 = [
+    "ALTER TABLE runs ADD COLUMN analysed_ns BIGINT",
+    "UPDATE runs SET analysed_ns = 0 WHERE run_id IN (SELECT DISTINCT run_id FROM findings)",
+]
+
 # Index i holds the statements that take a store from version i to version i + 1.
-MIGRATIONS: list[list[str]] = [_V1, _V2]
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

@@ -20,6 +20,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from .._clock import SystemClock
 from .._errors import DecodeError, DuplicateSpanError, NotFoundError, StoreLockedError
 from .._otlp import (
     KIND_BY_NAME,
@@ -402,7 +403,8 @@ class Store:
                    r.root_attrs->>'agentrace.run.parent',
                    r.root_attrs->>'agentrace.run.workflow_ref',
                    r.root_attrs->>'agentrace.run.scenario',
-                   coalesce(r.root_attrs, '{}'), coalesce(h.n, 0), agg.trace_id
+                   coalesce(r.root_attrs, '{}'), coalesce(h.n, 0), agg.trace_id,
+                   NULL  -- analysed_ns: the run changed, its findings are due again
             FROM agg LEFT JOIN roots r USING (trace_id) LEFT JOIN v ON v.run_id = agg.trace_id
             LEFT JOIN handled h ON h.trace_id = agg.trace_id""".replace(
                 "$handled", _HANDLED if handled else _NO_HANDLED
@@ -433,8 +435,12 @@ class Store:
         self._invalidate(ids)
         return IngestResult(runs=len(ids), versions=versions, run_ids=frozenset(ids))
 
-    def replace_findings(self, run_id: str, findings: Iterable[Finding]) -> int:
-        """Replace the stored findings of ``run_id`` with ``findings``, in one transaction."""
+    def replace_findings(
+        self, run_id: str, findings: Iterable[Finding], *, analysed_ns: int | None = None
+    ) -> int:
+        """Replace the stored findings of ``run_id`` with ``findings``, in one transaction, and
+        mark the run analysed at ``analysed_ns`` (default: now) until spans change it."""
+        when = SystemClock().now_ns() if analysed_ns is None else analysed_ns
         rows = [
             (f.run_id, f.finding_id, f.kind, f.severity, f.message, list(f.agents), list(f.versions),
              list(f.span_ids), orjson.dumps(f.evidence).decode(), f.detected_ns)
@@ -452,6 +458,7 @@ class Store:
                     con.executemany(
                         "INSERT INTO findings VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
                     )
+                con.execute("UPDATE runs SET analysed_ns = ? WHERE run_id = ?", [when, run_id])
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
@@ -933,7 +940,7 @@ def _span_tree_sql(*, as_int: bool) -> str:
 
 _RUN_COLS = """run_id, workflow, pattern, status, service_name, root_span_id, start_ns, end_ns,
     span_count, error_count, agents, version_count, parent_run_id, workflow_ref, scenario, attributes,
-    handled_error_count, flow_id"""
+    handled_error_count, flow_id, analysed_ns"""
 
 _SPAN_COLS = """trace_id, span_id, parent_span_id, name, kind, start_ns, end_ns, status_code,
     status_message, attributes, service_name, operation, agent, resource, scope_name, scope_version,
@@ -953,8 +960,8 @@ def _sql_str(s: str) -> str:
 def _run(r: tuple[Any, ...]) -> Run:
     return Run(
         r[0], r[1], r[2], r[3], r[4], r[5], r[6] or 0, r[7] or 0, r[8] or 0, r[9] or 0, tuple(r[10] or ()),
-        r[11] or 0, r[18], r[12], r[13], r[14], orjson.loads(r[15]) if r[15] else {}, r[16] or 0,
-        r[17],
+        r[11] or 0, r[19], r[12], r[13], r[14], orjson.loads(r[15]) if r[15] else {}, r[16] or 0,
+        r[17], r[18],
     )  # fmt: skip
 
 

@@ -25,7 +25,7 @@ from .._cli_base import (
     short,
 )
 from .._output import OutputRefused, check_target, write_file
-from .._text import error_counts, fmt_duration, fmt_when
+from .._text import error_counts, fmt_duration, fmt_when, shown_findings
 
 
 @cli.command()
@@ -45,7 +45,7 @@ def runs(db: str, as_json: bool) -> None:
                     "start_ns": r.start_ns, "duration_ns": r.duration_ns, "agents": list(r.agents),
                     "spans": r.span_count, "errors": r.error_count, "handled_errors": r.handled_error_count,
                     "tokens": dict(zip(("input", "output"), tokens.get(r.run_id, (0, 0)), strict=True)),
-                    "versions": r.version_count, "findings": r.finding_count, "scenario": r.scenario,
+                    "versions": r.version_count, "findings": shown_findings(r), "scenario": r.scenario,
                     "parent_run_id": r.parent_run_id, "flow_id": r.flow_id,
                 }
                 for r in all_runs
@@ -72,7 +72,7 @@ def runs(db: str, as_json: bool) -> None:
             cell(r.pattern or ""), f"[{style}]{cell(status)}[/]" if style else cell(status),
             error_counts(r.error_count, r.handled_error_count), fmt_when(r.start_ns),
             fmt_duration(r.duration_ns), str(len(r.agents)), str(r.span_count),
-            str(r.version_count), str(r.finding_count),
+            str(r.version_count), "–" if shown_findings(r) is None else str(r.finding_count),
         )  # fmt: skip
     console().print(table)
 

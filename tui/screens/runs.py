@@ -69,7 +69,6 @@ class RunsScreen(Screen[None]):
         self.store = store
         self.runs: list[Run] = []
         self.kinds: dict[str, tuple[str, ...]] = {}
-        self.analysed = True
         self.loaded = False
 
     def compose(self) -> ComposeResult:
@@ -103,8 +102,6 @@ class RunsScreen(Screen[None]):
     def on_runs_loaded(self, message: RunsLoaded) -> None:
         self.runs = message.runs
         self.kinds = message.kinds
-        # No finding anywhere: the runs were most likely never analysed, and a 0 would lie.
-        self.analysed = bool(message.kinds) or getattr(self.app, "listen", None) is not None
         self.loaded = True
         self._refresh_table()
 
@@ -148,9 +145,7 @@ class RunsScreen(Screen[None]):
             return
         table = self.query_one(RunsTable)
         shown = self.visible_runs()
-        table.show_runs(
-            shown, self._styles(), self.kinds, analysed=self.analysed, live=self.live_runs
-        )
+        table.show_runs(shown, self._styles(), self.kinds, live=self.live_runs)
         arrow = "▼" if self.sort_reverse else "▲"
         filters = []
         if self.pattern != "all":

@@ -28,6 +28,8 @@ from .._roles import role_styles
 from .._text import clip
 
 Run = tuple[str, str]  # (text, role)
+# The role a chat message's sender is styled with (in a conversation, a step's writes).
+CHAT_ROLES = {"user": "agent", "assistant": "ok", "tool": "num"}
 
 
 def overlay(strip: Strip, style: Style) -> Strip:

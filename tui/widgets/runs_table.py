@@ -18,7 +18,7 @@ from textual.widgets import DataTable
 
 from tracer import Run
 
-from .._text import clip, fmt_duration, fmt_when, plain
+from .._text import clip, fmt_duration, fmt_when, plain, shown_findings
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +71,6 @@ class RunsTable(DataTable[Text]):
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
         self.shown: list[Run] = []
         self.kinds: Mapping[str, tuple[str, ...]] = {}
-        self.analysed = True
         self.live: frozenset[str] = frozenset()
         self.visible_columns: tuple[Column, ...] = ()
         self._styles: dict[str, Any] = {}
@@ -87,19 +86,16 @@ class RunsTable(DataTable[Text]):
         styles: dict[str, Any],
         kinds: Mapping[str, tuple[str, ...]] | None = None,
         *,
-        analysed: bool = True,
         live: frozenset[str] = frozenset(),
     ) -> None:
         """Replace the rows with ``runs``, keeping the cursor on the same run when it is still shown.
 
-        ``kinds``: the finding kinds of each run; ``analysed`` False when the store holds no
-        findings at all (its runs were never analysed: "-" rather than 0); ``live``: runs
-        receiving spans now.
+        ``kinds``: the finding kinds of each run; ``live``: runs receiving spans now. A run
+        not analysed since it last changed shows "–" findings rather than 0.
         """
         self.shown = list(runs)
         self._styles = styles
         self.kinds = kinds or {}
-        self.analysed = analysed
         self.live = live
         self._fill(self.visible_columns or columns_for(self.scrollable_content_region.width or 120))
 
@@ -151,13 +147,15 @@ class RunsTable(DataTable[Text]):
         if key == "versions":
             return Text(str(r.version_count), justify="right")
         if key == "findings":
-            if not r.finding_count and not self.analysed:
-                return Text("-", style=styles.get("dim", ""), justify="right")
+            if shown_findings(r) is None:
+                return Text("–", style=styles.get("dim", ""), justify="right")
             style = styles.get("error", "") if r.finding_count else ""
             return Text(str(r.finding_count), style=style, justify="right")
         kinds = self.kinds.get(r.run_id, ())
         if not kinds:
-            return plain("not analysed" if not self.analysed else "", styles.get("dim", ""))
+            return plain(
+                "" if shown_findings(r) is not None else "not analysed", styles.get("dim", "")
+            )
         return plain(clip(", ".join(kinds), 18), styles.get("warn", ""))
 
     @property

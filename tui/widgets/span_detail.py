@@ -31,7 +31,7 @@ from .._json_lines import json_lines, line_runs
 from .._llm import ChatMessage, Conversation, parse_json, span_model, span_tokens
 from .._text import clip, fmt_duration, short_id
 from ..messages import FollowLink, OpenText, SpanLoaded
-from ._lines import Line, LineView
+from ._lines import CHAT_ROLES, Line, LineView
 
 VALUE_CHARS = 4_000  # characters of one value laid out in the pane
 VALUE_LINES = 40  # wrapped lines of one value in the pane
@@ -222,7 +222,7 @@ class SpanDetail(LineView):
 
     def _chat_message(self, m: ChatMessage, width: int) -> list[Line]:
         label = m.role if m.tool_call_id is None else f"{m.role} ({clip(m.tool_call_id, 16)})"
-        role = {"user": "agent", "assistant": "ok", "tool": "num"}.get(m.role, "key")
+        role = CHAT_ROLES.get(m.role, "key")
         out = (
             self._message(label, m.content, width, role=role)
             if m.content or not m.tool_calls

@@ -9,6 +9,7 @@ Folds of the JSON tree are kept by path, so they survive stepping.
 
 from __future__ import annotations
 
+import textwrap
 import time
 from collections import OrderedDict
 from typing import Any, ClassVar
@@ -21,11 +22,12 @@ from textual.worker import get_current_worker
 
 from tracer import Store
 
-from .._data import RunMeta, StateData, load_state
+from .._data import NodeStep, RunMeta, StateData, SuperStep, load_state
 from .._json_lines import json_lines, line_runs
+from .._llm import ChatMessage, langchain_messages
 from .._text import clip, compact_json, fmt_duration, short_id
 from ..messages import FollowLink, StateLoaded, VersionRequested
-from ._lines import Line, LineView
+from ._lines import CHAT_ROLES, Line, LineView
 
 _FOLD_BIG = 400  # documents with more lines than this open with their second level folded
 _CACHE_VIEWS = 64  # loaded views kept (the last steps and the prefetched neighbours)
@@ -172,6 +174,8 @@ class StatePane(LineView):
                     key=("version", vm.parent_version),
                 )
             )
+        if view.superstep is not None:
+            out += _superstep_lines(view.superstep, width)
         for r in view.reads:
             runs: list[tuple[str, str]] = [
                 ("   read ", "dim"),
@@ -317,6 +321,107 @@ class StatePane(LineView):
 
 
 _SEVS = {"critical", "error", "warning", "info"}
+_COLUMN_MIN = 30  # narrower than this per node, the nodes of a step stack instead
+_MESSAGE_LINES = 4  # lines of one message's text shown in a step's writes
+
+
+def _superstep_lines(ss: SuperStep, width: int) -> list[Line]:
+    """The super-step a version came from: its nodes side by side (stacked when the pane is
+    narrow), each node's write to each channel, messages as a conversation; the next nodes."""
+    if ss.step <= 0 and not ss.nodes:
+        label = " ── input" if ss.step < 0 else f" ── step {ss.step}: input"
+        head: list[tuple[str, str]] = [(label, "title")]
+    else:
+        head = [(f" ── step {ss.step}: ", "title")]
+        for i, n in enumerate(ss.nodes):
+            if i:
+                head.append((" ‖ ", "warn"))
+            head.append((clip(n.node, 24), "agent"))
+        if not ss.nodes:
+            head.append(("no node wrote", "dim"))
+    head += [("   next: ", "dim"), (clip(", ".join(ss.next) or "END", 40), "key")]
+    out = [Line(tuple(head))]
+    if not ss.nodes:
+        return out
+    cols = len(ss.nodes)
+    cw = (width - 3 - 3 * (cols - 1)) // cols
+    if cols == 1 or cw < _COLUMN_MIN:
+        for n in ss.nodes:
+            out += [Line((("   ", "dim"), *ln.runs), ln.key) for ln in _node_lines(n, width - 3)]
+        return out
+    # One band per channel, so that the nodes' writes to the same channel sit side by side.
+    channels = list(dict.fromkeys(ch for n in ss.nodes for ch in n.update))
+    bands = [[[_node_head(n, cw)] for n in ss.nodes]]
+    bands += [
+        [_channel_lines(ch, n.update[ch], cw) if ch in n.update else [] for n in ss.nodes]
+        for ch in channels
+    ]
+    for band in bands:
+        for row in range(max(len(c) for c in band)):
+            runs: list[tuple[str, str]] = [("   ", "dim")]
+            key = None
+            for i, col in enumerate(band):
+                line = col[row] if row < len(col) else Line(())
+                if i:
+                    runs.append((" │ ", "dim"))
+                runs += line.runs
+                if i < cols - 1:
+                    runs.append((" " * max(0, cw - line.width), "dim"))
+                key = key or line.key
+            out.append(Line(tuple(runs), key))
+    return out
+
+
+def _node_head(n: NodeStep, width: int) -> Line:
+    return Line.of((clip(n.node, width), "agent"), key=("span", n.span_id) if n.span_id else None)
+
+
+def _node_lines(n: NodeStep, width: int) -> list[Line]:
+    """One node's write in a step, each line at most ``width`` cells."""
+    out = [_node_head(n, width)]
+    for channel, value in n.update.items():
+        out += _channel_lines(channel, value, width)
+    return out
+
+
+def _channel_lines(channel: str, value: Any, width: int) -> list[Line]:
+    """A node's write to one channel: the value, or its messages as a conversation."""
+    name = clip(str(channel), max(4, width // 3))
+    chat = langchain_messages(value)
+    if chat is None:
+        room = max(4, width - len(name) - 2)
+        return [Line.of((name, "key"), (": ", "dim"), (compact_json(value, room), "str"))]
+    out = [Line.of((name, "key"), (f": {len(chat)} message{'s' * (len(chat) != 1)}", "dim"))]
+    for m in chat:
+        out += _chat_lines(m, width)
+    return out
+
+
+def _chat_lines(m: ChatMessage, width: int) -> list[Line]:
+    """One message as the span pane's conversation shows it: its role in a column, its text
+    wrapped beside it (a few lines), then its tool calls."""
+    role = CHAT_ROLES.get(m.role, "key")
+    pad = 12
+    room = max(8, width - pad)
+    text = m.content.replace("\r", "").replace("\t", "    ")[: room * _MESSAGE_LINES * 2]
+    pieces = [p for para in text.split("\n") for p in (textwrap.wrap(para, room) or [""])]
+    if m.content or not m.tool_calls:
+        more = len(pieces) > _MESSAGE_LINES
+        pieces = pieces[:_MESSAGE_LINES]
+        if more:
+            pieces[-1] = clip(pieces[-1] + " …", room)
+        out = [Line.of((f"  {clip(m.role, 9):<10}", role), (clip(pieces[0], room), "str"))]
+        out += [Line.of((" " * pad, "dim"), (clip(p, room), "str")) for p in pieces[1:]]
+    else:
+        out = [Line.of((f"  {clip(m.role, 9):<10}", role))]
+    for call in m.tool_calls:
+        out.append(
+            Line.of(
+                (" " * pad + "→ ", "dim"), (clip(call.name, max(4, room // 2)), "key"),
+                (" " + compact_json(call.arguments, max(4, room - len(call.name) - 3)), "str"),
+            )
+        )  # fmt: skip
+    return out
 
 
 def _second_level(doc: Any) -> set[str]:
