@@ -295,36 +295,60 @@ class Redactor:
     def tables(self, tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
         """The ingest batch's tables with secrets replaced in their text columns.
 
-        Called on the writer's thread; the scan runs in pyarrow without the GIL.
+        Called on the writer's thread; the scan runs in pyarrow without the GIL, over
+        every text column of the batch at once (one scan costs about the same for a few
+        rows as for thousands, so a small batch pays for one, not one per column).
         """
         if self._scan is None:
             return tables
         out = dict(tables)
+        where: list[tuple[str, int, bool, pa.Array]] = []
         for name, columns in _TEXT_COLUMNS.items():
             table = out.get(name)
             if table is None:
                 continue
             for col, is_json in columns:
                 i = table.schema.get_field_index(col)
-                fixed = self._column(table.column(i), is_json)
-                if fixed is not None:
-                    table = table.set_column(i, table.schema.field(i), fixed)
-            out[name] = table
+                column = table.column(i)
+                arr = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+                where.append((name, i, is_json, arr))
+        if not where:
+            return out
+        hits = self._hits([w[3] for w in where])
+        for (name, i, is_json, arr), rows in zip(where, hits, strict=True):
+            fixed = self._fix(arr, rows, is_json) if rows else None
+            if fixed is not None:
+                table = out[name]
+                out[name] = table.set_column(i, table.schema.field(i), fixed)
         return out
 
-    def _column(self, column: pa.ChunkedArray, is_json: bool) -> pa.Array | None:
-        arr = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    def _hits(self, arrays: list[pa.Array]) -> list[list[int]]:
+        """For each array, the rows the scan matches."""
         if self._scan_re2 is not None:
-            mask = pc.match_substring_regex(arr, self._scan_re2)
+            whole = pa.concat_arrays([a.cast(pa.string()) for a in arrays])
+            mask = pc.match_substring_regex(whole, self._scan_re2)
             if not pc.any(mask).as_py():
-                return None
-            rows = pc.indices_nonzero(mask).to_pylist()
-        else:
-            scan = self._scan_py
-            assert scan is not None
-            rows = [i for i, s in enumerate(arr.to_pylist()) if s is not None and scan.search(s)]
-            if not rows:
-                return None
+                return [[] for _ in arrays]
+            out: list[list[int]] = [[] for _ in arrays]
+            bounds: list[int] = []
+            total = 0
+            for a in arrays:
+                total += len(a)
+                bounds.append(total)
+            k = 0
+            for row in pc.indices_nonzero(mask).to_pylist():
+                while row >= bounds[k]:
+                    k += 1
+                out[k].append(row - (bounds[k] - len(arrays[k])))
+            return out
+        scan = self._scan_py
+        assert scan is not None
+        return [
+            [i for i, s in enumerate(a.to_pylist()) if s is not None and scan.search(s)]
+            for a in arrays
+        ]
+
+    def _fix(self, arr: pa.Array, rows: list[int], is_json: bool) -> pa.Array | None:
         values = arr.to_pylist()
         changed = False
         for i in rows:

@@ -50,6 +50,7 @@ from ._models import (
 )
 from ._open import check_store_file, damaged, masked
 from ._parallel import Decoded, decoded_from
+from ._runs import runs_table
 from ._schema import migrate
 
 DEFAULT_DB = "agentrace.duckdb"
@@ -281,11 +282,24 @@ class Store:
                     rederive_stored(con, sorted(known))
                 lg = batch.langgraph
                 derived_versions = derive_langgraph(con, sorted(lg)) if lg else 0
-                # New traces are summed from the batch alone; traces seen before, from the store.
-                self._refresh_runs(
-                    con, batch.trace_ids, "spans" if known else "_in_spans",
-                    handled=bool(known) or batch.has_errors,
-                )  # fmt: skip
+                # New traces are summed from the batch alone (in Python when it is small: see
+                # tracer._store._runs); traces seen before, from the store.
+                rows = (
+                    None
+                    if known or lg
+                    else runs_table(spans, tables.get("state_versions"), batch.trace_ids)
+                )
+                if rows is None:
+                    self._refresh_runs(
+                        con, batch.trace_ids, "spans" if known else "_in_spans",
+                        handled=bool(known) or batch.has_errors,
+                    )  # fmt: skip
+                else:
+                    con.register("_in_runs", rows)
+                    try:
+                        con.execute("INSERT INTO runs SELECT * FROM _in_runs")
+                    finally:
+                        con.unregister("_in_runs")
                 derive_flows(con, batch.trace_ids, batch.cross_links)
         finally:
             con.unregister("_in_spans")
