@@ -285,11 +285,20 @@ def derive_langgraph(con: duckdb.DuckDBPyConnection, trace_ids: list[str]) -> in
 
 
 def derive_flows(
-    con: duckdb.DuckDBPyConnection, trace_ids: Iterable[str], pairs: Iterable[tuple[str, str]]
+    con: duckdb.DuckDBPyConnection,
+    trace_ids: Iterable[str],
+    pairs: Iterable[tuple[str, str]],
+    *,
+    around: set[tuple[str, str]] | None = None,
 ) -> None:
-    """Record the cross-trace link ``pairs`` of a batch and give every run joined to
-    ``trace_ids`` by links (in either direction, any number of hops) one ``flow_id``:
-    the id of the flow's first run (earliest start, then lowest id)."""
+    """Record the cross-trace link ``pairs`` of a batch and give every run joined to one of
+    ``trace_ids`` by links (in either direction, any number of hops) its flow's id: the id
+    of the flow's first run (earliest start, then lowest id). Runs of the batch that no
+    link joins keep their own id, whatever else the batch holds.
+
+    ``around``: the stored links that touch ``trace_ids``, when the caller read them in
+    this transaction (:func:`known_and_linked`); used when the batch brings no links of
+    its own, saving a statement."""
     pairs = sorted(set(pairs))
     if pairs:
         a, b = zip(*pairs, strict=True)
@@ -298,24 +307,79 @@ def derive_flows(
             {"a": list(a), "b": list(b)},
         )
     seen = set(trace_ids)
+    links: set[tuple[str, str]] = set()
     frontier = sorted(seen)
-    linked = False
+    if around is not None and not pairs:
+        links |= around
+        frontier = sorted({x for link in around for x in link} - seen)
+        seen.update(frontier)
     while frontier:
         rows = con.execute(
-            """SELECT linked_trace_id FROM trace_links WHERE trace_id IN (SELECT unnest($f))
-               UNION SELECT trace_id FROM trace_links WHERE linked_trace_id IN (SELECT unnest($f))""",
+            """SELECT trace_id, linked_trace_id FROM trace_links WHERE trace_id IN (SELECT unnest($f))
+               UNION SELECT trace_id, linked_trace_id FROM trace_links
+               WHERE linked_trace_id IN (SELECT unnest($f))""",
             {"f": frontier},
         ).fetchall()
-        new = {r[0] for r in rows} - seen
-        if rows:
-            linked = True
+        links.update((r[0], r[1]) for r in rows)
+        new = {x for r in rows for x in r} - seen
         seen |= new
         frontier = sorted(new)
-    if not linked:
+    if not links:
         return
-    con.execute(
-        """UPDATE runs SET flow_id = (
-               SELECT arg_min(run_id, (start_ns, run_id)) FROM runs WHERE run_id IN (SELECT unnest($ids)))
-           WHERE run_id IN (SELECT unnest($ids))""",
-        {"ids": sorted(seen)},
+    # The flows: the linked traces in groups joined by links (union-find).
+    parent: dict[str, str] = {}
+
+    def root(x: str) -> str:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for x, y in links:
+        rx, ry = root(x), root(y)
+        if rx != ry:
+            parent[max(rx, ry)] = min(rx, ry)
+    members = sorted(parent)
+    starts = dict(
+        con.execute(
+            "SELECT run_id, start_ns FROM runs WHERE run_id IN (SELECT unnest($ids))",
+            {"ids": members},
+        ).fetchall()
     )
+    first: dict[str, tuple[int, str]] = {}
+    for m in members:
+        if m in starts:
+            key = (starts[m], m)
+            r = root(m)
+            if r not in first or key < first[r]:
+                first[r] = key
+    ids = [m for m in members if m in starts]
+    con.execute(
+        """UPDATE runs SET flow_id = f.flow_id
+           FROM (SELECT unnest($ids) AS run_id, unnest($flows) AS flow_id) f
+           WHERE runs.run_id = f.run_id""",
+        {"ids": ids, "flows": [first[root(m)][1] for m in ids]},
+    )
+
+
+def known_and_linked(
+    con: duckdb.DuckDBPyConnection, trace_ids: Iterable[str]
+) -> tuple[list[str], set[tuple[str, str]]]:
+    """The traces among ``trace_ids`` that the store already has, and the stored links that
+    touch them: one statement, as a small batch's writes begin with both."""
+    known: list[str] = []
+    links: set[tuple[str, str]] = set()
+    for a, b in con.execute(
+        """SELECT run_id, NULL FROM runs WHERE run_id IN (SELECT unnest($ids))
+           UNION ALL SELECT trace_id, linked_trace_id FROM trace_links
+           WHERE trace_id IN (SELECT unnest($ids))
+           UNION ALL SELECT trace_id, linked_trace_id FROM trace_links
+           WHERE linked_trace_id IN (SELECT unnest($ids))""",
+        {"ids": sorted(trace_ids)},
+    ).fetchall():
+        if b is None:
+            known.append(a)
+        else:
+            links.add((a, b))
+    return sorted(known), links

@@ -34,7 +34,7 @@ from .._recorder import SpanBatch
 from .._redact import Redactor
 from .._state import JSON, FieldChange, apply_patch, chain_hash, field_changes
 from ..reads import states
-from ._derive import derive_flows, derive_langgraph, rederive_stored
+from ._derive import derive_flows, derive_langgraph, known_and_linked, rederive_stored
 from ._ingest import Batch
 from ._models import (
     Finding,
@@ -193,11 +193,11 @@ class Store:
         """
         if not batch.spans:
             return IngestResult(skipped=batch.duplicates)
-        known = _known(con, batch.trace_ids)
+        known, linked = known_and_linked(con, batch.trace_ids)
         # New traces: every span of them is in the batch, so their agents are worked out
         # before the rows are written; traces seen before are re-derived from the store.
         batch.resolve(batch.trace_ids.difference(known))
-        return self._write_decoded(con, decoded_from(batch), known)
+        return self._write_decoded(con, decoded_from(batch), known, linked=linked)
 
     def _write_decoded(
         self,
@@ -206,9 +206,11 @@ class Store:
         known: list[str],
         *,
         derive: bool = True,
+        linked: set[tuple[str, str]] | None = None,
     ) -> IngestResult:
-        """Insert one decoded batch (``known``: its traces the store already has). Without
-        ``derive``, the derive phase is left to the caller (once, after its last batch)."""
+        """Insert one decoded batch (``known``: its traces the store already has; ``linked``,
+        when read with them, the stored links that touch its traces). Without ``derive``, the
+        derive phase is left to the caller (once, after its last batch)."""
         if not batch.spans:
             return IngestResult(skipped=batch.duplicates)
         tables = batch.tables
@@ -300,7 +302,7 @@ class Store:
                         con.execute("INSERT INTO runs SELECT * FROM _in_runs")
                     finally:
                         con.unregister("_in_runs")
-                derive_flows(con, batch.trace_ids, batch.cross_links)
+                derive_flows(con, batch.trace_ids, batch.cross_links, around=linked)
         finally:
             con.unregister("_in_spans")
         inserted = spans.num_rows - n_existing

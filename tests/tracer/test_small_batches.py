@@ -121,3 +121,33 @@ def test_a_run_attribute_that_is_not_text_is_left_to_the_sql(tmp_path: Path) -> 
         store.ingest([req])
         # DuckDB's own text of the number, from the SQL statement.
         assert _runs_rows(store)[0][1] == "1.5"
+
+
+def _linked_request(trace: int, start: int, link_to: int | None) -> ExportTraceServiceRequest:
+    req = ExportTraceServiceRequest()
+    sp = req.resource_spans.add().scope_spans.add().spans.add()
+    sp.trace_id, sp.span_id, sp.name = trace.to_bytes(16, "big"), trace.to_bytes(8, "big"), "step"
+    sp.start_time_unix_nano, sp.end_time_unix_nano = T0 + start, T0 + start + 10
+    if link_to is not None:
+        link = sp.links.add()
+        link.trace_id, link.span_id = link_to.to_bytes(16, "big"), link_to.to_bytes(8, "big")
+    return req
+
+
+@pytest.mark.parametrize("together", [False, True])
+def test_a_trace_without_links_joins_the_flow_a_stored_trace_linked_it_to(
+    tmp_path: Path, together: bool
+) -> None:
+    # Trace 2 links to trace 1 before trace 1 arrives; trace 3 links to trace 2. Trace 1,
+    # which brings no link of its own, starts first: the flow is named after it either way.
+    first = [_linked_request(2, 50, 1), _linked_request(3, 90, 2)]
+    later = [_linked_request(1, 10, None), _linked_request(4, 5, None)]
+    with t.Store(tmp_path / "s.duckdb") as store:
+        if together:
+            store.ingest(first + later)
+        else:
+            store.ingest(first)
+            store.ingest(later[:1])
+            store.ingest(later[1:])
+        flows = {r.run_id[-1]: r.flow_id[-1] for r in store.runs()}
+    assert flows == {"1": "1", "2": "1", "3": "1", "4": "4"}
