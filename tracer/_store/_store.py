@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import duckdb
 import orjson
@@ -216,7 +216,21 @@ class Store:
         tables = batch.tables
         spans = tables["spans"]
         n_existing = 0
-        con.register("_in_spans", spans)
+        lg = batch.langgraph if derive else frozenset()
+        # New traces are summed from the batch alone (in Python when it is small: see
+        # tracer._store._runs); traces seen before, from the store.
+        rows = (
+            runs_table(spans, tables.get("state_versions"), batch.trace_ids)
+            if derive and not known and not lg
+            else None
+        )
+        # The statements below that read the batch read it as a temporary table, a copy:
+        # DuckDB keeps a Python object that a statement of a transaction read alive until
+        # the transaction ends, so a file's chunks would all stay in memory until its commit.
+        # Plain inserts take the Arrow tables directly, which keeps nothing.
+        staged = bool(known) or (derive and rows is None)
+        if staged:
+            _stage(con, "_in_spans", spans)
         try:
             if known:
                 con.execute(
@@ -252,12 +266,8 @@ class Store:
                        ON t.trace_id = s.trace_id AND t.span_id = s.span_id"""
                 ).fetchall()[0]
             if n_existing == 0:
-                con.execute("INSERT INTO spans SELECT * FROM _in_spans")
                 for name, table in tables.items():
-                    if name != "spans":
-                        con.register("_in_rows", table)
-                        con.execute(f"INSERT INTO {name} SELECT * FROM _in_rows")
-                        con.unregister("_in_rows")
+                    con.from_arrow(table).insert_into(name)
             else:
                 con.execute(
                     """CREATE OR REPLACE TEMP TABLE _new_spans AS
@@ -272,39 +282,28 @@ class Store:
                     if name == "spans":
                         continue
                     key = "trace_id" if name in ("span_events", "span_links") else "run_id"
-                    con.register("_in_rows", table)
+                    _stage(con, "_in_rows", table)
                     con.execute(
                         f"""INSERT INTO {name} SELECT r.* FROM _in_rows r SEMI JOIN _new_spans n
                             ON n.trace_id = r.{key} AND n.span_id = r.span_id"""
                     )
-                    con.unregister("_in_rows")
+                    con.execute("DROP TABLE _in_rows")
             derived_versions = 0
             if derive:
                 if known:
                     rederive_stored(con, sorted(known))
-                lg = batch.langgraph
                 derived_versions = derive_langgraph(con, sorted(lg)) if lg else 0
-                # New traces are summed from the batch alone (in Python when it is small: see
-                # tracer._store._runs); traces seen before, from the store.
-                rows = (
-                    None
-                    if known or lg
-                    else runs_table(spans, tables.get("state_versions"), batch.trace_ids)
-                )
                 if rows is None:
                     self._refresh_runs(
                         con, batch.trace_ids, "spans" if known else "_in_spans",
                         handled=bool(known) or batch.has_errors,
                     )  # fmt: skip
                 else:
-                    con.register("_in_runs", rows)
-                    try:
-                        con.execute("INSERT INTO runs SELECT * FROM _in_runs")
-                    finally:
-                        con.unregister("_in_runs")
+                    con.from_arrow(rows).insert_into("runs")
                 derive_flows(con, batch.trace_ids, batch.cross_links, around=linked)
         finally:
-            con.unregister("_in_spans")
+            if staged:
+                con.execute("DROP TABLE IF EXISTS _in_spans")
         inserted = spans.num_rows - n_existing
         if "state_versions" not in tables:
             versions = 0
@@ -993,6 +992,21 @@ def _span(r: tuple[Any, ...]) -> Span:
 def _rebuild(run_id: str, rows: list[tuple[Any, ...]]) -> JSON:
     *_, (_, doc) = states(rows, run_id)  # the one walk from snapshot through patches
     return doc
+
+
+_ARROW_SQL: Final = {
+    pa.string(): "VARCHAR", pa.large_string(): "VARCHAR", pa.int64(): "BIGINT",
+    pa.int32(): "INTEGER", pa.uint32(): "UINTEGER", pa.uint64(): "UBIGINT", pa.bool_(): "BOOLEAN",
+    pa.float64(): "DOUBLE", pa.list_(pa.string()): "VARCHAR[]",
+}  # fmt: skip
+
+
+def _stage(con: duckdb.DuckDBPyConnection, name: str, table: pa.Table) -> None:
+    """``table`` copied into the temporary table ``name`` (replaced), its columns typed as
+    Arrow types them (JSON text stays text, as it is compared with stored text)."""
+    columns = ", ".join(f'"{f.name}" {_ARROW_SQL[f.type]}' for f in table.schema)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} ({columns})")
+    con.from_arrow(table).insert_into(name)
 
 
 def _known(con: duckdb.DuckDBPyConnection, trace_ids: Iterable[str]) -> list[str]:
