@@ -20,8 +20,11 @@ Decoding is left to the store, which names the file and line of a bad record.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
+import mmap
+import os
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -49,7 +52,9 @@ class Record:
     source: str
     line: int  # 1-based line (JSON lines) or record number (length-prefixed protobuf)
     kind: Literal["json", "proto"]
-    data: bytes
+    data: (
+        bytes | memoryview
+    )  # a memoryview of the mapped file for a whole-file request (mapped=True)
 
 
 def _zstd() -> Any:
@@ -101,7 +106,11 @@ def sniff(path: str | Path, size: int = 65_536) -> bytes:
 
 
 def read_records(
-    path: str | Path, fmt: Format = "auto", *, progress: Progress | None = None
+    path: str | Path,
+    fmt: Format = "auto",
+    *,
+    progress: Progress | None = None,
+    mapped: bool = False,
 ) -> Iterator[Record]:
     """The requests in one file, in order; see the module docstring for the layouts.
 
@@ -109,6 +118,11 @@ def read_records(
     is none of the layouts, a truncated record or bad compressed data is a
     :class:`DecodeError` naming the file (and record). Not thread-safe; one
     generator per thread.
+
+    With ``mapped``, an uncompressed file holding one protobuf request is not read
+    into memory: its record's ``data`` is a memoryview of the file mapped read-only,
+    valid until the generator moves on (for a reader that walks it piece by piece,
+    giving pages back as it goes: tracer._store._parallel).
     """
     source = str(path)
     if fmt not in ("auto", "otlp-json", "otlp-proto"):
@@ -116,7 +130,7 @@ def read_records(
     content, raw = open_stream(path, source)
     try:
         try:
-            yield from _records(content, raw, source, fmt, progress)
+            yield from _records(content, raw, source, fmt, progress, mapped)
         except (OSError, EOFError, zlib.error) as exc:
             raise _decompress_error(exc, source) from None
         except Exception as exc:
@@ -130,7 +144,12 @@ def read_records(
 
 
 def _records(
-    content: IO[bytes], raw: IO[bytes], source: str, fmt: Format, progress: Progress | None
+    content: IO[bytes],
+    raw: IO[bytes],
+    source: str,
+    fmt: Format,
+    progress: Progress | None,
+    mapped: bool = False,
 ) -> Iterator[Record]:
     buffered = (
         content if isinstance(content, io.BufferedReader) else io.BufferedReader(cast(Any, content))
@@ -149,6 +168,9 @@ def _records(
     elif fmt == "otlp-json" or (fmt == "auto" and first in (b"{", b"[", b"")):
         yield from _json(buffered, raw, source, progress)
     elif fmt == "otlp-proto" or head[0] == _PROTO_HEAD:
+        if mapped and content is raw and buffered.tell() == 0:
+            yield from _mapped(raw, source, progress)
+            return
         data = buffered.read()
         if progress is not None:
             progress(raw.tell())
@@ -159,6 +181,23 @@ def _records(
             "length-prefixed protobuf, gzip or zstd",
             source=source,
         )
+
+
+def _mapped(raw: IO[bytes], source: str, progress: Progress | None) -> Iterator[Record]:
+    """The whole file as one protobuf record, mapped rather than read."""
+    size = os.fstat(raw.fileno()).st_size
+    mm = mmap.mmap(raw.fileno(), size, access=mmap.ACCESS_READ)
+    view = memoryview(mm)
+    try:
+        if progress is not None:
+            progress(size)
+        yield Record(source, 1, "proto", view)
+    finally:
+        # Views of the map may outlive this (a consumer's pieces); then the map is closed
+        # when the last of them goes.
+        with contextlib.suppress(BufferError):
+            view.release()
+            mm.close()
 
 
 def _lines(stream: IO[bytes], source: str) -> Iterator[tuple[int, bytes]]:

@@ -70,8 +70,11 @@ def import_file(
         if is_sqlite(sniff(path, 16)):
             return import_checkpointer(store, source, thread=thread)
         return _import_langgraph(store, path, source, progress, thread)
-    records = read_records(path, fmt, progress=progress)
-    if not skip_bad and _large(path):
+    large = not skip_bad and _large(path)
+    # A large file's one protobuf request is mapped and cut into pieces as it is walked,
+    # never read whole (tracer._store._parallel).
+    records = read_records(path, fmt, progress=progress, mapped=large)
+    if large:
         # Decoded by the pool's processes, written here in the file's one transaction.
         result = store.ingest_decoded(decode_records(records, store.redactor), source=source)
     elif not skip_bad:

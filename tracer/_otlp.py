@@ -318,7 +318,7 @@ def _recursion_room(limit: int = 20_000) -> Iterator[None]:
 
 
 def decode_proto(
-    data: bytes, *, source: str = "<input>", line: int | None = None
+    data: bytes | memoryview, *, source: str = "<input>", line: int | None = None
 ) -> PB2ExportTraceServiceRequest:
     """A protobuf ExportTraceServiceRequest; a truncated or foreign message is a DecodeError."""
     req = PB2ExportTraceServiceRequest()

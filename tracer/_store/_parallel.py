@@ -27,6 +27,7 @@ fields) and are raised again in the caller, naming the same file and line.
 
 from __future__ import annotations
 
+import mmap
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
@@ -168,14 +169,16 @@ def _chunks(records: Iterable[Record]) -> Iterator[list[Record]]:
             if rec.kind == "proto" and len(rec.data) > CHUNK_BYTES
             else None
         )
-        parts: Iterable[Record] = (
-            [rec]
-            if pieces is None
-            else (
+        parts: Iterable[Record]
+        if pieces is not None:
+            parts = (
                 Record(rec.source, rec.line if i == 0 else -rec.line, "proto", p)
                 for i, p in enumerate(pieces)
             )
-        )
+        elif isinstance(rec.data, memoryview):  # a mapped file: the pool takes bytes
+            parts = [Record(rec.source, rec.line, rec.kind, bytes(rec.data))]
+        else:
+            parts = [rec]
         for part in parts:
             if chunk and size + len(part.data) > CHUNK_BYTES:
                 yield chunk
@@ -192,9 +195,16 @@ def _chunks(records: Iterable[Record]) -> Iterator[list[Record]]:
 # resource (1), ScopeSpans (2, repeated) and schema URL (3); a ScopeSpans is its scope (1),
 # spans (2, repeated) and schema URL (3). A large request is cut between spans: each piece
 # is a request of its own with the same resource and scope around a run of the spans. Only
-# the tags and lengths of these three levels are read, never a span's contents.
+# the tags and lengths of these three levels are read, never a span's contents, and nothing
+# is kept per span: the fields are walked by offset, twice (once to check the layout, once
+# to cut), so memory holds a piece, not the request's spans.
+#
+# A request read from a mapped file (a memoryview of an mmap) gives its pages back as the
+# walks pass them (madvise DONTNEED: a page read again is read again from the file), so
+# neither walk leaves the file resident.
 
 _LEN = 2
+_RELEASE_STEP = 4 << 20  # bytes of a mapped file given back at a time
 
 
 def _varint(data: memoryview, i: int) -> tuple[int, int]:
@@ -219,10 +229,9 @@ def _encode_varint(n: int) -> bytes:
     return bytes(out)
 
 
-def _fields(data: memoryview) -> Iterator[tuple[int, memoryview]]:
-    """``(field number, raw bytes of the whole field, tag included)`` of a message whose fields
-    are all length-delimited; ValueError for anything else."""
-    i, end = 0, len(data)
+def _fields(data: memoryview, i: int, end: int) -> Iterator[tuple[int, int, int, int]]:
+    """``(field number, field start, payload start, field end)`` of the fields in
+    ``data[i:end]``, a message whose fields are all length-delimited; ValueError else."""
     while i < end:
         start = i
         tag, i = _varint(data, i)
@@ -231,14 +240,51 @@ def _fields(data: memoryview) -> Iterator[tuple[int, memoryview]]:
         n, i = _varint(data, i)
         if i + n > end:
             raise ValueError("field runs past its message")
+        yield tag >> 3, start, i, i + n
         i += n
-        yield tag >> 3, data[start:i]
 
 
-def _payload(f: memoryview) -> memoryview:
-    _, i = _varint(f, 0)
-    _, i = _varint(f, i)
-    return f[i:]
+class _Pages:
+    """Gives back the pages of a mapped request up to an offset, a few MiB at a time."""
+
+    def __init__(self, view: memoryview, start: int = 0) -> None:
+        obj = view.obj
+        self.map = obj if isinstance(obj, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED") else None
+        self.done = start - start % mmap.PAGESIZE
+
+    def release(self, upto: int) -> None:
+        if self.map is None or upto - self.done < _RELEASE_STEP:
+            return
+        upto -= upto % mmap.PAGESIZE
+        self.map.madvise(mmap.MADV_DONTNEED, self.done, upto - self.done)
+        self.done = upto
+
+
+def _plain(view: memoryview, pages: _Pages) -> bool:
+    """Whether a request has the plain layout (every field of the three levels where the
+    splitter expects it), read without copying anything."""
+    try:
+        for num, _, p, end in _fields(view, 0, len(view)):
+            if num != 1:
+                return False
+            for n2, _, p2, end2 in _fields(view, p, end):
+                if n2 == 2:
+                    for _, _, _, end3 in _fields(view, p2, end2):
+                        pages.release(end3)
+            pages.release(end)
+    except (ValueError, IndexError):
+        return False
+    return True
+
+
+def split_request(data: bytes | memoryview, limit: int) -> Iterator[bytes] | None:
+    """``data`` (one encoded request) cut into requests of about ``limit`` bytes each, spans
+    in order, made one at a time; None when its layout is not the plain one above (then it
+    is decoded whole, and any error is found there)."""
+    view = memoryview(data)
+    if not _plain(view, _Pages(view)):
+        return None
+    return _pieces(view, limit, _Pages(view))
 
 
 def _wrap(field_number: int, parts: list[memoryview | bytes]) -> bytes:
@@ -246,69 +292,58 @@ def _wrap(field_number: int, parts: list[memoryview | bytes]) -> bytes:
     return _encode_varint(field_number << 3 | _LEN) + _encode_varint(len(body)) + body
 
 
-def _plain(view: memoryview) -> bool:
-    """Whether a request has the plain layout (every field of the three levels where the
-    splitter expects it), read without copying anything."""
-    try:
-        for num, rs in _fields(view):
-            if num != 1:
-                return False
-            for n2, f2 in _fields(_payload(rs)):
-                if n2 == 2:
-                    for _ in _fields(_payload(f2)):
-                        pass
-    except (ValueError, IndexError):
-        return False
-    return True
-
-
-def split_request(data: bytes, limit: int) -> Iterator[bytes] | None:
-    """``data`` (one encoded request) cut into requests of about ``limit`` bytes each, spans
-    in order, made one at a time; None when its layout is not the plain one above (then it
-    is decoded whole, and any error is found there)."""
-    view = memoryview(data)
-    if not _plain(view):
-        return None
-    return _pieces(view, limit)
-
-
-def _pieces(view: memoryview, limit: int) -> Iterator[bytes]:
+def _pieces(view: memoryview, limit: int, pages: _Pages) -> Iterator[bytes]:
     current: list[memoryview | bytes] = []
     size = 0
-    for _, rs in _fields(view):
+    for _, start, p, end in _fields(view, 0, len(view)):
         parts: Iterable[memoryview | bytes]
-        parts = (rs,) if len(rs) <= limit else _split_resource(rs, limit)
+        parts = (
+            (view[start:end],)
+            if end - start <= limit
+            else _split_resource(view, p, end, limit, pages)
+        )
         for part in parts:
             if current and size + len(part) > limit:
                 yield b"".join(current)
                 current, size = [], 0
+                pages.release(start)
             current.append(part)
             size += len(part)
     if current:
         yield b"".join(current)
 
 
-def _split_resource(rs: memoryview, limit: int) -> Iterator[bytes]:
-    rs_head: list[memoryview] = []
-    scopes: list[memoryview] = []
-    for n2, f2 in _fields(_payload(rs)):
-        (scopes if n2 == 2 else rs_head).append(f2)
-    for ss in scopes:
-        if len(ss) <= limit:
-            yield _wrap(1, [*rs_head, ss])
+def _split_resource(
+    view: memoryview, p: int, end: int, limit: int, pages: _Pages
+) -> Iterator[bytes]:
+    rs_head = [view[s:e] for n2, s, _, e in _fields(view, p, end) if n2 != 2]
+    for n2, s2, p2, end2 in _fields(view, p, end):
+        if n2 != 2:
             continue
+        if end2 - s2 <= limit:
+            yield _wrap(1, [*rs_head, view[s2:end2]])
+            continue
+        # The scope's own fields may follow its spans: a first walk finds them.
         ss_head: list[memoryview] = []
-        spans: list[memoryview] = []
-        for n3, f3 in _fields(_payload(ss)):
-            (spans if n3 == 2 else ss_head).append(f3)
-        run: list[memoryview] = []
+        walk = _Pages(view, p2)
+        for n3, s, _, e in _fields(view, p2, end2):
+            if n3 != 2:
+                ss_head.append(view[s:e])
+            walk.release(e)
+        pages = _Pages(view, p2)
+        run: list[memoryview | bytes] = []
         run_size = 0
-        for sp in spans:
-            if run and run_size + len(sp) > limit:
+        spans = 0
+        for n3, s3, _, e3 in _fields(view, p2, end2):
+            if n3 != 2:
+                continue
+            spans += 1
+            if run and run_size + (e3 - s3) > limit:
                 yield _wrap(1, [*rs_head, _wrap(2, [*ss_head, *run])])
                 run, run_size = [], 0
-            run.append(sp)
-            run_size += len(sp)
+                pages.release(s3)
+            run.append(view[s3:e3])
+            run_size += e3 - s3
         if run or not spans:
             yield _wrap(1, [*rs_head, _wrap(2, [*ss_head, *run])])
 

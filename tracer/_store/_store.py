@@ -9,6 +9,7 @@ transaction: it is stored whole or not at all.
 from __future__ import annotations
 
 import collections
+import contextlib
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -324,8 +325,7 @@ class Store:
         Each chunk's agents were resolved over the chunk alone: its traces that an earlier
         chunk (or ingest) already stored are re-derived from the store, as any known trace is.
         """
-        with self._write_lock:
-            con = self._cur()
+        with self._write_lock, self._bounded_memory() as con:
             con.execute("BEGIN TRANSACTION")
             try:
                 total = IngestResult()
@@ -371,6 +371,35 @@ class Store:
         for listener in self._listeners:
             listener(result, runs)
         return result
+
+    @contextlib.contextmanager
+    def _bounded_memory(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The writer's connection with DuckDB's memory limit lowered to
+        :data:`INGEST_MEMORY_LIMIT` (when it was higher), restored afterwards.
+
+        A file is imported in one transaction, and DuckDB holds a transaction's new rows
+        in its buffers until the commit: about 1.2 KB a span, several times the file.
+        Under the limit it writes them to its temporary files instead, so the import's
+        memory stays bounded whatever the file's size. The limit is the database's, so
+        reads running meanwhile share it (and spill alike). A store in memory has nowhere
+        to spill and keeps its limit.
+        """
+        con = self._cur()
+        if self.path == ":memory:":
+            yield con
+            return
+        before = _memory_limit(con)
+        lowered = _parse_size(before) > INGEST_MEMORY_LIMIT
+        if lowered:
+            con.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}B'")
+        try:
+            yield con
+        finally:
+            if lowered:
+                # The default back exactly when it was the default (a printed size rounds).
+                con.execute("RESET memory_limit")
+                if _memory_limit(con) != before:
+                    con.execute(f"SET memory_limit = '{before}'")
 
     def _refresh_runs(
         self, con: duckdb.DuckDBPyConnection, run_ids: Iterable[str], source: str = "spans",
@@ -992,6 +1021,26 @@ def _span(r: tuple[Any, ...]) -> Span:
 def _rebuild(run_id: str, rows: list[tuple[Any, ...]]) -> JSON:
     *_, (_, doc) = states(rows, run_id)  # the one walk from snapshot through patches
     return doc
+
+
+# DuckDB's memory limit while a decoded file (or large request) is written: its new rows
+# beyond this go to DuckDB's temporary files until the commit (see Store._bounded_memory).
+INGEST_MEMORY_LIMIT: Final = 64 * 1024 * 1024
+
+_SIZE_UNITS: Final = {
+    "b": 1, "bytes": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
+    "gb": 1000**3, "gib": 1024**3, "tb": 1000**4, "tib": 1024**4,
+}  # fmt: skip
+
+
+def _memory_limit(con: duckdb.DuckDBPyConnection) -> str:
+    return str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+
+
+def _parse_size(text: str) -> int:
+    """DuckDB's printed size (``12.4 GiB``, ``64.0 MiB``) in bytes."""
+    number, _, unit = text.strip().partition(" ")
+    return int(float(number) * _SIZE_UNITS.get(unit.strip().lower() or "b", 1))
 
 
 _ARROW_SQL: Final = {

@@ -26,7 +26,7 @@ import queue
 import subprocess
 import sys
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import IO, Any
 
 _HEAD = 8
@@ -100,10 +100,12 @@ class _Worker:
                 with self.lock:
                     self.inflight -= 1
                     fut = self.pending.get()
-                if ok:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(WorkerError(f"a decoding process failed: {value}"))
+                # A future its caller cancelled (a chunk before it failed) takes nothing.
+                with contextlib.suppress(InvalidStateError):
+                    if ok:
+                        fut.set_result(value)
+                    else:
+                        fut.set_exception(WorkerError(f"a decoding process failed: {value}"))
         except (EOFError, OSError, pickle.UnpicklingError):
             pass
         with contextlib.suppress(OSError):
@@ -114,9 +116,10 @@ class _Worker:
         with self.lock:
             self.alive = False
             while not self.pending.empty():
-                self.pending.get().set_exception(
-                    WorkerError("a decoding process ended before answering")
-                )
+                with contextlib.suppress(InvalidStateError):
+                    self.pending.get().set_exception(
+                        WorkerError("a decoding process ended before answering")
+                    )
 
     def close(self) -> None:
         self.tasks.put(None)
