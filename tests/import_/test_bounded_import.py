@@ -153,7 +153,7 @@ def test_a_broken_large_request_is_one_line_naming_the_file_and_stores_nothing(
     assert counts(store) == before
 
 
-def test_the_memory_limit_holds_during_a_large_import_and_is_restored(
+def test_the_memory_limit_holds_while_a_large_import_writes_and_is_restored(
     tmp_path: Path, pieces: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[str] = []
@@ -163,7 +163,15 @@ def test_the_memory_limit_holds_during_a_large_import_and_is_restored(
         seen.append(self.sql("SELECT current_setting('memory_limit')").fetchall()[0][0])
         return real(self, con, *args, **kwargs)  # type: ignore[arg-type]
 
+    derived: list[str] = []
+    real_refresh = t.Store._refresh_runs
+
+    def refresh(self: t.Store, con: object, *args: object, **kwargs: object) -> None:
+        derived.append(self.sql("SELECT current_setting('memory_limit')").fetchall()[0][0])
+        real_refresh(self, con, *args, **kwargs)  # type: ignore[arg-type]
+
     monkeypatch.setattr(t.Store, "_write_decoded", spy)
+    monkeypatch.setattr(t.Store, "_refresh_runs", refresh)
     path = tmp_path / "big.pb"
     path.write_bytes(_request())
     store = t.Store(tmp_path / "s.duckdb")
@@ -171,6 +179,8 @@ def test_the_memory_limit_holds_during_a_large_import_and_is_restored(
     t.import_file(store, path)
     assert store_module.INGEST_MEMORY_LIMIT == 64 * 1024 * 1024
     assert seen and set(seen) == {"64.0 MiB"} and before != "64.0 MiB"
+    # The derive phase (working memory in proportion to its largest trace) runs without it.
+    assert derived == [before]
     assert store.sql("SELECT current_setting('memory_limit')").fetchall()[0][0] == before
     # A failing import restores it as well.
     path.write_bytes(_request()[:-5])

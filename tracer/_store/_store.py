@@ -325,7 +325,8 @@ class Store:
         Each chunk's agents were resolved over the chunk alone: its traces that an earlier
         chunk (or ingest) already stored are re-derived from the store, as any known trace is.
         """
-        with self._write_lock, self._bounded_memory() as con:
+        with self._write_lock, self._bounded_memory() as bound:
+            con = bound.con
             con.execute("BEGIN TRANSACTION")
             try:
                 total = IngestResult()
@@ -350,6 +351,7 @@ class Store:
                     rederive.update(known)
                     langgraph |= chunk.langgraph
                     links |= chunk.cross_links
+                bound.restore()
                 if written:
                     if rederive:
                         rederive_stored(con, sorted(rederive))
@@ -373,33 +375,24 @@ class Store:
         return result
 
     @contextlib.contextmanager
-    def _bounded_memory(self) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _bounded_memory(self) -> Iterator[_MemoryBound]:
         """The writer's connection with DuckDB's memory limit lowered to
-        :data:`INGEST_MEMORY_LIMIT` (when it was higher), restored afterwards.
+        :data:`INGEST_MEMORY_LIMIT` (when it was higher) until ``restore()`` or the end.
 
         A file is imported in one transaction, and DuckDB holds a transaction's new rows
         in its buffers until the commit: about 1.2 KB a span, several times the file.
-        Under the limit it writes them to its temporary files instead, so the import's
-        memory stays bounded whatever the file's size. The limit is the database's, so
-        reads running meanwhile share it (and spill alike). A store in memory has nowhere
-        to spill and keeps its limit.
+        Under the limit it writes them to its temporary files instead, so writing a
+        file's chunks takes bounded memory whatever its size. The derive phase after them
+        needs working memory in proportion to its largest trace (a hash aggregate that
+        cannot spill all of it), so the caller restores the limit before it. The limit is
+        the database's, so reads running meanwhile share it (and spill alike). A store in
+        memory has nowhere to spill and keeps its limit.
         """
-        con = self._cur()
-        if self.path == ":memory:":
-            yield con
-            return
-        before = _memory_limit(con)
-        lowered = _parse_size(before) > INGEST_MEMORY_LIMIT
-        if lowered:
-            con.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}B'")
+        bound = _MemoryBound(self._cur(), lower=self.path != ":memory:")
         try:
-            yield con
+            yield bound
         finally:
-            if lowered:
-                # The default back exactly when it was the default (a printed size rounds).
-                con.execute("RESET memory_limit")
-                if _memory_limit(con) != before:
-                    con.execute(f"SET memory_limit = '{before}'")
+            bound.restore()
 
     def _refresh_runs(
         self, con: duckdb.DuckDBPyConnection, run_ids: Iterable[str], source: str = "spans",
@@ -410,7 +403,10 @@ class Store:
         when ``source`` has no error span (nothing to tell handled errors from)."""
         con.execute(
             """INSERT OR REPLACE INTO runs
-            WITH s AS (SELECT * FROM $source WHERE trace_id IN (SELECT unnest($ids))),
+            WITH s AS (
+                SELECT trace_id, span_id, parent_span_id, name, start_ns, end_ns, status_code,
+                       attributes, cycle, agent, service_name
+                FROM $source WHERE trace_id IN (SELECT unnest($ids))),
             -- Ties in start time go to a root, then to the lower span id: the row must not
             -- depend on the order spans arrived in (an export imported again gives the same).
             roots AS (
@@ -1031,6 +1027,26 @@ _SIZE_UNITS: Final = {
     "b": 1, "bytes": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
     "gb": 1000**3, "gib": 1024**3, "tb": 1000**4, "tib": 1024**4,
 }  # fmt: skip
+
+
+class _MemoryBound:
+    """DuckDB's memory limit lowered to :data:`INGEST_MEMORY_LIMIT` until :meth:`restore`."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, *, lower: bool) -> None:
+        self.con = con
+        self.before = _memory_limit(con) if lower else ""
+        self.lowered = lower and _parse_size(self.before) > INGEST_MEMORY_LIMIT
+        if self.lowered:
+            con.execute(f"SET memory_limit = '{INGEST_MEMORY_LIMIT}B'")
+
+    def restore(self) -> None:
+        if not self.lowered:
+            return
+        self.lowered = False
+        # The default back exactly when it was the default (a printed size rounds).
+        self.con.execute("RESET memory_limit")
+        if _memory_limit(self.con) != self.before:
+            self.con.execute(f"SET memory_limit = '{self.before}'")
 
 
 def _memory_limit(con: duckdb.DuckDBPyConnection) -> str:
