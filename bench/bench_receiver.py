@@ -5,7 +5,8 @@ trace of 500 agent spans per request, ids derived from sender and number):
 
 * parse floor: ``decode_proto`` of the pre-encoded bodies, nothing stored;
 * ingest floor: ``Store.ingest`` of the decoded requests into a file store,
-  8 requests per transaction (the receiver's group commit with 8 senders) and 64;
+  8 requests per transaction (the receiver's group commit with 8 senders) and 64,
+  and 8 10-span requests per transaction (the small requests' ceiling);
 * file import: the same bodies as one length-prefixed protobuf file, imported;
 * receiver: the load generator in another process, 8 senders posting the
   pre-encoded bodies over loopback HTTP, counted from the first post to the
@@ -130,6 +131,26 @@ def run() -> list[Measure]:
                 )
             )
             store.close()
+        # The same for the small requests: the 10-span case's ceiling at 8 senders.
+        small = [
+            load.build_request(2, s, i, SMALL_BATCH)
+            for i in range(SMALL_SPANS // SMALL_BATCH)
+            for s in range(SENDERS)
+        ]
+        store = t.Store(tmp / "ingest-small.duckdb")
+        t0 = time.perf_counter()
+        for k in range(0, len(small), SENDERS):
+            store.ingest(small[k : k + SENDERS])
+        rate = len(small) * SMALL_BATCH / (time.perf_counter() - t0)
+        out.append(
+            Measure(
+                "receiver",
+                f"ingest floor: Store.ingest, {SENDERS} {SMALL_BATCH}-span requests a commit",
+                rate,
+                "spans/s",
+            )
+        )
+        store.close()
         path = tmp / "all.lpb"
         path.write_bytes(b"".join(len(b).to_bytes(4, "big") + b for b in bodies))
         store = t.Store(tmp / "import.duckdb")
