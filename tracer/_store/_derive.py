@@ -156,11 +156,7 @@ def resolve_batch(rows: list[tuple[Any, ...]], trace_ids: Iterable[str]) -> set[
     changes: dict[tuple[str, str], tuple[str | None, bool]] = {}
     for tid, parents in parents_of.items():
         cycle = _cycles(parents)
-        if (
-            cycle
-            or tid in services_of
-            or any(parents[x] in parents for x in orphans.get(tid, ()))
-        ):
+        if cycle or tid in services_of or any(parents[x] in parents for x in orphans.get(tid, ())):
             slow[tid] = cycle
     if not slow:
         return set()
