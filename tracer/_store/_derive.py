@@ -55,12 +55,9 @@ def resolve_tree(
     a producer or consumer span): weaker than any agent a span inherits.
     """
     if services:
-        agents, cycle = resolve_tree(parents, own)
+        strong, in_cycle = resolve_tree(parents, own)
         fallback = resolve_tree(parents, services)[0]
-        for sid, a in agents.items():
-            if a is None:
-                agents[sid] = fallback.get(sid)
-        return agents, cycle
+        return {sid: a or fallback.get(sid) for sid, a in strong.items()}, in_cycle
     cycle: set[str] = set()
     state: dict[str, int] = {}  # 1: on the current path, 2: done
     for start in parents:
