@@ -9,7 +9,10 @@ transaction: it is stored whole or not at all.
 from __future__ import annotations
 
 import collections
+import os
 import re
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -889,19 +892,36 @@ class Store:
         return req
 
     def export_parquet(self, run_id: str, directory: str | Path) -> list[Path]:
-        """Every table's rows of ``run_id`` as Parquet files under ``directory``, one per table."""
+        """Every table's rows of ``run_id`` as Parquet files under ``directory``, one per table.
+
+        Whole or not at all: the files are written into a fresh folder beside ``directory``
+        and moved into place only when every one is written (a new ``directory`` appears in
+        one rename; an existing one has each file replaced in one rename). On failure
+        nothing is left behind and ``directory`` is as it was.
+        """
         self.run(run_id)
         out_dir = Path(directory)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        written = []
-        for table, key in _RUN_TABLES:
-            path = out_dir / f"{table}.parquet"
-            self._cur().execute(
-                f"COPY (SELECT * FROM {table} WHERE {key} = ?) TO '{_sql_str(str(path))}' (FORMAT parquet)",
-                [run_id],
-            )
-            written.append(path)
-        return written
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+        try:
+            names = []
+            for table, key in _RUN_TABLES:
+                name = f"{table}.parquet"
+                self._cur().execute(
+                    f"COPY (SELECT * FROM {table} WHERE {key} = ?) TO '{_sql_str(str(staging / name))}' (FORMAT parquet)",
+                    [run_id],
+                )
+                names.append(name)
+            if out_dir.is_dir():
+                for name in names:
+                    os.replace(staging / name, out_dir / name)
+                staging.rmdir()
+            else:
+                staging.rename(out_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return [out_dir / name for name in names]
 
 
 _HANDLED = """
