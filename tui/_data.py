@@ -31,6 +31,7 @@ from tracer import (
     Store,
     langgraph_writes,
 )
+from tracer import RunTokens as Tokens
 from tracer import conventions as c
 
 from ._graph_draw import Layout, layout
@@ -599,55 +600,10 @@ def span_facts(store: Store, run_id: str, span_ids: Sequence[str]) -> dict[str, 
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class Tokens:
-    """Tokens of a run's model calls, by agent and by model."""
-
-    input: int = 0
-    output: int = 0
-    by_agent: Mapping[str, tuple[int, int]] = field(default_factory=dict)
-    by_model: Mapping[str, tuple[int, int]] = field(default_factory=dict)
-
-    @property
-    def total(self) -> int:
-        return self.input + self.output
-
-
 def run_tokens(store: Store, run_ids: Iterable[str]) -> dict[str, Tokens]:
-    """The input and output tokens of each run's model calls (GenAI and OpenInference names).
-
-    Agent spans' aggregated usage is left out: it repeats their calls'. Runs without a
-    model call get no entry. ``agentrace runs --json`` reports the same numbers.
-    """
-    ids = sorted(set(run_ids))
-    if not ids:
-        return {}
-    tin = " , ".join(f"json_extract_string(attributes, '$.\"{k}\"')" for k in INPUT_TOKENS)
-    tout = " , ".join(f"json_extract_string(attributes, '$.\"{k}\"')" for k in OUTPUT_TOKENS)
-    model = " , ".join(f"json_extract_string(attributes, '$.\"{k}\"')" for k in MODEL_KEYS)
-    rows = store.arrow(
-        f"""SELECT trace_id, coalesce(agent, '') AS agent, coalesce({model}, '') AS model,
-                   sum(TRY_CAST(coalesce({tin}) AS BIGINT)) AS tin,
-                   sum(TRY_CAST(coalesce({tout}) AS BIGINT)) AS tout
-            FROM spans
-            WHERE list_contains(?::VARCHAR[], trace_id)
-              AND (coalesce({tin}) IS NOT NULL OR coalesce({tout}) IS NOT NULL)
-            GROUP BY ALL""",
-        [ids],
-    ).to_pylist()
-    acc: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        a = acc.setdefault(r["trace_id"], {"in": 0, "out": 0, "agent": {}, "model": {}})
-        i, o = int(r["tin"] or 0), int(r["tout"] or 0)
-        a["in"] += i
-        a["out"] += o
-        for dim, name in (("agent", r["agent"]), ("model", r["model"])):
-            if name:
-                pi, po = a[dim].get(name, (0, 0))
-                a[dim][name] = (pi + i, po + o)
-    return {
-        run: Tokens(a["in"], a["out"], dict(a["agent"]), dict(a["model"])) for run, a in acc.items()
-    }
+    """The tokens of each run's model calls, in all, by agent and by model: what
+    ``agentrace runs --json`` reports. Runs without recorded usage get no entry."""
+    return store.run_tokens(run_ids)
 
 
 def filter_spans(store: Store, run_id: str, query: str) -> list[str]:

@@ -25,6 +25,8 @@ from typing import Any
 
 import orjson
 
+from tracer import conventions as c
+
 __all__ = [
     "ChatMessage",
     "Conversation",
@@ -37,13 +39,9 @@ __all__ = [
     "span_tokens",
 ]
 
-INPUT_TOKENS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt")
-OUTPUT_TOKENS = (
-    "gen_ai.usage.output_tokens",
-    "gen_ai.usage.completion_tokens",
-    "llm.token_count.completion",
-)
-MODEL_KEYS = ("gen_ai.response.model", "gen_ai.request.model", "llm.model_name")
+INPUT_TOKENS = c.INPUT_TOKEN_KEYS
+OUTPUT_TOKENS = c.OUTPUT_TOKEN_KEYS
+MODEL_KEYS = c.MODEL_KEYS
 # JSON text bigger than this is shown as text: parsing and laying it out is the user's call.
 JSON_PARSE_LIMIT = 1_000_000
 

@@ -23,6 +23,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from .. import conventions as c
 from .._clock import SystemClock
 from .._errors import DecodeError, DuplicateSpanError, NotFoundError, StoreLockedError
 from .._otlp import (
@@ -44,6 +45,7 @@ from ._models import (
     IngestResult,
     Message,
     Run,
+    RunTokens,
     Span,
     SpanEvent,
     SpanLink,
@@ -504,21 +506,47 @@ class Store:
         ).fetchall()
         return [_run(row) for row in rows]
 
-    def run_tokens(self) -> dict[str, tuple[int, int]]:
-        """Per run: the input and output tokens of its model calls (each call's own usage,
-        GenAI or OpenInference spelling; an agent span's aggregate is not counted again)."""
+    def run_tokens(self, run_ids: Iterable[str] | None = None) -> dict[str, RunTokens]:
+        """Per run (all, or ``run_ids``): the tokens of its model calls, in all, by agent and
+        by model. Each call's own usage counts (GenAI or OpenInference spelling), an agent
+        span's aggregate is not counted again; runs with no usage recorded get no entry."""
+        first = "coalesce(" + ", ".join(f"attributes->>'{k}'" for k in c.MODEL_KEYS) + ")"
+
+        def tokens(keys: tuple[str, ...]) -> str:
+            return (
+                "coalesce("
+                + ", ".join(f"TRY_CAST(attributes->>'{k}' AS BIGINT)" for k in keys)
+                + ")"
+            )
+
+        tin, tout = tokens(c.INPUT_TOKEN_KEYS), tokens(c.OUTPUT_TOKEN_KEYS)
+        where, params = "", [list(c.MODEL_CALL_OPERATIONS)]
+        if run_ids is not None:
+            where, params = (
+                "AND list_contains($2::VARCHAR[], trace_id)",
+                [*params, sorted(set(run_ids))],
+            )
         rows = self.sql(
-            """SELECT trace_id,
-                      sum(coalesce(TRY_CAST(attributes->>'gen_ai.usage.input_tokens' AS BIGINT),
-                                   TRY_CAST(attributes->>'gen_ai.usage.prompt_tokens' AS BIGINT),
-                                   TRY_CAST(attributes->>'llm.token_count.prompt' AS BIGINT), 0)),
-                      sum(coalesce(TRY_CAST(attributes->>'gen_ai.usage.output_tokens' AS BIGINT),
-                                   TRY_CAST(attributes->>'gen_ai.usage.completion_tokens' AS BIGINT),
-                                   TRY_CAST(attributes->>'llm.token_count.completion' AS BIGINT), 0))
-               FROM spans WHERE operation IN ('chat', 'text_completion', 'generate_content')
-               GROUP BY trace_id"""
+            f"""SELECT trace_id, coalesce(agent, ''), coalesce({first}, ''),
+                       sum(coalesce({tin}, 0)), sum(coalesce({tout}, 0))
+                FROM spans
+                WHERE list_contains($1::VARCHAR[], operation) {where}
+                  AND ({tin} IS NOT NULL OR {tout} IS NOT NULL)
+                GROUP BY ALL ORDER BY ALL""",
+            params,
         ).fetchall()
-        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+        acc: dict[
+            str, tuple[list[int], dict[str, tuple[int, int]], dict[str, tuple[int, int]]]
+        ] = {}
+        for run, agent, model, i, o in rows:
+            total, agents, models = acc.setdefault(run, ([0, 0], {}, {}))
+            total[0] += i
+            total[1] += o
+            for into, name in ((agents, agent), (models, model)):
+                if name:
+                    pi, po = into.get(name, (0, 0))
+                    into[name] = (pi + i, po + o)
+        return {r: RunTokens(t[0], t[1], a, m) for r, (t, a, m) in acc.items()}
 
     def run(self, run_id: str) -> Run:
         row = _first(
