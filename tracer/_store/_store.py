@@ -25,7 +25,13 @@ import pyarrow as pa
 
 from .. import conventions as c
 from .._clock import SystemClock
-from .._errors import DecodeError, DuplicateSpanError, NotFoundError, StoreLockedError
+from .._errors import (
+    DecodeError,
+    DuplicateSpanError,
+    NotFoundError,
+    StateChainError,
+    StoreLockedError,
+)
 from .._otlp import (
     KIND_BY_NAME,
     STATUS_BY_NAME,
@@ -36,7 +42,7 @@ from .._otlp import (
 )
 from .._recorder import SpanBatch
 from .._redact import Redactor
-from .._state import JSON, FieldChange, apply_patch, chain_hash, field_changes
+from .._state import JSON, FieldChange, chain_hash, field_changes
 from ..reads import states
 from ._derive import derive_flows, derive_langgraph, rederive_stored
 from ._ingest import Batch
@@ -761,59 +767,34 @@ class Store:
 
     def _verify_one(self, run_id: str) -> VerifyResult:
         rows = self.sql(
-            """SELECT version, parent_version, snapshot, patch, hash FROM state_versions
+            """SELECT version, snapshot, patch, parent_version, hash FROM state_versions
                WHERE run_id = ? ORDER BY version""",
             [run_id],
         ).fetchall()
+        n = len(rows)
+        if rows and rows[0][0] != 1:
+            return VerifyResult(run_id, n, False, 1, "version 1 is missing")
         prev_hash = ""
-        doc: JSON = None
-        for i, (version, parent, snapshot, patch, stored) in enumerate(rows):
-            expected_version = i + 1
-            if version != expected_version:
-                return VerifyResult(
-                    run_id,
-                    len(rows),
-                    False,
-                    expected_version,
-                    f"version {expected_version} is missing",
-                )
-            if version > 1 and parent not in (None, version - 1):
-                return VerifyResult(
-                    run_id, len(rows), False, version, f"parent is {parent}, expected {version - 1}"
-                )
-            try:
-                if snapshot is not None:
-                    doc = orjson.loads(snapshot)
-                elif doc is None:
-                    return VerifyResult(
-                        run_id, len(rows), False, version, "a patch with no document before it"
-                    )
-                else:
-                    doc = apply_patch(doc, orjson.loads(patch), in_place=True)
-            except (
-                orjson.JSONDecodeError,
-                ValueError,
-                KeyError,
-                IndexError,
-                TypeError,
-                AttributeError,
-            ) as exc:
-                return VerifyResult(
-                    run_id, len(rows), False, version, f"content does not decode: {exc}"
-                )
-            if stored is None:
-                return VerifyResult(run_id, len(rows), False, version, "no hash recorded")
-            actual = chain_hash(prev_hash, doc)
-            if actual != stored:
-                return VerifyResult(
-                    run_id,
-                    len(rows),
-                    False,
-                    version,
-                    f"hash is {stored[:12]}…, content gives {actual[:12]}…",
-                )
-            prev_hash = stored
-        return VerifyResult(run_id, len(rows), True)
+        try:
+            # The documents come from the one walk every reader uses (tracer.reads.states).
+            for (version, doc), (_, _, _, parent, stored) in zip(
+                states(rows, run_id), rows, strict=False
+            ):
+                if version > 1 and parent not in (None, version - 1):
+                    detail = f"parent is {parent}, expected {version - 1}"
+                    return VerifyResult(run_id, n, False, version, detail)
+                if stored is None:
+                    return VerifyResult(run_id, n, False, version, "no hash recorded")
+                actual = chain_hash(prev_hash, doc)
+                if actual != stored:
+                    detail = f"hash is {stored[:12]}…, content gives {actual[:12]}…"
+                    return VerifyResult(run_id, n, False, version, detail)
+                prev_hash = stored
+        except StateChainError as exc:
+            return VerifyResult(
+                run_id, n, False, exc.version, f"version {exc.version} {exc.reason}"
+            )
+        return VerifyResult(run_id, n, True)
 
     # -- findings ----------------------------------------------------------------------------
 
