@@ -22,9 +22,7 @@ import os
 import shlex
 from collections.abc import Sequence
 
-from tracer import DEFAULT_DB, AgentraceError, Run, StateVersion
-
-from ._text import clip
+from tracer import DEFAULT_DB, AgentraceError, Run, StateVersion, printable
 
 __all__ = ["fork_failure", "fork_refusal", "is_langgraph", "replay_command"]
 
@@ -80,7 +78,7 @@ def fork_failure(run_id: str, version: int, exc: BaseException) -> str:
     what = lines[0] if lines else ""
     if not isinstance(exc, AgentraceError) or not what:
         what = f"{type(exc).__name__}: {what}" if what else type(exc).__name__
-    what = clip(what, len(what) + 1)  # control characters made visible
+    what = printable(what)  # control, C1 and bidi characters shown as escapes
     if len(what) > 320:
         # A long error (the engine lists the registered workflows) keeps its start and its
         # end, which says what to do.

@@ -87,6 +87,7 @@ async def test_F_forks_the_run_at_the_version_shown_and_opens_the_fork(tmp_path:
         assert row.parent_run_id == run
         assert row.attributes[c.RUN_FORK_VERSION] == 3
         assert row.workflow_ref == "agentrace.credit"
+        assert row.analysed  # live mode analyses what arrives, the fork too
         # Replayed up to v3 (the same hash chain), live after it.
         hashes = {v.version: v.hash for v in app.store.state_versions(run)}
         forked = {v.version: v.hash for v in app.store.state_versions(fork.run_id)}
@@ -203,17 +204,52 @@ async def test_a_fork_that_raises_is_one_line_and_the_run_stays_open(tmp_path: P
         store.close()
 
 
-async def test_the_palette_and_the_help_offer_the_fork(small_store: tuple[Store, str]) -> None:
-    from tui.palette import AgentraceCommands
+async def test_the_palette_forks_too_and_the_runs_list_shows_the_fork(tmp_path: Path) -> None:
+    # A store handed in open for writing (not live): the app itself refreshes the runs list.
     from tui.screens.help import KEYS
 
     assert any(key == "F" and "fork" in what for _, keys in KEYS for key, what in keys)
-    store, run = small_store
-    app = AgentraceApp(store, run_id=run)
-    async with app.run_test(size=SIZE) as pilot:
-        await settle(app, pilot)
-        await pilot.press("left_square_bracket")
-        screen = app.screen
-        provider = AgentraceCommands(screen)
-        texts = [text for text, _, _ in provider._commands()]
-        assert "Fork this run at v3" in texts
+    store = Store(tmp_path / "handed-in.duckdb")
+    try:
+        run = load_scenarios(store, ["credit"])["credit"][0]
+        app = AgentraceApp(store)
+        async with app.run_test(size=SIZE) as pilot:
+            original = await _open_at(app, pilot, run, 2)
+            await pilot.press("ctrl+p", *"fork this")
+            await settle(app, pilot)
+            await pilot.press("enter")
+            await settle(
+                app,
+                pilot,
+                until=lambda: isinstance(app.screen, RunScreen) and app.screen is not original,
+            )
+            await settle(app, pilot)
+            fork = app.screen
+            assert isinstance(fork, RunScreen) and fork.run_id != run
+            assert store.run(fork.run_id).attributes[c.RUN_FORK_VERSION] == 2
+            await pilot.press("escape")
+            await settle(app, pilot)
+            runs = app.screen
+            assert isinstance(runs, RunsScreen)
+            assert fork.run_id in {r.run_id for r in runs.runs}
+    finally:
+        store.close()
+
+
+def test_a_fork_error_is_one_printable_line_that_keeps_what_to_do() -> None:
+    from engine.running import ReplayError
+    from tui._fork import fork_failure
+
+    run = "ab" * 16
+    said = fork_failure(run, 3, ValueError("bad \x1b[2J\u202evalue\nsecond line"))
+    assert said.startswith(f"cannot fork run {run[:12]} at v3: ValueError: bad ")
+    assert said.endswith("value") and "second line" not in said
+    assert "\x1b" not in said and "\u202e" not in said
+    # A long error keeps its start and its end (the engine's say what to do there).
+    long = ReplayError(
+        "run x records workflow 'w': not registered (have: " + "a, " * 300 + "z); do this"
+    )
+    said = fork_failure(run, 3, long)
+    assert said.startswith(f"cannot fork run {run[:12]} at v3: run x records workflow 'w'")
+    assert said.endswith("z); do this") and len(said) < 400
+    assert not fork_failure(run, 3, KeyError()).endswith(": ")
