@@ -263,12 +263,15 @@ class AgentraceApp(App[None]):
 
     @work(thread=True, group="fork", exit_on_error=False, description="fork")
     def _fork(self, run_id: str, version: int) -> None:
-        """Replay ``run_id`` up to ``version`` and run live from there, recorded into the store
-        (one transaction, on the replayer's thread)."""
+        """Replay ``run_id`` up to ``version`` and run live from there, recorded into the store."""
         from engine.running import Replayer  # the engine loads only when a run is forked
 
+        replayer = Replayer(self.store)
         try:
-            result = Replayer(self.store).fork(run_id, version)
+            # One transaction at the end, however many spans (the recorder alone writes every
+            # 16,384), and so one StoreChanged in live mode.
+            with replayer.batch():
+                result = replayer.fork(run_id, version)
         except Exception as exc:  # said in one line (a ReplayError says what to do)
             self.post_message(ForkFailed(run_id, fork_failure(run_id, version, exc)))
             return
