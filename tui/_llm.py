@@ -123,7 +123,7 @@ def span_model(attributes: Mapping[str, Any]) -> str | None:
 _GENAI_KINDS = {
     "invoke_agent": "agent", "create_agent": "agent", "invoke_workflow": "workflow",
     "chat": "llm", "text_completion": "llm", "generate_content": "llm", "embeddings": "llm",
-    "execute_tool": "tool",
+    "execute_tool": "tool", "compensate": "undo", "handoff": "handoff",
 }  # fmt: skip
 _OI_KINDS = {
     "LLM": "llm", "EMBEDDING": "llm", "TOOL": "tool", "AGENT": "agent", "GUARDRAIL": "guardrail",

@@ -509,3 +509,15 @@ def test_topics_fold_into_agent_edges(story_store: Any) -> None:
     spans = {s for _, _, d in full.edges(data=True) for s in d.get("span_ids") or ()}
     assert {s for _, _, d in folded.edges(data=True) for s in d.get("span_ids") or ()} == spans
     assert data.compact.layout is not None and data.compact.layout.width < data.layout.width
+
+
+def test_a_sagas_compensations_are_their_own_kind_and_filter(tmp_path: Path) -> None:
+    from tui._data import filter_spans
+
+    store = Store(tmp_path / "saga.duckdb")
+    import_file(store, Path(__file__).parents[2] / "sample_traces" / "choreo-saga.jsonl")
+    run_id = next(r.run_id for r in store.runs() if r.status == "compensated")
+    spans = store.spans(run_id)
+    undo = {s.span_id for s in spans if s.name.startswith("compensate ")}
+    assert undo and all(span_kind(s.attributes) == "undo" for s in spans if s.span_id in undo)
+    assert set(filter_spans(store, run_id, "kind:undo")) == undo
