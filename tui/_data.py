@@ -484,7 +484,9 @@ def load_graph(store: Store, run_id: str) -> GraphData:
 def collapse_topics(graph: Any) -> Any:
     """``graph`` with each topic that has publishers and subscribers folded away: an edge from
     every publisher to every subscriber, carrying the delivery's kind, count and outcomes and
-    both hops' spans. A topic nobody reads (or nobody wrote) stays: what was lost is there."""
+    both hops' spans; from a publisher that only declared the topic and never published, a
+    declared (unused) edge with no deliveries. A topic nobody reads (or nobody wrote) stays:
+    what was lost is there."""
     import networkx as nx
 
     out = nx.MultiDiGraph()
@@ -510,10 +512,16 @@ def collapse_topics(graph: Any) -> Any:
             continue
         folded.add(node)
         for p, _, d_in in ins:
+            published = bool(d_in.get("observed", (d_in.get("count") or 0) > 0))
             for _, q, d_out in outs:
                 attrs = dict(d_out)
                 attrs["declared"] = bool(d_in.get("declared")) and bool(d_out.get("declared"))
-                attrs["span_ids"] = [*(d_in.get("span_ids") or ()), *(d_out.get("span_ids") or ())]
+                if published:
+                    spans = [*(d_in.get("span_ids") or ()), *(d_out.get("span_ids") or ())]
+                else:  # declared only: the deliveries came from another publisher
+                    attrs.update(count=0, observed=False, outcomes={})
+                    spans = []
+                attrs["span_ids"] = spans
                 out.add_edge(p, q, **attrs)
     for u, v, d in edges(graph.edges(keys=True, data=True) if multi else graph.edges(data=True)):
         if u not in folded and v not in folded:

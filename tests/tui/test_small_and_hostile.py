@@ -509,6 +509,16 @@ def test_topics_fold_into_agent_edges(story_store: Any) -> None:
     spans = {s for _, _, d in full.edges(data=True) for s in d.get("span_ids") or ()}
     assert {s for _, _, d in folded.edges(data=True) for s in d.get("span_ids") or ()} == spans
     assert data.compact.layout is not None and data.compact.layout.width < data.layout.width
+    # Deliveries are counted from the publishers that published: one that only declared a
+    # topic (shipping never sent checkout.compensate) gets an unused edge, not a delivery.
+    delivered = sum(
+        d["count"] for t, _, d in full.edges(data=True) if t in topics and full.in_edges(t)
+    )
+    observed = {(u, v): d for u, v, d in folded.edges(data=True) if d.get("kind") == "deliver"}
+    assert not observed[("shipping", "checkout")]["observed"]
+    assert observed[("shipping", "checkout")]["count"] == 0
+    assert observed[("inventory", "checkout")]["count"] == 1
+    assert sum(d["count"] for d in observed.values()) == delivered
 
 
 def test_a_sagas_compensations_are_their_own_kind_and_filter(tmp_path: Path) -> None:
