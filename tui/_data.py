@@ -553,6 +553,30 @@ def focus_graph(view: GraphData, node: str) -> GraphData:
     return GraphData(sub, layout(sub), f"focus on {node}")
 
 
+def narrow_graph(view: GraphData) -> GraphData:
+    """``view`` for a pane narrower than its picture: edges that were only declared (never
+    used) and the topics they leave alone are dropped, and edges are labelled with their
+    outcome marks alone (``layout(..., terse=True)``)."""
+    graph = view.graph
+    if graph is None:
+        return view
+    multi = graph.is_multigraph()
+    sub = graph.copy()
+    sub.remove_edges_from(
+        [
+            e[:-1]
+            for e in (graph.edges(keys=True, data=True) if multi else graph.edges(data=True))
+            if not e[-1].get("observed", (e[-1].get("count") or 0) > 0)
+        ]
+    )
+    sub.remove_nodes_from(
+        [n for n, k in graph.nodes(data="kind") if k == "topic" and sub.degree(n) == 0]
+    )
+    return GraphData(
+        sub, layout(sub, terse=True), "narrowed: outcome marks only, unused edges hidden"
+    )
+
+
 def edges_for(view: GraphData, span_ids: Sequence[str]) -> set[int]:
     """Indices of the layout's edges that carry any of ``span_ids``."""
     if view.layout is None:

@@ -531,3 +531,31 @@ def test_a_sagas_compensations_are_their_own_kind_and_filter(tmp_path: Path) -> 
     undo = {s.span_id for s in spans if s.name.startswith("compensate ")}
     assert undo and all(span_kind(s.attributes) == "undo" for s in spans if s.span_id in undo)
     assert set(filter_spans(store, run_id, "kind:undo")) == undo
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+async def test_the_hybrid_graph_fits_a_small_terminal_and_keeps_counts_on_a_large_one(
+    story_store: Any, size: tuple[int, int]
+) -> None:
+    store, runs = story_store
+    app = AgentraceApp(store, run_id=runs["hybrid"], theme="agentrace-dark")
+    async with app.run_test(size=size) as pilot:
+        await settle(app, pilot)
+        await pilot.press("1", "z")
+        await settle(app, pilot)
+        graph = app.screen.query_one(CoordinationGraph)
+        pic = graph.picture
+        assert pic is not None
+        agents = {"checkout", "inventory", "shipping", "payment"}
+        assert agents <= set(pic.boxes)
+        text = pic.text()
+        if size == (80, 24):
+            # Narrowed: everything in view, outcome marks kept, counts dropped.
+            assert pic.width <= graph.scrollable_content_region.width
+            assert "↯✗" in text and "×1" not in text
+        else:
+            assert "×2" in text and "unused" in text  # the whole story, counts and all
+        await pilot.resize_terminal(*((160, 48) if size == (80, 24) else (80, 24)))
+        await settle(app, pilot)
+        assert graph.picture is not None
+        assert ("×1" in graph.picture.text()) is (size == (80, 24))  # redrawn for the new size
