@@ -96,6 +96,13 @@ async def test_stepping_to_the_parallel_version_shows_the_step_side_by_side(
         # The assessor's message reads as a conversation, not LangChain's dict.
         assert "assistant" in text and "damage assessed: 2500" in text
         assert '"data"' not in text.split("── diff")[0]
+        # The diff reads the same: the message as a message, each change by the nodes that
+        # wrote its channel in the step, and the version by both.
+        diff = " ".join(text.split("── diff")[1].split("── state")[0].split())
+        assert "/messages/1assistant damage assessed: 2500 by damage_assessor v4" in diff
+        assert "__type__" not in diff and "by - " not in diff
+        assert "/fraud_score0.82 by fraud_check v4" in diff
+        assert "commit by damage_assessor ‖ fraud_check" in " ".join(text.split())
 
 
 async def test_a_narrow_pane_stacks_the_nodes_and_the_input_shows_what_runs_first(
