@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from tracer import (
     FieldChange,
     Finding,
+    NodeWrite,
     NotFoundError,
     Run,
     Span,
@@ -95,6 +96,8 @@ class RunMeta:
     spans_by_version: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     complete: bool = True
     tokens: Tokens | None = None  # the run's model calls (with the full load)
+    # A LangGraph run's node writes, read once with the full load (every step shows some).
+    writes: tuple[NodeWrite, ...] | None = None
 
     @property
     def last_version(self) -> int:
@@ -129,12 +132,14 @@ def load_meta(store: Store, run_id: str) -> RunMeta:
     by_span: dict[str, list[int]] = {}
     for v in versions:
         by_span.setdefault(v.span_id, []).append(v.version)
+    langgraph = any((v.source or "").startswith("langgraph") for v in versions)
     return RunMeta(
         run,
         versions,
         tuple(store.findings(run_id)),
         {k: tuple(v) for k, v in by_span.items()},
         tokens=run_tokens(store, [run_id]).get(run_id),
+        writes=tuple(langgraph_writes(store, run_id)) if langgraph else None,
     )
 
 
@@ -230,12 +235,17 @@ class SuperStep:
     next: tuple[str, ...]
 
 
-def load_superstep(store: Store, run_id: str, vmeta: StateVersion | None) -> SuperStep | None:
-    """The super-step of a LangGraph version (from :func:`tracer.langgraph_writes`); None for a
-    version that did not come from one (any other run, a human update)."""
+def load_superstep(
+    store: Store, run_id: str, vmeta: StateVersion | None,
+    writes: Sequence[NodeWrite] | None = None,
+) -> SuperStep | None:  # fmt: skip
+    """The super-step of a LangGraph version (from :func:`tracer.langgraph_writes`, or the
+    ``writes`` read before); None for a version that did not come from one (any other run,
+    a human update)."""
     if vmeta is None or vmeta.step is None or not (vmeta.source or "").startswith("langgraph"):
         return None
-    writes = langgraph_writes(store, run_id)
+    if writes is None:
+        writes = langgraph_writes(store, run_id)
     nodes = tuple(
         NodeStep(w.node, w.update, w.span_id)
         for w in sorted(writes, key=lambda w: w.node)
@@ -303,7 +313,7 @@ def load_state(
     )
     return StateData(
         version, base, vmeta, doc, changes, tuple(reads), tuple(contracts), findings, writer_span,
-        load_superstep(store, run_id, vmeta),
+        load_superstep(store, run_id, vmeta, meta.writes),
     )  # fmt: skip
 
 

@@ -143,3 +143,23 @@ async def test_from_the_checkpointer_alone_the_messages_read_as_a_conversation(
         assert langchain_messages(messages) == (ChatMessage("assistant", "damage assessed: 2500"),)
     finally:
         store.close()
+
+
+def test_stepping_reads_the_node_writes_once_per_load(
+    claims_store: tuple[Store, dict[str, str]], monkeypatch: Any
+) -> None:
+    import tui._data as data
+
+    store, runs = claims_store
+    calls: list[str] = []
+    real = data.langgraph_writes
+
+    def counted(store: Store, run_id: str) -> Any:
+        calls.append(run_id)
+        return real(store, run_id)
+
+    monkeypatch.setattr(data, "langgraph_writes", counted)
+    meta = load_meta(store, runs["claim-1"])
+    steps = [load_state(store, runs["claim-1"], k, None, meta).superstep for k in range(1, 6)]
+    assert len(calls) == 1  # with the full load, not once per version
+    assert [s.step if s else None for s in steps][-2:] == [2, 3]
