@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import conventions
-from ._checkpointer import checkpoint_snapshots, safe_url
 from ._clock import Clock, FakeClock, IdGenerator, RandomIds, SeededIds, SystemClock
 from ._errors import (
     AgentraceError,
@@ -22,61 +21,109 @@ from ._errors import (
     StoreError,
     StoreLockedError,
 )
-from ._import import detect_format, expand_paths, import_file
-from ._langgraph import (
-    NodeWrite,
-    checkpointer_requests,
-    derive_trace_state,
-    history_requests,
-    import_checkpointer,
-    import_history,
-    langgraph_writes,
-    run_id_for_thread,
-)
 from ._mapping import SpanFacts, classify, span_facts
-from ._otlp import Record, decode_json, decode_proto, encode_json, read_records
 from ._printable import json_printable, printable
-from ._recorder import ActiveSpan, Recorder, SpanBatch, SpanContext, SpanData, SpanSink
-from ._redact import Redactor
-from ._sinks import (
-    DuckDBSink,
-    InMemorySink,
-    OtlpHttpSink,
-    OtlpJsonLinesSink,
-    OtlpProtoFileSink,
-    TeeSink,
-)
 from ._state import FieldChange, apply_patch, canonical_json, chain_hash, diff, field_changes
-from ._store._models import (
-    Finding,
-    IngestResult,
-    Message,
-    Run,
-    Span,
-    SpanEvent,
-    SpanLink,
-    StateRead,
-    StateVersion,
-    VerifyResult,
-)
-from ._store._schema import SCHEMA_VERSION
-from ._store._store import DEFAULT_DB, Store
 
 if TYPE_CHECKING:
+    from ._checkpointer import checkpoint_snapshots, safe_url
     from ._exporter import StoreSpanExporter
     from ._grpc import GrpcReceiver, start_grpc_receiver
+    from ._import import detect_format, expand_paths, import_file
+    from ._langgraph import (
+        NodeWrite,
+        checkpointer_requests,
+        derive_trace_state,
+        history_requests,
+        import_checkpointer,
+        import_history,
+        langgraph_writes,
+        run_id_for_thread,
+    )
+    from ._otlp import Record, decode_json, decode_proto, encode_json, read_records
     from ._receiver import Receiver, ReceiverStats, serve, start_receiver
+    from ._recorder import ActiveSpan, Recorder, SpanBatch, SpanContext, SpanData, SpanSink
+    from ._redact import Redactor
+    from ._sinks import (
+        DuckDBSink,
+        InMemorySink,
+        OtlpHttpSink,
+        OtlpJsonLinesSink,
+        OtlpProtoFileSink,
+        TeeSink,
+    )
+    from ._store._models import (
+        Finding,
+        IngestResult,
+        Message,
+        Run,
+        RunTokens,
+        Span,
+        SpanEvent,
+        SpanLink,
+        StateRead,
+        StateVersion,
+        VerifyResult,
+    )
+    from ._store._schema import SCHEMA_VERSION
+    from ._store._store import DEFAULT_DB, Store
 
-# Loaded on first use: aiohttp, grpcio and the OpenTelemetry SDK are heavy to import,
-# and the last two are optional extras.
+# Loaded on first use: the store (DuckDB, Arrow), the OTLP codecs (protobuf), the
+# receiver (aiohttp) and the optional extras are heavy to import, and code that only
+# records through the plain OpenTelemetry API (``tracer.otel``) needs none of them.
 _LAZY = {
+    "checkpoint_snapshots": "._checkpointer",
+    "safe_url": "._checkpointer",
+    "detect_format": "._import",
+    "expand_paths": "._import",
+    "import_file": "._import",
+    "NodeWrite": "._langgraph",
+    "checkpointer_requests": "._langgraph",
+    "derive_trace_state": "._langgraph",
+    "history_requests": "._langgraph",
+    "import_checkpointer": "._langgraph",
+    "import_history": "._langgraph",
+    "langgraph_writes": "._langgraph",
+    "run_id_for_thread": "._langgraph",
+    "Record": "._otlp",
+    "decode_json": "._otlp",
+    "decode_proto": "._otlp",
+    "encode_json": "._otlp",
+    "read_records": "._otlp",
+    "ActiveSpan": "._recorder",
+    "Recorder": "._recorder",
+    "SpanBatch": "._recorder",
+    "SpanContext": "._recorder",
+    "SpanData": "._recorder",
+    "SpanSink": "._recorder",
+    "Redactor": "._redact",
+    "DuckDBSink": "._sinks",
+    "InMemorySink": "._sinks",
+    "OtlpHttpSink": "._sinks",
+    "OtlpJsonLinesSink": "._sinks",
+    "OtlpProtoFileSink": "._sinks",
+    "TeeSink": "._sinks",
+    "Finding": "._store._models",
+    "IngestResult": "._store._models",
+    "Message": "._store._models",
+    "Run": "._store._models",
+    "RunTokens": "._store._models",
+    "Span": "._store._models",
+    "SpanEvent": "._store._models",
+    "SpanLink": "._store._models",
+    "StateRead": "._store._models",
+    "StateVersion": "._store._models",
+    "VerifyResult": "._store._models",
+    "SCHEMA_VERSION": "._store._schema",
+    "DEFAULT_DB": "._store._store",
+    "Store": "._store._store",
+    "StoreSpanExporter": "._exporter",
+    "GrpcReceiver": "._grpc",
+    "start_grpc_receiver": "._grpc",
     "Receiver": "._receiver",
     "ReceiverStats": "._receiver",
     "serve": "._receiver",
     "start_receiver": "._receiver",
-    "GrpcReceiver": "._grpc",
-    "start_grpc_receiver": "._grpc",
-    "StoreSpanExporter": "._exporter",
 }
 
 
@@ -93,6 +140,10 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 __all__ = [
@@ -126,6 +177,7 @@ __all__ = [
     "Recorder",
     "Redactor",
     "Run",
+    "RunTokens",
     "SchemaError",
     "SeededIds",
     "Span",

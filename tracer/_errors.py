@@ -25,6 +25,16 @@ class StoreError(AgentraceError):
     """The store could not be opened, read or written."""
 
 
+class StateChainError(StoreError):
+    """A run's state versions do not make a document: ``version`` is the first that fails,
+    ``reason`` says why (missing, no snapshot to start from, a patch that does not apply)."""
+
+    def __init__(self, run_id: str, version: int, reason: str) -> None:
+        super().__init__(f"run {run_id}: version {version} {reason}")
+        self.version = version
+        self.reason = reason
+
+
 class StoreLockedError(StoreError):
     """Another process holds the write lock on the DuckDB file."""
 

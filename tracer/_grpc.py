@@ -9,6 +9,12 @@ over the size cap, UNAVAILABLE (retryable) when the writer is behind or the
 store cannot be written, UNAUTHENTICATED without the bearer token when one is
 set (the scheme in any case). With ``tls`` (PEM key and certificate chain) it
 serves over TLS. Runs on the caller's asyncio loop (grpc.aio).
+
+Bounded as the HTTP receiver is: a message over the size cap is refused by grpc
+itself, at most ``MAX_CONNECTIONS`` calls run at once (grpc answers the rest
+RESOURCE_EXHAUSTED), each call's bytes count against the bytes-in-flight budget
+(``in_flight``: share the HTTP receiver's so the two ports hold one budget;
+UNAVAILABLE when it is spent), and a connection idle for a minute is closed.
 """
 
 from __future__ import annotations
@@ -16,10 +22,22 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ._receiver import MAX_BODY, Job, Outcome, Writer, bearer_ok, settle, success_body
+from ._guard import InFlight
+from ._receiver import (
+    MAX_BODY,
+    MAX_CONNECTIONS,
+    MAX_PENDING,
+    Job,
+    Outcome,
+    Writer,
+    bearer_ok,
+    settle,
+    success_body,
+)
 
 _METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 DEFAULT_GRPC_PORT = 4317
+IDLE_MS = 60_000  # a connection with no call for this long is closed
 
 
 class GrpcReceiver:
@@ -40,8 +58,12 @@ async def start_grpc_receiver(
     *,
     token: str | None = None,
     tls: tuple[bytes, bytes] | None = None,
+    in_flight: InFlight | None = None,
+    max_calls: int = MAX_CONNECTIONS,
 ) -> GrpcReceiver:
-    """Serve OTLP/gRPC on ``host:port`` (0 picks a free port) into ``writer``."""
+    """Serve OTLP/gRPC on ``host:port`` (0 picks a free port) into ``writer``; bodies count
+    against ``in_flight`` (a budget of its own unless given one)."""
+    budget = in_flight if in_flight is not None else InFlight(MAX_PENDING)
     try:
         import grpc
     except ImportError as exc:  # pragma: no cover - the extra is installed in development
@@ -57,16 +79,20 @@ async def start_grpc_receiver(
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Outcome] = loop.create_future()
 
+        held = len(body)
+
         def done(outcome: Outcome) -> None:
+            budget.release(held)
             loop.call_soon_threadsafe(settle, fut, outcome)
 
         peer = context.peer() or "?"
-        if not writer.try_submit(
-            Job(body, "proto", "identity", done, source=f"gRPC export from {peer}")
-        ):
-            await context.abort(
-                grpc.StatusCode.UNAVAILABLE, "the receiver is behind or stopping; retry later"
-            )
+        behind = "the receiver is behind or stopping; retry later"
+        if not budget.reserve(held):
+            await context.abort(grpc.StatusCode.UNAVAILABLE, behind)
+        job = Job(body, "proto", "identity", done, source=f"gRPC export from {peer}")
+        if not writer.try_submit(job):
+            budget.release(held)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, behind)
         outcome = await asyncio.shield(fut)
         if outcome.status == 200:
             return success_body(outcome, "proto")
@@ -80,8 +106,9 @@ async def start_grpc_receiver(
     options = [
         ("grpc.max_receive_message_length", MAX_BODY),
         ("grpc.max_send_message_length", 4 * 1024 * 1024),
+        ("grpc.max_connection_idle_ms", IDLE_MS),
     ]
-    server = grpc.aio.server(options=options)
+    server = grpc.aio.server(options=options, maximum_concurrent_rpcs=max_calls)
     server.add_generic_rpc_handlers((handler,))
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     if tls is not None:

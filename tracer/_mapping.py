@@ -182,6 +182,15 @@ def classify(
     return op, agent
 
 
+def service_agent(kind: int, attrs: dict[str, Any], service: str | None) -> str | None:
+    """The agent a producer or consumer span stands for when no span above it names one:
+    its service. A plain service on a broker is the agent of the messages it sends and
+    handles; an agent framework's own agent, where one encloses the span, comes first."""
+    if not service or kind not in (_PRODUCER, _CONSUMER) or _messaging_op(kind, attrs) is None:
+        return None
+    return service
+
+
 def _openinference(
     name: str, oi: str, attrs: dict[str, Any], op: str | None, agent: str | None, root: bool
 ) -> tuple[str | None, str | None]:

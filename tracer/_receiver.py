@@ -1043,8 +1043,9 @@ async def _serve(
             from ._grpc import start_grpc_receiver
 
             grpc_server = await start_grpc_receiver(
-                receiver.writer, host, grpc_port, token=token, tls=grpc_tls
-            )
+                receiver.writer, host, grpc_port, token=token, tls=grpc_tls,
+                in_flight=receiver.in_flight,
+            )  # fmt: skip
         if on_ready is not None:
             on_ready(receiver, grpc_server)
         while not done.is_set():

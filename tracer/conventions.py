@@ -22,6 +22,17 @@ GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
 GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
 GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+# Token usage and the model of a model call, each in the spellings seen in the wild:
+# GenAI (current, then older), then OpenInference. The first present wins.
+INPUT_TOKEN_KEYS: Final = (
+    GEN_AI_USAGE_INPUT_TOKENS,
+    "gen_ai.usage.prompt_tokens",
+    "llm.token_count.prompt",
+)
+OUTPUT_TOKEN_KEYS: Final = (
+    GEN_AI_USAGE_OUTPUT_TOKENS, "gen_ai.usage.completion_tokens", "llm.token_count.completion",
+)  # fmt: skip
+MODEL_KEYS: Final = ("gen_ai.response.model", GEN_AI_REQUEST_MODEL, "llm.model_name")
 GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 
@@ -29,6 +40,8 @@ OP_INVOKE_WORKFLOW: Final = "invoke_workflow"
 OP_INVOKE_AGENT: Final = "invoke_agent"
 OP_EXECUTE_TOOL: Final = "execute_tool"
 OP_CHAT: Final = "chat"
+# Operations that are one model call (an agent span's aggregated usage repeats theirs).
+MODEL_CALL_OPERATIONS: Final = (OP_CHAT, "text_completion", "generate_content")
 OP_COMPENSATE: Final = "compensate"  # ours: a saga undoing a completed step
 OP_HANDOFF: Final = "handoff"  # a handoff between agents (OpenAI Agents SDK spans)
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import orjson
 
-from ._errors import StoreError
+from ._errors import StateChainError
 from ._state import JSON, apply_patch
 
 if TYPE_CHECKING:
@@ -87,8 +87,9 @@ class MessageRow(NamedTuple):
 def states(rows: Iterable[Sequence[Any]], run_id: str = "") -> Iterator[tuple[int, JSON]]:
     """``(version, document)`` for each row ``(version, snapshot, patch, ...)`` in version
     order: the document at that version. The same document object is patched in place as
-    the walk moves on, so copy what you keep. StoreError naming the version when a row has
-    no snapshot to start from, a version is missing, or a patch does not apply."""
+    the walk moves on, so copy what you keep. :class:`StateChainError` (a StoreError)
+    naming the version when a row has no snapshot to start from, a version is missing, or
+    a patch does not apply."""
     doc: JSON = None
     expected: int | None = None
     for row in rows:
@@ -96,13 +97,13 @@ def states(rows: Iterable[Sequence[Any]], run_id: str = "") -> Iterator[tuple[in
         if expected is not None and version != expected:
             # A patch applies to its parent only: with a version missing (not arrived yet, or
             # never sent) the document after it cannot be told.
-            raise StoreError(f"run {run_id}: version {expected} is missing")
+            raise StateChainError(run_id, expected, "is missing")
         expected = version + 1
         try:
             if snapshot is not None:
                 doc = orjson.loads(snapshot)
             elif doc is None:
-                raise StoreError(f"run {run_id}: version {version} has no snapshot to start from")
+                raise StateChainError(run_id, version, "has no snapshot to start from")
             else:
                 doc = _patch(doc, orjson.loads(patch))
         except (
@@ -114,7 +115,7 @@ def states(rows: Iterable[Sequence[Any]], run_id: str = "") -> Iterator[tuple[in
             AttributeError,
         ) as exc:
             # A row edited by hand: say which version, as `verify` would.
-            raise StoreError(f"run {run_id}: version {version} does not apply: {exc!r}") from None
+            raise StateChainError(run_id, version, f"does not apply: {exc!r}") from None
         yield version, doc
 
 

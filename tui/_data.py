@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 from tracer import (
     FieldChange,
     Finding,
+    NodeWrite,
     NotFoundError,
     Run,
     Span,
@@ -31,6 +32,7 @@ from tracer import (
     Store,
     langgraph_writes,
 )
+from tracer import RunTokens as Tokens
 from tracer import conventions as c
 
 from ._graph_draw import Layout, layout
@@ -94,6 +96,8 @@ class RunMeta:
     spans_by_version: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     complete: bool = True
     tokens: Tokens | None = None  # the run's model calls (with the full load)
+    # A LangGraph run's node writes, read once with the full load (every step shows some).
+    writes: tuple[NodeWrite, ...] | None = None
 
     @property
     def last_version(self) -> int:
@@ -128,12 +132,14 @@ def load_meta(store: Store, run_id: str) -> RunMeta:
     by_span: dict[str, list[int]] = {}
     for v in versions:
         by_span.setdefault(v.span_id, []).append(v.version)
+    langgraph = any((v.source or "").startswith("langgraph") for v in versions)
     return RunMeta(
         run,
         versions,
         tuple(store.findings(run_id)),
         {k: tuple(v) for k, v in by_span.items()},
         tokens=run_tokens(store, [run_id]).get(run_id),
+        writes=tuple(langgraph_writes(store, run_id)) if langgraph else None,
     )
 
 
@@ -229,12 +235,17 @@ class SuperStep:
     next: tuple[str, ...]
 
 
-def load_superstep(store: Store, run_id: str, vmeta: StateVersion | None) -> SuperStep | None:
-    """The super-step of a LangGraph version (from :func:`tracer.langgraph_writes`); None for a
-    version that did not come from one (any other run, a human update)."""
+def load_superstep(
+    store: Store, run_id: str, vmeta: StateVersion | None,
+    writes: Sequence[NodeWrite] | None = None,
+) -> SuperStep | None:  # fmt: skip
+    """The super-step of a LangGraph version (from :func:`tracer.langgraph_writes`, or the
+    ``writes`` read before); None for a version that did not come from one (any other run,
+    a human update)."""
     if vmeta is None or vmeta.step is None or not (vmeta.source or "").startswith("langgraph"):
         return None
-    writes = langgraph_writes(store, run_id)
+    if writes is None:
+        writes = langgraph_writes(store, run_id)
     nodes = tuple(
         NodeStep(w.node, w.update, w.span_id)
         for w in sorted(writes, key=lambda w: w.node)
@@ -302,7 +313,7 @@ def load_state(
     )
     return StateData(
         version, base, vmeta, doc, changes, tuple(reads), tuple(contracts), findings, writer_span,
-        load_superstep(store, run_id, vmeta),
+        load_superstep(store, run_id, vmeta, meta.writes),
     )  # fmt: skip
 
 
@@ -483,7 +494,9 @@ def load_graph(store: Store, run_id: str) -> GraphData:
 def collapse_topics(graph: Any) -> Any:
     """``graph`` with each topic that has publishers and subscribers folded away: an edge from
     every publisher to every subscriber, carrying the delivery's kind, count and outcomes and
-    both hops' spans. A topic nobody reads (or nobody wrote) stays: what was lost is there."""
+    both hops' spans; from a publisher that only declared the topic and never published, a
+    declared (unused) edge with no deliveries. A topic nobody reads (or nobody wrote) stays:
+    what was lost is there."""
     import networkx as nx
 
     out = nx.MultiDiGraph()
@@ -509,10 +522,16 @@ def collapse_topics(graph: Any) -> Any:
             continue
         folded.add(node)
         for p, _, d_in in ins:
+            published = bool(d_in.get("observed", (d_in.get("count") or 0) > 0))
             for _, q, d_out in outs:
                 attrs = dict(d_out)
                 attrs["declared"] = bool(d_in.get("declared")) and bool(d_out.get("declared"))
-                attrs["span_ids"] = [*(d_in.get("span_ids") or ()), *(d_out.get("span_ids") or ())]
+                if published:
+                    spans = [*(d_in.get("span_ids") or ()), *(d_out.get("span_ids") or ())]
+                else:  # declared only: the deliveries came from another publisher
+                    attrs.update(count=0, observed=False, outcomes={})
+                    spans = []
+                attrs["span_ids"] = spans
                 out.add_edge(p, q, **attrs)
     for u, v, d in edges(graph.edges(keys=True, data=True) if multi else graph.edges(data=True)):
         if u not in folded and v not in folded:
@@ -542,6 +561,30 @@ def focus_graph(view: GraphData, node: str) -> GraphData:
     sub = graph.edge_subgraph(edges).copy()
     sub.add_node(node, **graph.nodes[node])
     return GraphData(sub, layout(sub), f"focus on {node}")
+
+
+def narrow_graph(view: GraphData) -> GraphData:
+    """``view`` for a pane narrower than its picture: edges that were only declared (never
+    used) and the topics they leave alone are dropped, and edges are labelled with their
+    outcome marks alone (``layout(..., terse=True)``)."""
+    graph = view.graph
+    if graph is None:
+        return view
+    multi = graph.is_multigraph()
+    sub = graph.copy()
+    sub.remove_edges_from(
+        [
+            e[:-1]
+            for e in (graph.edges(keys=True, data=True) if multi else graph.edges(data=True))
+            if not e[-1].get("observed", (e[-1].get("count") or 0) > 0)
+        ]
+    )
+    sub.remove_nodes_from(
+        [n for n, k in graph.nodes(data="kind") if k == "topic" and sub.degree(n) == 0]
+    )
+    return GraphData(
+        sub, layout(sub, terse=True), "narrowed: outcome marks only, unused edges hidden"
+    )
 
 
 def edges_for(view: GraphData, span_ids: Sequence[str]) -> set[int]:
@@ -599,55 +642,10 @@ def span_facts(store: Store, run_id: str, span_ids: Sequence[str]) -> dict[str, 
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class Tokens:
-    """Tokens of a run's model calls, by agent and by model."""
-
-    input: int = 0
-    output: int = 0
-    by_agent: Mapping[str, tuple[int, int]] = field(default_factory=dict)
-    by_model: Mapping[str, tuple[int, int]] = field(default_factory=dict)
-
-    @property
-    def total(self) -> int:
-        return self.input + self.output
-
-
 def run_tokens(store: Store, run_ids: Iterable[str]) -> dict[str, Tokens]:
-    """The input and output tokens of each run's model calls (GenAI and OpenInference names).
-
-    Agent spans' aggregated usage is left out: it repeats their calls'. Runs without a
-    model call get no entry. ``agentrace runs --json`` reports the same numbers.
-    """
-    ids = sorted(set(run_ids))
-    if not ids:
-        return {}
-    tin = " , ".join(f"json_extract_string(attributes, '$.\"{k}\"')" for k in INPUT_TOKENS)
-    tout = " , ".join(f"json_extract_string(attributes, '$.\"{k}\"')" for k in OUTPUT_TOKENS)
-    model = " , ".join(f"json_extract_string(attributes, '$.\"{k}\"')" for k in MODEL_KEYS)
-    rows = store.arrow(
-        f"""SELECT trace_id, coalesce(agent, '') AS agent, coalesce({model}, '') AS model,
-                   sum(TRY_CAST(coalesce({tin}) AS BIGINT)) AS tin,
-                   sum(TRY_CAST(coalesce({tout}) AS BIGINT)) AS tout
-            FROM spans
-            WHERE list_contains(?::VARCHAR[], trace_id)
-              AND (coalesce({tin}) IS NOT NULL OR coalesce({tout}) IS NOT NULL)
-            GROUP BY ALL""",
-        [ids],
-    ).to_pylist()
-    acc: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        a = acc.setdefault(r["trace_id"], {"in": 0, "out": 0, "agent": {}, "model": {}})
-        i, o = int(r["tin"] or 0), int(r["tout"] or 0)
-        a["in"] += i
-        a["out"] += o
-        for dim, name in (("agent", r["agent"]), ("model", r["model"])):
-            if name:
-                pi, po = a[dim].get(name, (0, 0))
-                a[dim][name] = (pi + i, po + o)
-    return {
-        run: Tokens(a["in"], a["out"], dict(a["agent"]), dict(a["model"])) for run, a in acc.items()
-    }
+    """The tokens of each run's model calls, in all, by agent and by model: what
+    ``agentrace runs --json`` reports. Runs without recorded usage get no entry."""
+    return store.run_tokens(run_ids)
 
 
 def filter_spans(store: Store, run_id: str, query: str) -> list[str]:

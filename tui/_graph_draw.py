@@ -84,6 +84,16 @@ class EdgeInfo:
     span_ids: frozenset[str]
 
     @property
+    def terse_label(self) -> str:
+        """The label in a narrow pane: what went wrong (or was undone), no counts."""
+        marks = ["↺"] if self.kind == "compensate" else []
+        for outcome, n in sorted(self.outcomes.items()):
+            mark = OUTCOME_MARKS.get(outcome)
+            if mark and n and mark not in marks:
+                marks.append(mark)
+        return "".join(marks)
+
+    @property
     def label(self) -> str:
         parts = [f"×{self.count}"] if self.observed or self.count else ["unused"]
         if self.kind == "compensate":
@@ -222,8 +232,9 @@ class Picture:
 # -- layout ----------------------------------------------------------------------------------
 
 
-def layout(graph: Any) -> Layout:
-    """Lay out ``graph`` left to right (see the module docstring)."""
+def layout(graph: Any, *, terse: bool = False) -> Layout:
+    """Lay out ``graph`` left to right (see the module docstring); ``terse`` labels edges
+    with their outcome marks alone (no counts, nothing on a plain edge), for a narrow pane."""
     names = [str(n) for n in graph.nodes]
     kinds = {str(n): str(d.get("kind", "agent")) for n, d in graph.nodes(data=True)}
     edges = edges_of(graph)
@@ -257,7 +268,8 @@ def layout(graph: Any) -> Layout:
         ]
         if badges:
             label += " " + " ".join(badges)
-        box = Box(n, label, kinds.get(n, "agent"), layer[n], w=cell_len(label) + 4)
+        pad = 2 if terse else 4  # borders, and a space each side unless terse
+        box = Box(n, label, kinds.get(n, "agent"), layer[n], w=cell_len(label) + pad)
         failed = any(outcomes.get(k) for k in ("failed", "timeout", "breaker_open"))
         box.role = "topic" if box.kind == "topic" else "node.error" if failed else "node"
         boxes[n] = box
@@ -296,7 +308,7 @@ def layout(graph: Any) -> Layout:
 
     _place_rows(layers, boxes, segments)
     by_edge = {e.index: e for e in edges}
-    width, labels, arrows = _route(layers, boxes, segments, by_edge)
+    width, labels, arrows = _route(layers, boxes, segments, by_edge, terse)
     height = max((b.y + b.h for b in boxes.values() if not b.dummy), default=0)
     height = max([height] + [b.y + 1 for b in boxes.values() if b.dummy])
     return Layout(width, height, boxes, edges, segments, labels, arrows, loops)
@@ -487,6 +499,7 @@ def _route(
     boxes: dict[str, Box],
     segments: list[Segment],
     edges: dict[int, EdgeInfo],
+    terse: bool = False,
 ) -> tuple[int, list[tuple[int, int, str, int]], list[tuple[int, int, str, int]]]:
     labels: list[tuple[int, int, str, int]] = []
     arrows: list[tuple[int, int, str, int]] = []
@@ -495,12 +508,17 @@ def _route(
         sid: (_port_row(boxes[s.src], sid, "out"), _port_row(boxes[s.dst], sid, "in"))
         for sid, s in enumerate(segments)
     }
-    label_of = {sid: edges[s.edge].label for sid, s in enumerate(segments) if s.first}
+    label_of = {
+        sid: text
+        for sid, s in enumerate(segments)
+        if s.first and (text := edges[s.edge].terse_label if terse else edges[s.edge].label)
+    }
     # Pass 1: each gap's label zone and track order, which fixes every column's x.
     gaps: list[tuple[int, list[int]]] = []
     for li in range(len(layers) - 1):
         gap = [sid for sid, s in enumerate(segments) if layer_of[s.src] == li]
-        zone = max((cell_len(label_of[sid]) for sid in gap if sid in label_of), default=0) + 3
+        widest = max((cell_len(label_of[sid]) for sid in gap if sid in label_of), default=0)
+        zone = widest + 3 if widest or not terse else 1  # terse: no room kept for no label
         turning = [sid for sid in gap if rows[sid][0] != rows[sid][1]]
         down = sorted((s for s in turning if rows[s][1] > rows[s][0]), key=lambda s: rows[s][0])
         up = sorted((s for s in turning if rows[s][1] < rows[s][0]), key=lambda s: -rows[s][0])
@@ -520,7 +538,7 @@ def _route(
         if li < len(gaps):
             gap_x.append(x)
             zone, tracks = gaps[li]
-            x += zone + len(tracks) + 2
+            x += zone + len(tracks) + (1 if terse else 2)
     # Pass 2: the points of every segment.
     for li, (zone, tracks) in enumerate(gaps):
         gx = gap_x[li]
@@ -644,9 +662,10 @@ def paint(lay: Layout, *, nodes: Iterable[str] = (), edges: Iterable[int] = ()) 
             for xx in range(x0 + 1, x1):
                 chars[yy][xx] = " "
         label_row = y0 + (b.h - 1) // 2
+        left = x0 + max(1, (b.w - cell_len(b.label)) // 2)
         for i, ch in enumerate(b.label):
-            if x0 + 2 + i < x1:
-                chars[label_row][x0 + 2 + i] = ch
+            if left + i < x1:
+                chars[label_row][left + i] = ch
     for x, y, ch, idx in lay.arrows:
         if 0 <= x < w and 0 <= y < h:
             chars[y][x] = ch

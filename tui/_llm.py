@@ -25,6 +25,8 @@ from typing import Any
 
 import orjson
 
+from tracer import conventions as c
+
 __all__ = [
     "ChatMessage",
     "Conversation",
@@ -37,13 +39,9 @@ __all__ = [
     "span_tokens",
 ]
 
-INPUT_TOKENS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt")
-OUTPUT_TOKENS = (
-    "gen_ai.usage.output_tokens",
-    "gen_ai.usage.completion_tokens",
-    "llm.token_count.completion",
-)
-MODEL_KEYS = ("gen_ai.response.model", "gen_ai.request.model", "llm.model_name")
+INPUT_TOKENS = c.INPUT_TOKEN_KEYS
+OUTPUT_TOKENS = c.OUTPUT_TOKEN_KEYS
+MODEL_KEYS = c.MODEL_KEYS
 # JSON text bigger than this is shown as text: parsing and laying it out is the user's call.
 JSON_PARSE_LIMIT = 1_000_000
 
@@ -125,7 +123,7 @@ def span_model(attributes: Mapping[str, Any]) -> str | None:
 _GENAI_KINDS = {
     "invoke_agent": "agent", "create_agent": "agent", "invoke_workflow": "workflow",
     "chat": "llm", "text_completion": "llm", "generate_content": "llm", "embeddings": "llm",
-    "execute_tool": "tool",
+    "execute_tool": "tool", "compensate": "undo", "handoff": "handoff",
 }  # fmt: skip
 _OI_KINDS = {
     "LLM": "llm", "EMBEDDING": "llm", "TOOL": "tool", "AGENT": "agent", "GUARDRAIL": "guardrail",

@@ -250,7 +250,10 @@ def fmt_tokens(n: int) -> str:
 
 
 # Kinds in the 6 cells of their column.
-_SHORT_KINDS = {"workflow": "flow", "message": "msg", "guardrail": "guard", "retriever": "retr"}
+_SHORT_KINDS = {
+    "workflow": "flow", "message": "msg", "guardrail": "guard", "retriever": "retr",
+    "handoff": "hand",
+}  # fmt: skip
 
 # Columns beside the name, by width: (name, cells); the widget picks those that fit.
 EXTRA_COLUMNS = (("kind", 7), ("model", 17), ("tokens", 11))

@@ -9,6 +9,12 @@ view must read through the process that writes. New spans reach the screens as
 
 Errors raised in thread workers come back through one ``Worker.StateChanged``
 handler and are shown as notifications (as text, never as markup).
+
+``F`` on a run forks it at the version shown (:meth:`AgentraceApp.fork_run`): the
+engine's :class:`~engine.running.Replayer` runs in a thread worker, writing the new
+run into the store, and its screen opens. Only a writable store takes it (``--listen``,
+or a :class:`Store` opened for writing and handed in); otherwise the user is told, in
+one line, the command that forks it (see ``tui._fork``).
 """
 
 from __future__ import annotations
@@ -28,7 +34,10 @@ from textual.worker import Worker, WorkerState
 
 from tracer import IngestResult, Store
 
-from .messages import FindingsStored, OpenRun, OpenText, StoreChanged
+from ._data import RunMeta
+from ._fork import fork_failure, fork_refusal
+from ._text import clip
+from .messages import FindingsStored, ForkFailed, OpenRun, OpenText, RunForked, StoreChanged
 from .palette import AgentraceCommands
 from .screens.help import HelpScreen
 from .screens.run import RunScreen
@@ -235,6 +244,56 @@ class AgentraceApp(App[None]):
             self.notify("mark a run first (m), then press C on another", severity="warning")
             return
         self.push_screen(CompareScreen(self.store, self.marked_run, run_id))
+
+    def fork_run(self, meta: RunMeta, version: int) -> None:
+        """Fork ``meta``'s run at ``version`` in a thread worker, then open the new run; or say
+        in one line why the debugger cannot, and the command that can."""
+        run = meta.run
+        refusal = fork_refusal(
+            run, meta.versions, version, read_only=self.store.read_only, db=self.store.path
+        )
+        if refusal is not None:
+            self.notify(refusal, severity="warning", timeout=12, markup=False)
+            return
+        if any(w.group == "fork" and w.is_running for w in self.workers):
+            self.notify("a fork is running already: its run opens when it ends", severity="warning")
+            return
+        self.notify(f"forking run {run.run_id[:12]} at v{version}…", markup=False)
+        self._fork(run.run_id, version)
+
+    @work(thread=True, group="fork", exit_on_error=False, description="fork")
+    def _fork(self, run_id: str, version: int) -> None:
+        """Replay ``run_id`` up to ``version`` and run live from there, recorded into the store."""
+        from engine.running import Replayer  # the engine loads only when a run is forked
+
+        replayer = Replayer(self.store)
+        try:
+            # One transaction at the end, however many spans (the recorder alone writes every
+            # 16,384), and so one StoreChanged in live mode.
+            with replayer.batch():
+                result = replayer.fork(run_id, version)
+        except Exception as exc:  # said in one line (a ReplayError says what to do)
+            self.post_message(ForkFailed(run_id, fork_failure(run_id, version, exc)))
+            return
+        self.post_message(RunForked(result))
+
+    def on_run_forked(self, message: RunForked) -> None:
+        r = message.result
+        first = r.first_divergence
+        how = f"diverged at {clip(first.summary(60), 80)}" if first is not None else r.status
+        self.notify(
+            f"forked run {r.parent_run_id[:12]} at v{r.fork_version}: new run {r.run_id[:12]} "
+            f"({how})",
+            severity="warning" if first is not None else "information",
+            markup=False,
+        )
+        for screen in self.screen_stack:
+            if isinstance(screen, RunsScreen):
+                screen.reload()
+        self.push_screen(RunScreen(self.store, r.run_id))
+
+    def on_fork_failed(self, message: ForkFailed) -> None:
+        self.notify(message.text, severity="error", timeout=12, markup=False)
 
     def on_open_text(self, message: OpenText) -> None:
         self.push_screen(TextScreen(message.title, message.text))

@@ -7,11 +7,16 @@ user moved on.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.message import Message
 
 from tracer import Finding, Run
 
 from ._data import GraphData, RunMeta, SpanView, StateData
+
+if TYPE_CHECKING:  # the engine loads only when a run is forked
+    from engine.running import ReplayResult
 
 
 class StoreChanged(Message):
@@ -126,3 +131,21 @@ class FollowLink(Message):
         super().__init__()
         self.trace_id = trace_id
         self.span_id = span_id
+
+
+class RunForked(Message):
+    """A fork (``F``) finished: ``result`` is the engine's ``ReplayResult``, its ``run_id`` the
+    new run's."""
+
+    def __init__(self, result: ReplayResult) -> None:
+        super().__init__()
+        self.result = result
+
+
+class ForkFailed(Message):
+    """A fork raised: ``text`` says so in one line."""
+
+    def __init__(self, run_id: str, text: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.text = text

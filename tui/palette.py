@@ -66,6 +66,14 @@ class AgentraceCommands(Provider):
                     )
                 )
             out.append(("Diff two versions…", screen.action_diff, "changes from A to B"))
+            if meta is not None and meta.last_version:
+                out.append(
+                    (
+                        f"Fork this run at v{screen.version}",
+                        screen.action_fork,
+                        "replayed up to the version, live after it (F)",
+                    )
+                )
             out.append(("Back to the runs", app.action_show_runs, "runs screen"))
         if runs_screen is not None:
             for r in runs_screen.runs[:500]:

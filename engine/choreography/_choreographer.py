@@ -37,12 +37,15 @@ How a delivery is handled (one ``process {topic}`` span per delivery; see
 A choreographed saga (``saga=SagaPolicy(...)``): every message carries the chain of
 completed steps that caused it (the ``agentrace-saga`` header). When a message is
 dead-lettered, the failing consumer publishes a compensation event to the last
-completed agent of its chain (topic ``{agent}.compensate``); that agent compensates
+completed agent of its chain that has a compensation (topic ``{agent}.compensate``);
+a completed step with nothing to undo is recorded skipped (reason
+``no_compensation``), as in an orchestrated saga. That agent compensates
 on receipt (a ``compensate {agent}`` span, an ``agentrace.saga.compensate`` event, a
 version of kind ``compensation``) and passes the event on to the agent before it:
 reverse causal order, over the bus. A compensation is retried by redelivery per the
 policy's ``retry``; one that fails for good stops the chain unless
-``continue_on_error``. The run ends ``compensated`` or ``compensation_failed``, as an
+``continue_on_error`` (the steps left undone are recorded skipped, reason
+``stopped``). The run ends ``compensated`` or ``compensation_failed``, as an
 orchestrated saga does. ``start(agent, emits=...)`` makes the first step an
 orchestrated one (run by the engine, not by a subscription): the run is then a
 ``hybrid``.
@@ -511,14 +514,18 @@ class _Chain:
     step: int
     output: JSON
     version: int | None
+    undo: bool = True  # its agent has a compensation (else it is recorded as needing none)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "agent": self.agent,
             "step": self.step,
             "output": self.output,
             "version": self.version,
         }
+        if not self.undo:
+            out["undo"] = False
+        return out
 
     @classmethod
     def from_json(cls, obj: Any) -> _Chain:
@@ -529,7 +536,10 @@ class _Chain:
         ):
             raise BusError(f"malformed saga chain entry: {obj!r}")
         v = obj.get("version")
-        return cls(obj["agent"], obj["step"], obj.get("output"), v if isinstance(v, int) else None)
+        return cls(
+            obj["agent"], obj["step"], obj.get("output"), v if isinstance(v, int) else None,
+            obj.get("undo") is not False,
+        )  # fmt: skip
 
 
 def _chain_of(message: Message) -> list[_Chain]:
@@ -602,6 +612,7 @@ class ChoreographyRun:
     def outcome(self, unsettled: tuple[Unsettled, ...]) -> tuple[str, EngineError | None]:
         error = self.failures[0] if self.failures else None
         if self.saga.started:
+            self.saga.end()
             return self.saga.status(), error
         if error is None and unsettled:
             u = unsettled[0]
@@ -698,10 +709,12 @@ class ChoreographyRun:
     def _outbox(
         self, agent: Agent, step: int, out: Attempted, chain: list[_Chain]
     ) -> list[Message]:
-        """The messages a completed step staged, carrying the saga's chain (with this step in it
-        when its agent can be compensated)."""
-        if agent.compensate is not None:
-            chain = [*chain, _Chain(agent.name, step, out.handoff, out.version)]
+        """The messages a completed step staged, carrying the saga's chain with this step in it
+        (marked as needing no undoing when its agent has no compensation)."""
+        if self.choreo.saga is not None:
+            undo = agent.compensate is not None
+            output = out.handoff if undo else None  # only a compensation reads it
+            chain = [*chain, _Chain(agent.name, step, output, out.version, undo)]
         return [self._message(t, p, k, agent.name, chain) for t, p, k in out.extra or ()]
 
     def _record(
@@ -885,10 +898,14 @@ class ChoreographyRun:
 
     async def _begin_saga(self, chain: list[_Chain], failed: str, error: str, parent: Span) -> None:
         """A message failed for good: compensate the chain of completed steps behind it, last first."""
-        if self.choreo.saga is None or not chain:
+        if self.choreo.saga is None:
             return
-        self.saga.begin((x.agent, x.step) for x in chain)
-        await self._send_compensation(chain, failed, error, failed, parent)
+        todo = [x for x in chain if x.undo]
+        self.saga.begin(
+            ((x.agent, x.step) for x in reversed(todo)),  # in the order they are due
+            needless=((x.agent, x.step) for x in reversed(chain) if not x.undo),
+        )
+        await self._send_compensation(todo, failed, error, failed, parent)
 
     async def _send_compensation(
         self, chain: list[_Chain], failed: str, error: str, publisher: str, parent: Span

@@ -77,9 +77,10 @@ class Saga:
     """The completed steps of one run and their undoing (see the module docstring).
 
     Driven in process (the orchestrator: :meth:`compensate` runs every compensation here)
-    or by messages (the choreographer: :meth:`begin` names the steps to undo, each
-    compensation runs where its agent consumes, :meth:`attempt` runs it and :meth:`record`
-    notes its result); either way :meth:`status` and :meth:`outcomes` say how it ended.
+    or by messages (the choreographer: :meth:`begin` names the steps to undo and those with
+    nothing to undo, each compensation runs where its agent consumes, :meth:`attempt` runs it,
+    :meth:`record` notes its result and :meth:`end` closes it); either way the skips are
+    recorded the same, and :meth:`status` and :meth:`outcomes` say how it ended.
     """
 
     def __init__(self, runner: StepRunner, policy: SagaPolicy | None = None) -> None:
@@ -90,7 +91,9 @@ class Saga:
         self.uncompensable: list[CompletedStep] = []  # completed by agents with nothing to undo
         self.expected: dict[tuple[str, int], None] = {}  # (agent, step) to undo, in order
         self.results: dict[tuple[str, int], Compensation] = {}
+        self.needless: dict[tuple[str, int], None] = {}  # recorded skipped: nothing to undo
         self.started = False
+        self.ended = False
         self.stopped = False  # a compensation failed for good and the policy stops there
 
     def completed(self, step: CompletedStep) -> None:
@@ -103,11 +106,30 @@ class Saga:
 
     # -- the bookkeeping both drivers share ------------------------------------------------------
 
-    def begin(self, steps: Iterable[tuple[str, int]]) -> None:
-        """The run failed: ``(agent, step)`` pairs are to be undone."""
-        self.started = True
+    def begin(
+        self, steps: Iterable[tuple[str, int]], needless: Iterable[tuple[str, int]] = ()
+    ) -> None:
+        """The run failed: ``(agent, step)`` pairs in ``steps`` are to be undone; those in
+        ``needless`` completed with nothing to undo and are recorded skipped
+        (``no_compensation``), once each."""
+        for agent, step in needless:
+            if (agent, step) not in self.needless:
+                self.needless[(agent, step)] = None
+                self.scope.record_skipped_compensation(agent, step, "no_compensation")
         for key in steps:
+            self.started = True
             self.expected.setdefault(key, None)
+
+    def end(self) -> None:
+        """The compensation is over: each step due to be undone but never attempted (an
+        earlier compensation failed and the policy stops there) is recorded skipped
+        (``stopped``), once."""
+        if self.ended or not self.started:
+            return
+        self.ended = True
+        for agent, step in self.expected:
+            if (agent, step) not in self.results:
+                self.scope.record_skipped_compensation(agent, step, "stopped")
 
     def is_compensated(self, agent: str, step: int) -> bool:
         r = self.results.get((agent, step))
@@ -155,11 +177,12 @@ class Saga:
     async def compensate(self) -> tuple[str, tuple[Compensation, ...]]:
         """Run the compensations; returns the run's final status and what each one did."""
         todo = list(reversed(self.steps))
-        for s in reversed(self.uncompensable):
-            self.scope.record_skipped_compensation(s.agent.name, s.step, "no_compensation")
+        self.begin(
+            ((s.agent.name, s.step) for s in todo),
+            needless=((s.agent.name, s.step) for s in reversed(self.uncompensable)),
+        )
         if not todo:
             return "failed", ()
-        self.begin((s.agent.name, s.step) for s in todo)
         if self.policy.parallel:
             for r in await asyncio.gather(*(self._one(s) for s in todo)):
                 self.record(r)
@@ -168,11 +191,8 @@ class Saga:
                 if self.stopped:
                     break
                 self.record(await self._one(s))
-        outcomes = self.outcomes()
-        for r in outcomes:
-            if r.outcome == "skipped":  # not attempted: an earlier compensation failed
-                self.scope.record_skipped_compensation(r.agent, r.step, "stopped")
-        return self.status(), outcomes
+        self.end()
+        return self.status(), self.outcomes()
 
     async def _one(self, done: CompletedStep) -> Compensation:
         scope, agent, runner = self.scope, done.agent, self.runner

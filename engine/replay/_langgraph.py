@@ -41,7 +41,7 @@ from tracer import (
 )
 from tracer import conventions as c
 
-from ._model import Divergence, ReplayDivergence, ReplayError, load_ref
+from ._model import Compared, Divergence, ReplayError, load_ref
 
 _MESSAGE_TYPES = frozenset(
     {"human", "ai", "system", "chat", "function", "tool", "remove",
@@ -51,7 +51,7 @@ _MESSAGE_TYPES = frozenset(
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class GraphReplayResult:
+class GraphReplayResult(Compared):
     """What a LangGraph replay or fork did (the shape of :class:`engine.ReplayResult`).
 
     ``steps`` are the (super-step, node) pairs the replay ran, ``ledger`` the state of each
@@ -73,30 +73,8 @@ class GraphReplayResult:
     error: BaseException | None = field(default=None, repr=False)
 
     @property
-    def diverged(self) -> bool:
-        return bool(self.divergences)
-
-    @property
-    def first_divergence(self) -> Divergence | None:
-        return self.divergences[0] if self.divergences else None
-
-    @property
     def state(self) -> Any:
         return self.ledger[-1] if self.ledger else None
-
-    def raise_on_divergence(self) -> GraphReplayResult:
-        if self.divergences:
-            raise ReplayDivergence(self.parent_run_id, self.divergences)
-        return self
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id, "parent_run_id": self.parent_run_id, "workflow": self.workflow,
-            "mode": self.mode, "fork_version": self.fork_version, "status": self.status,
-            "original_status": self.original_status, "diverged": self.diverged,
-            "overrides": list(self.overrides), "recorded": self.recorded,
-            "divergences": [d.to_json() for d in self.divergences],
-        }  # fmt: skip
 
 
 def _revive(value: Any) -> Any:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 from tracer import FieldChange, canonical_json
 
@@ -136,10 +136,10 @@ class ReplayGap(ReplayError):
 
 class ReplayDivergence(ReplayError):
     """A replay (or a trace check) of ``run_id`` diverged; ``divergence`` is the first of
-    ``divergences``, ``result`` the :class:`ReplayResult` when there is one."""
+    ``divergences``, ``result`` the replay's result when there is one."""
 
     def __init__(
-        self, run_id: str, divergences: Sequence[Divergence], result: ReplayResult | None = None
+        self, run_id: str, divergences: Sequence[Divergence], result: Compared | None = None
     ) -> None:
         self.run_id = run_id
         self.divergences = tuple(divergences)
@@ -150,8 +150,48 @@ class ReplayDivergence(ReplayError):
         super().__init__(f"replay of run {run_id} diverged at {self.divergence.summary(100)}{tail}")
 
 
+class Compared:
+    """What every replay result shares, whatever ran it (the engine, a LangGraph graph): the
+    divergences found, the first of them, raising on them, and the JSON of the comparison."""
+
+    __slots__ = ()
+    run_id: str | None
+    parent_run_id: str
+    workflow: str
+    mode: Literal["replay", "fork"]
+    status: str
+    original_status: str | None
+    divergences: tuple[Divergence, ...]
+    fork_version: int | None
+    overrides: tuple[str, ...]
+    recorded: bool
+
+    @property
+    def diverged(self) -> bool:
+        return bool(self.divergences)
+
+    @property
+    def first_divergence(self) -> Divergence | None:
+        return self.divergences[0] if self.divergences else None
+
+    def raise_on_divergence(self) -> Self:
+        """This result, or :class:`ReplayDivergence` naming the first divergence."""
+        if self.divergences:
+            raise ReplayDivergence(self.parent_run_id, self.divergences, self)
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "parent_run_id": self.parent_run_id, "workflow": self.workflow,
+            "mode": self.mode, "fork_version": self.fork_version, "status": self.status,
+            "original_status": self.original_status, "diverged": self.diverged,
+            "overrides": list(self.overrides), "recorded": self.recorded,
+            "divergences": [d.to_json() for d in self.divergences],
+        }  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True, eq=False)
-class ReplayResult:
+class ReplayResult(Compared):
     """What a replay or a fork did: the new run, linked to the original, and how it compares.
 
     ``run_id`` is the new run (recorded with ``agentrace.run.parent`` = ``parent_run_id``, and
@@ -177,14 +217,6 @@ class ReplayResult:
     error: BaseException | None = field(default=None, repr=False)
 
     @property
-    def diverged(self) -> bool:
-        return bool(self.divergences)
-
-    @property
-    def first_divergence(self) -> Divergence | None:
-        return self.divergences[0] if self.divergences else None
-
-    @property
     def ok(self) -> bool:
         """No divergence, and the new run ended as the original did."""
         return not self.divergences and self.status == self.original_status
@@ -197,12 +229,6 @@ class ReplayResult:
     def state_at(self, version: int) -> dict[str, JSON]:
         """A copy of the new run's state at ``version``."""
         return self.ledger.document(version)
-
-    def raise_on_divergence(self) -> ReplayResult:
-        """This result, or :class:`ReplayDivergence` naming the first divergence."""
-        if self.divergences:
-            raise ReplayDivergence(self.parent_run_id, self.divergences, self)
-        return self
 
     def report(self, width: int = 100) -> str:
         """A few lines for people: the new run, the mode, and the first divergences."""
@@ -222,15 +248,6 @@ class ReplayResult:
             lines.extend(f"  {d.summary(width)}" for d in self.divergences[:1])
             lines.extend(f"  then {d.summary(width)}" for d in self.divergences[1:3])
         return "\n".join(lines)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id, "parent_run_id": self.parent_run_id, "workflow": self.workflow,
-            "mode": self.mode, "fork_version": self.fork_version, "status": self.status,
-            "original_status": self.original_status, "diverged": self.diverged,
-            "overrides": list(self.overrides), "recorded": self.recorded,
-            "divergences": [d.to_json() for d in self.divergences],
-        }  # fmt: skip
 
 
 def load_ref(ref: str, what: str = "workflow") -> Any:

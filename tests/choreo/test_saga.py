@@ -25,11 +25,13 @@ def booking(
     saga: e.SagaPolicy | None = None,
     start: bool = False,
     undone: list[str] | None = None,
+    plain: frozenset[str] = frozenset(),
 ) -> e.Choreography:
     """A chain of agents (each reserves something, each can undo it) ending in ``pay``, which fails.
 
     ``fail_compensation`` makes an agent's compensation fail its first n attempts.
-    With ``start`` the first agent is an orchestrated start step (a hybrid).
+    With ``start`` the first agent is an orchestrated start step (a hybrid). Agents named
+    in ``plain`` have nothing to undo.
     """
     fails = dict(fail_compensation or {})
     undone = undone if undone is not None else []
@@ -49,7 +51,7 @@ def booking(
             await ctx.sleep(0.2)
             return e.Update({"held": {**state["held"], name: value["order"]}}, output=value)
 
-        return e.Agent(name, do, compensate=undo)
+        return e.Agent(name, do, compensate=None if name in plain else undo)
 
     @e.agent
     async def pay(state: e.StateView, value: Any) -> None:
@@ -188,6 +190,49 @@ async def test_continue_on_error_compensates_the_rest(env: Env) -> None:
     assert pubs == [
         ("hotel", "flight.compensate")
     ]  # passed on by the agent whose compensation failed
+
+
+def _skips(env: Env) -> list[tuple[str, int, str]]:
+    """The skipped compensations recorded on the run's root span: (agent, step, reason)."""
+    (root,) = env.spans("invoke_workflow")
+    return [
+        (ev[c.SAGA_AGENT], ev[c.SAGA_STEP], ev[c.SAGA_REASON])
+        for ev in events(root, c.EV_SAGA_COMPENSATE)
+        if ev[c.SAGA_OUTCOME] == "skipped"
+    ]
+
+
+@pytest.mark.parametrize("start", [False, True], ids=["choreographed", "hybrid"])
+async def test_a_step_with_nothing_to_undo_is_recorded_skipped_as_the_orchestrator_does(
+    env: Env, start: bool
+) -> None:
+    undone: list[str] = []
+    flow = booking(
+        ["flight", "insure", "hotel"], start=start, undone=undone, plain=frozenset({"insure"})
+    )
+    result = await env.choreographer().run(flow, {"order": "o1"}, state=STATE)
+    assert result.status == "compensated"
+    assert undone == ["hotel", "flight"]  # the event passes insure over
+    step = next(r.step for r in result.steps if r.agent == "insure")
+    assert _skips(env) == [("insure", step, "no_compensation")]
+    assert detect(env.store(), result.run_id) == []  # nothing it needed was left undone
+
+
+async def test_steps_left_undone_after_a_failed_compensation_are_recorded_and_named(
+    env: Env,
+) -> None:
+    flow = booking(["flight", "hotel", "car"], fail_compensation={"car": 9})
+    result = await env.choreographer().run(flow, {"order": "o1"}, state=STATE)
+    assert result.status == "compensation_failed"
+    steps = {r.agent: r.step for r in result.steps if r.outcome == "ok"}
+    assert _skips(env) == [
+        ("hotel", steps["hotel"], "stopped"),
+        ("flight", steps["flight"], "stopped"),
+    ]
+    found = detect(env.store(), result.run_id)
+    incomplete = [f for f in found if f.kind == "saga_incomplete"]
+    assert sorted(a for f in incomplete for a in f.agents) == ["flight", "hotel"]
+    assert all(f.evidence["skip_recorded"] for f in incomplete)
 
 
 async def test_a_hybrid_starts_with_an_orchestrated_step(env: Env) -> None:

@@ -123,3 +123,39 @@ def test_deeply_nested_values_export_whole(tmp_path) -> None:
         with t.Store(again, read_only=True) as a, t.Store(db, read_only=True) as b:
             sa, sb = a.spans("ab" * 16), b.spans("ab" * 16)
             assert [s.attributes for s in sa] == [s.attributes for s in sb]
+
+
+class _FailingAt:
+    """A connection whose COPY of one table fails, as a full disk would fail it."""
+
+    def __init__(self, con: object, table: str) -> None:
+        self._con, self._table = con, table
+
+    def execute(self, sql: str, *args: object) -> object:
+        if sql.startswith("COPY") and f"FROM {self._table} " in sql:
+            import duckdb
+
+            raise duckdb.IOException("No space left on device")
+        return self._con.execute(sql, *args)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-folder", "replaced-folder"])
+def test_parquet_export_is_whole_or_nothing(tmp_path, db, monkeypatch, existing) -> None:
+    out = tmp_path / "exports" / "pq"
+    with t.Store(db[0]) as store:
+        if existing:  # an earlier export, told apart from this one by its bytes
+            for p in store.export_parquet(db[1], out):
+                p.write_bytes(b"an earlier export of " + p.name.encode())
+        before = {p.name: p.read_bytes() for p in out.iterdir()} if existing else {}
+        cur = store._cur
+        monkeypatch.setattr(store, "_cur", lambda: _FailingAt(cur(), "span_links"))
+        with pytest.raises(Exception, match="No space left"):
+            store.export_parquet(db[1], out)
+        monkeypatch.undo()
+        # Nothing half-written: no new folder, no staging left, an old export untouched.
+        assert sorted(p.name for p in out.parent.iterdir()) == (["pq"] if existing else [])
+        if existing:
+            assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+        written = store.export_parquet(db[1], out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in written)
+    assert len(written) > 3 and sorted(p.name for p in out.parent.iterdir()) == ["pq"]

@@ -264,6 +264,25 @@ def test_runs_json_shows_status_errors_handled_errors_and_tokens(tmp_path: Path)
     assert pyd["tokens"]["input"] > 0 and pyd["tokens"]["output"] > 0
 
 
+@pytest.mark.parametrize("name", ["smolagents", "pydantic_ai", "langgraph_openinference"])
+def test_tokens_count_each_model_call_once_wherever_they_are_shown(name: str) -> None:
+    """smolagents' agent spans repeat their calls' usage: counted once, the same in the
+    runs list, the debugger's header and per agent and model."""
+    from tui._data import run_tokens
+
+    store = fresh()
+    t.import_file(store, FOREIGN / f"{name}.jsonl")
+    for run in store.runs():
+        calls = [s for s in store.spans(run.run_id) if s.operation == "chat"]
+        want_in = sum(int(s.attributes.get("gen_ai.usage.input_tokens")
+                          or s.attributes.get("llm.token_count.prompt") or 0) for s in calls)  # fmt: skip
+        got = store.run_tokens()[run.run_id]
+        assert got.input == want_in > 0
+        assert run_tokens(store, [run.run_id])[run.run_id] == got
+        assert sum(i for i, _ in got.by_agent.values()) == got.input
+        assert sum(i for i, _ in got.by_model.values()) == got.input
+
+
 # -- item 4: every span has its agent -------------------------------------------------------------
 
 FRAMEWORK_AGENTS = {

@@ -177,5 +177,38 @@ def test_the_recorded_broker_runs(name: str, expected: list[str]) -> None:
     t.import_file(store, FOREIGN / f"{name}.jsonl")
     (run,) = store.runs()
     assert kinds(store, run.run_id) == expected
+    # Plain services on a broker: each service is the agent of what it sends and handles.
+    assert run.agents == ("billing-worker", "order-service")
+    by_name = {(s.name, s.agent) for s in store.spans(run.run_id) if s.parent_span_id}
+    assert ("charge invoice", "billing-worker") in by_name  # the consumer's work is its
     g = coordination_graph(store, run.run_id)
     assert g.has_edge("order-service", "invoices") and g.has_edge("invoices", "billing-worker")
+
+
+@pytest.mark.parametrize("parent_first", [True, False], ids=["parent-first", "parent-late"])
+def test_an_enclosing_agent_comes_before_the_service_in_any_order(parent_first: bool) -> None:
+    """A producer span inside an agent belongs to the agent; a consumer with no agent above
+    it belongs to its service, and so does the work under it, whichever batch comes first."""
+    rabbit = {"messaging.system": "rabbitmq", "messaging.destination.name": "quotes"}
+    agent = span(1, 1, "invoke_agent planner", 1, {"gen_ai.operation.name": "invoke_agent",
+                 "gen_ai.agent.name": "planner"})  # fmt: skip
+    send = span(1, 2, "quotes publish", PRODUCER, {**rabbit, "messaging.message.id": "q-1"},
+                parent=1)  # fmt: skip
+    handle = span(1, 3, "quotes process", CONSUMER, {**rabbit, "messaging.message.id": "q-1"},
+                  parent=2, start=100)  # fmt: skip
+    work = span(1, 4, "price quote", 1, {}, parent=3, start=110)
+    lone = span(2, 5, "quotes process", CONSUMER, {**rabbit, "messaging.message.id": "q-2"})
+    lone_work = span(2, 6, "price quote", 1, {}, parent=5, start=10)
+    store = t.Store(":memory:")
+    batches = [
+        request("planner-svc", agent),
+        request("planner-svc", send),
+        request("pricing", handle, work, lone, lone_work),
+    ]
+    for batch in batches if parent_first else reversed(batches):
+        store.ingest([batch])
+    got = {s.span_id[-1]: s.agent for s in store.spans(f"{1:032x}") + store.spans(f"{2:032x}")}
+    assert got == {
+        "1": "planner", "2": "planner", "3": "planner", "4": "planner",  # the agent encloses all
+        "5": "pricing", "6": "pricing",  # no agent above: the consumer's service
+    }  # fmt: skip

@@ -84,7 +84,8 @@ def test_the_official_exporter_spans_arrive_whole(tmp_path: Path, compression: C
     reference.ingest([encode_spans(memory.get_finished_spans())])
     assert span_rows(store) == span_rows(reference)
     assert len(store.runs()) == 3
-    assert {a for r in store.runs() for a in r.agents} == {"planner", "critic"}
+    # "send tasks" is sent from the root, under no agent: its service sent it.
+    assert {a for r in store.runs() for a in r.agents} == {"planner", "critic", "receiver-test"}
 
 
 def test_fixture_traces_post_as_protobuf_and_as_json_like_an_import(tmp_path: Path) -> None:
@@ -365,6 +366,41 @@ def test_grpc_receiver(tmp_path: Path) -> None:
 
     asyncio.run(main())
     assert counts(store)["spans"] == 8 + 7
+
+
+def test_grpc_calls_hold_the_receivers_bytes_in_flight(tmp_path: Path) -> None:
+    """Both ports spend one budget: with it spent, an export is refused retryably and
+    nothing is stored; once freed, the same export lands and gives its bytes back."""
+    import asyncio
+
+    import grpc
+
+    store = t.Store(tmp_path / "s.duckdb")
+    body = (FOREIGN / "pydantic_ai.pb").read_bytes()
+
+    async def main() -> None:
+        rx = await t.start_receiver(store, "127.0.0.1", 0, max_pending=len(body))
+        server = await t.start_grpc_receiver(rx.writer, "127.0.0.1", 0, in_flight=rx.in_flight)
+        budget = rx.in_flight
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                export = channel.unary_unary(
+                    "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+                )
+                assert budget.reserve(len(body))  # an HTTP body being read
+                with pytest.raises(grpc.aio.AioRpcError) as err:
+                    await export(body)
+                assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+                assert counts(store)["spans"] == 0
+                budget.release(len(body))
+                await export(body)
+                assert budget.used == 0
+        finally:
+            await server.close()
+            await rx.close()
+
+    asyncio.run(main())
+    assert counts(store)["spans"] == 8
 
 
 def test_a_bad_request_does_not_spoil_the_requests_committed_with_it(tmp_path: Path) -> None:

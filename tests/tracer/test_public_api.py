@@ -8,7 +8,7 @@ PUBLIC = {
     "InMemorySink", "DuckDBSink", "OtlpJsonLinesSink", "OtlpProtoFileSink", "OtlpHttpSink", "TeeSink",
     "Clock", "SystemClock", "FakeClock", "IdGenerator", "RandomIds", "SeededIds", "conventions",
     # the store and its read models
-    "Store", "DEFAULT_DB", "SCHEMA_VERSION", "Run", "Span", "SpanEvent", "SpanLink", "StateVersion",
+    "Store", "DEFAULT_DB", "SCHEMA_VERSION", "Run", "RunTokens", "Span", "SpanEvent", "SpanLink", "StateVersion",
     "StateRead", "Message", "Finding", "IngestResult", "VerifyResult", "FieldChange",
     # OTLP in and out
     "decode_json", "decode_proto", "encode_json", "read_records", "Record", "detect_format",

@@ -146,6 +146,22 @@ def test_verify_names_a_missing_version(store) -> None:
     store.sql("DELETE FROM state_versions WHERE version = 2")
     (result,) = store.verify(run_id)
     assert result.first_bad_version == 2 and "missing" in (result.detail or "")
+    store.sql("DELETE FROM state_versions WHERE version = 1")
+    (result,) = store.verify(run_id)
+    assert (result.first_bad_version, result.detail) == (1, "version 1 is missing")
+
+
+def test_verify_names_a_patch_that_does_not_apply_and_a_wrong_parent(store) -> None:
+    run_id = record_run(t.DuckDBSink(store), versions=4)
+    store.sql("UPDATE state_versions SET parent_version = 1 WHERE version = 3")
+    (result,) = store.verify(run_id)
+    assert (result.first_bad_version, result.detail) == (3, "parent is 1, expected 2")
+    store.sql(
+        """UPDATE state_versions SET patch = '[{"op": "test", "path": "/nope", "value": 1}]'
+           WHERE version = 2"""
+    )
+    (result,) = store.verify(run_id)
+    assert result.first_bad_version == 2 and "does not apply" in (result.detail or "")
 
 
 def test_findings_replace_and_read(store) -> None:

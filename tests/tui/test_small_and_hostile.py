@@ -509,3 +509,53 @@ def test_topics_fold_into_agent_edges(story_store: Any) -> None:
     spans = {s for _, _, d in full.edges(data=True) for s in d.get("span_ids") or ()}
     assert {s for _, _, d in folded.edges(data=True) for s in d.get("span_ids") or ()} == spans
     assert data.compact.layout is not None and data.compact.layout.width < data.layout.width
+    # Deliveries are counted from the publishers that published: one that only declared a
+    # topic (shipping never sent checkout.compensate) gets an unused edge, not a delivery.
+    delivered = sum(
+        d["count"] for t, _, d in full.edges(data=True) if t in topics and full.in_edges(t)
+    )
+    observed = {(u, v): d for u, v, d in folded.edges(data=True) if d.get("kind") == "deliver"}
+    assert not observed[("shipping", "checkout")]["observed"]
+    assert observed[("shipping", "checkout")]["count"] == 0
+    assert observed[("inventory", "checkout")]["count"] == 1
+    assert sum(d["count"] for d in observed.values()) == delivered
+
+
+def test_a_sagas_compensations_are_their_own_kind_and_filter(tmp_path: Path) -> None:
+    from tui._data import filter_spans
+
+    store = Store(tmp_path / "saga.duckdb")
+    import_file(store, Path(__file__).parents[2] / "sample_traces" / "choreo-saga.jsonl")
+    run_id = next(r.run_id for r in store.runs() if r.status == "compensated")
+    spans = store.spans(run_id)
+    undo = {s.span_id for s in spans if s.name.startswith("compensate ")}
+    assert undo and all(span_kind(s.attributes) == "undo" for s in spans if s.span_id in undo)
+    assert set(filter_spans(store, run_id, "kind:undo")) == undo
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)])
+async def test_the_hybrid_graph_fits_a_small_terminal_and_keeps_counts_on_a_large_one(
+    story_store: Any, size: tuple[int, int]
+) -> None:
+    store, runs = story_store
+    app = AgentraceApp(store, run_id=runs["hybrid"], theme="agentrace-dark")
+    async with app.run_test(size=size) as pilot:
+        await settle(app, pilot)
+        await pilot.press("1", "z")
+        await settle(app, pilot)
+        graph = app.screen.query_one(CoordinationGraph)
+        pic = graph.picture
+        assert pic is not None
+        agents = {"checkout", "inventory", "shipping", "payment"}
+        assert agents <= set(pic.boxes)
+        text = pic.text()
+        if size == (80, 24):
+            # Narrowed: everything in view, outcome marks kept, counts dropped.
+            assert pic.width <= graph.scrollable_content_region.width
+            assert "↯✗" in text and "×1" not in text
+        else:
+            assert "×2" in text and "unused" in text  # the whole story, counts and all
+        await pilot.resize_terminal(*((160, 48) if size == (80, 24) else (80, 24)))
+        await settle(app, pilot)
+        assert graph.picture is not None
+        assert ("×1" in graph.picture.text()) is (size == (80, 24))  # redrawn for the new size

@@ -96,6 +96,13 @@ async def test_stepping_to_the_parallel_version_shows_the_step_side_by_side(
         # The assessor's message reads as a conversation, not LangChain's dict.
         assert "assistant" in text and "damage assessed: 2500" in text
         assert '"data"' not in text.split("── diff")[0]
+        # The diff reads the same: the message as a message, each change by the nodes that
+        # wrote its channel in the step, and the version by both.
+        diff = " ".join(text.split("── diff")[1].split("── state")[0].split())
+        assert "/messages/1assistant damage assessed: 2500 by damage_assessor v4" in diff
+        assert "__type__" not in diff and "by - " not in diff
+        assert "/fraud_score0.82 by fraud_check v4" in diff
+        assert "commit by damage_assessor ‖ fraud_check" in " ".join(text.split())
 
 
 async def test_a_narrow_pane_stacks_the_nodes_and_the_input_shows_what_runs_first(
@@ -136,3 +143,23 @@ async def test_from_the_checkpointer_alone_the_messages_read_as_a_conversation(
         assert langchain_messages(messages) == (ChatMessage("assistant", "damage assessed: 2500"),)
     finally:
         store.close()
+
+
+def test_stepping_reads_the_node_writes_once_per_load(
+    claims_store: tuple[Store, dict[str, str]], monkeypatch: Any
+) -> None:
+    import tui._data as data
+
+    store, runs = claims_store
+    calls: list[str] = []
+    real = data.langgraph_writes
+
+    def counted(store: Store, run_id: str) -> Any:
+        calls.append(run_id)
+        return real(store, run_id)
+
+    monkeypatch.setattr(data, "langgraph_writes", counted)
+    meta = load_meta(store, runs["claim-1"])
+    steps = [load_state(store, runs["claim-1"], k, None, meta).superstep for k in range(1, 6)]
+    assert len(calls) == 1  # with the full load, not once per version
+    assert [s.step if s else None for s in steps][-2:] == [2, 3]

@@ -7,8 +7,10 @@ matters: a late batch, a parent after its children, a root first or last, all en
 in the same rows.
 
 * the agent of every span: its own (``classify``), else that of the nearest
-  enclosing span that has one; and the ``cycle`` flag of spans that are their own
-  ancestor (treated as roots, so an agent is never inherited through a cycle);
+  enclosing span that has one, else (a plain service on a broker) the service of the
+  nearest enclosing producer or consumer span (``service_agent``); and the ``cycle``
+  flag of spans that are their own ancestor (treated as roots, so an agent is never
+  inherited through a cycle);
 * state versions rebuilt from a LangGraph OpenInference trace (``derived =
   'langgraph-trace'``), pointing at the node spans that produced them;
 * the flow of each run: the runs joined to it by span links.
@@ -30,23 +32,32 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from .._mapping import classify
+from .._mapping import classify, service_agent
 from .._otlp import KIND_BY_NAME
 
 DERIVED_LANGGRAPH_TRACE = "langgraph-trace"
 _trace_of = operator.itemgetter(0)
+_MESSAGING_KINDS = ("PRODUCER", "CONSUMER")
 LANGCHAIN_SCOPE_PREFIX = "openinference.instrumentation.lang"
 
 
 def resolve_tree(
-    parents: Mapping[str, str], own: Mapping[str, str | None]
+    parents: Mapping[str, str],
+    own: Mapping[str, str | None],
+    services: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, str | None], set[str]]:
     """Each span's agent (its own, else the nearest ancestor's) and the spans in a cycle.
 
     ``parents`` maps span id to parent span id ('' for a root) and holds every span
     known of the trace; a parent not in it is unknown (not arrived), so the chain stops
-    there. A span in a parent cycle is a root: it keeps only its own agent.
+    there. A span in a parent cycle is a root: it keeps only its own agent. A span that
+    gets no agent so takes the nearest ``services`` entry at or above it (the service of
+    a producer or consumer span): weaker than any agent a span inherits.
     """
+    if services:
+        strong, in_cycle = resolve_tree(parents, own)
+        fallback = resolve_tree(parents, services)[0]
+        return {sid: a or fallback.get(sid) for sid, a in strong.items()}, in_cycle
     cycle: set[str] = set()
     state: dict[str, int] = {}  # 1: on the current path, 2: done
     for start in parents:
@@ -119,6 +130,7 @@ def resolve_batch(rows: list[tuple[Any, ...]], trace_ids: Iterable[str]) -> set[
     wanted = set(trace_ids)
     parents_of: dict[str, dict[str, str]] = {}
     orphans: dict[str, list[str]] = {}  # spans without an agent of their own, per trace
+    services_of: dict[str, dict[str, str]] = {}  # producer/consumer spans' services, per trace
     # A request holds a trace's spans together: a run of rows per trace, read in bulk.
     for tid, run in itertools.groupby(rows, key=_trace_of):
         if tid not in wanted:
@@ -132,11 +144,16 @@ def resolve_batch(rows: list[tuple[Any, ...]], trace_ids: Iterable[str]) -> set[
         none = [r[1] for r in group if r[17] is None]
         if none:
             orphans.setdefault(tid, []).extend(none)
+            for r in group:
+                if r[17] is None and r[6] in _MESSAGING_KINDS:
+                    service = service_agent(KIND_BY_NAME[r[6]], orjson.loads(r[11]), r[15])
+                    if service is not None:
+                        services_of.setdefault(tid, {})[r[1]] = service
     slow: dict[str, set[str]] = {}  # trace -> its cycles, for traces walked span by span
     changes: dict[tuple[str, str], tuple[str | None, bool]] = {}
     for tid, parents in parents_of.items():
         cycle = _cycles(parents)
-        if cycle or any(parents[x] in parents for x in orphans.get(tid, ())):
+        if cycle or tid in services_of or any(parents[x] in parents for x in orphans.get(tid, ())):
             slow[tid] = cycle
     if not slow:
         return set()
@@ -146,7 +163,7 @@ def resolve_batch(rows: list[tuple[Any, ...]], trace_ids: Iterable[str]) -> set[
         if own is not None:
             own[r[1]] = r[17]
     for tid, own in own_of.items():
-        agents, cycle = resolve_tree(parents_of[tid], own)
+        agents, cycle = resolve_tree(parents_of[tid], own, services_of.get(tid))
         for sid, a in agents.items():
             if a != own[sid] or sid in cycle:
                 changes[(tid, sid)] = (a, sid in cycle)
@@ -167,10 +184,13 @@ def rederive_stored(
     (it had not arrived), which had no agent then. So the stored ``agent`` column serves
     as each span's own agent (a span that has one keeps it), and only the light columns
     are read. A trace where a cycle appears, or ``full``, is classified again from its
-    attributes (a span in a cycle keeps only its own agent, which the column may not say).
+    attributes (a span in a cycle keeps only its own agent, which the column may not say),
+    as is one with a producer or consumer span that may hold its service as its agent
+    (weaker than an agent a late parent brings, which the column cannot tell).
     """
     rows = con.execute(
-        """SELECT trace_id, span_id, parent_span_id, agent, cycle, service_name
+        """SELECT trace_id, span_id, parent_span_id, agent, cycle, service_name,
+                  kind IN ('PRODUCER', 'CONSUMER') AND coalesce(agent = service_name, true)
            FROM spans WHERE trace_id IN (SELECT unnest($ids))""",
         {"ids": trace_ids},
     ).fetchall()
@@ -182,9 +202,9 @@ def rederive_stored(
         parents = {r[1]: r[2] for r in spans}
         own: Mapping[str, str | None] = {r[1]: r[3] for r in spans}
         agents, cycle = resolve_tree(parents, own)
-        if full or cycle != {r[1] for r in spans if r[4]}:
-            own = _classified(con, tid)
-            agents, cycle = resolve_tree(parents, own)
+        if full or any(r[6] for r in spans) or cycle != {r[1] for r in spans if r[4]}:
+            own, services = _classified(con, tid)
+            agents, cycle = resolve_tree(parents, own, services)
         for r in spans:
             a, c = agents.get(r[1]), r[1] in cycle
             if a != r[3] or c != bool(r[4]):
@@ -217,16 +237,26 @@ def rederive_stored(
         con.unregister("_changed")
 
 
-def _classified(con: duckdb.DuckDBPyConnection, trace_id: str) -> dict[str, str | None]:
-    """Each span's own agent, from its name, kind and attributes."""
+def _classified(
+    con: duckdb.DuckDBPyConnection, trace_id: str
+) -> tuple[dict[str, str | None], dict[str, str]]:
+    """Each span's own agent, from its name, kind and attributes, and the service of each
+    producer or consumer span without one."""
     rows = con.execute(
-        "SELECT span_id, parent_span_id, name, kind, attributes FROM spans WHERE trace_id = ?",
+        """SELECT span_id, parent_span_id, name, kind, attributes, service_name
+           FROM spans WHERE trace_id = ?""",
         [trace_id],
     ).fetchall()
-    return {
-        sid: classify(name, KIND_BY_NAME.get(kind, 0), orjson.loads(attrs), not pid)[1]
-        for sid, pid, name, kind, attrs in rows
-    }
+    own: dict[str, str | None] = {}
+    services: dict[str, str] = {}
+    for sid, pid, name, kind, attrs_json, service in rows:
+        k, attrs = KIND_BY_NAME.get(kind, 0), orjson.loads(attrs_json)
+        own[sid] = agent = classify(name, k, attrs, not pid)[1]
+        if agent is None:
+            fallback = service_agent(k, attrs, service)
+            if fallback is not None:
+                services[sid] = fallback
+    return own, services
 
 
 # -- LangGraph state from OpenInference traces ------------------------------------------------

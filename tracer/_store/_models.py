@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,3 +203,18 @@ class VerifyResult:
     ok: bool
     first_bad_version: int | None = None
     detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunTokens:
+    """The input and output tokens of a run's model calls, in all, by agent and by model
+    (each ``(input, output)``)."""
+
+    input: int = 0
+    output: int = 0
+    by_agent: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    by_model: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return self.input + self.output

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import os
 import re
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -21,8 +24,15 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from .. import conventions as c
 from .._clock import SystemClock
-from .._errors import DecodeError, DuplicateSpanError, NotFoundError, StoreLockedError
+from .._errors import (
+    DecodeError,
+    DuplicateSpanError,
+    NotFoundError,
+    StateChainError,
+    StoreLockedError,
+)
 from .._otlp import (
     KIND_BY_NAME,
     STATUS_BY_NAME,
@@ -33,7 +43,7 @@ from .._otlp import (
 )
 from .._recorder import SpanBatch
 from .._redact import Redactor
-from .._state import JSON, FieldChange, apply_patch, chain_hash, field_changes
+from .._state import JSON, FieldChange, chain_hash, field_changes
 from ..reads import states
 from ._derive import derive_flows, derive_langgraph, known_and_linked, rederive_stored
 from ._ingest import Batch
@@ -42,6 +52,7 @@ from ._models import (
     IngestResult,
     Message,
     Run,
+    RunTokens,
     Span,
     SpanEvent,
     SpanLink,
@@ -541,21 +552,47 @@ class Store:
         ).fetchall()
         return [_run(row) for row in rows]
 
-    def run_tokens(self) -> dict[str, tuple[int, int]]:
-        """Per run: the input and output tokens of its model calls (each call's own usage,
-        GenAI or OpenInference spelling; an agent span's aggregate is not counted again)."""
+    def run_tokens(self, run_ids: Iterable[str] | None = None) -> dict[str, RunTokens]:
+        """Per run (all, or ``run_ids``): the tokens of its model calls, in all, by agent and
+        by model. Each call's own usage counts (GenAI or OpenInference spelling), an agent
+        span's aggregate is not counted again; runs with no usage recorded get no entry."""
+        first = "coalesce(" + ", ".join(f"attributes->>'{k}'" for k in c.MODEL_KEYS) + ")"
+
+        def tokens(keys: tuple[str, ...]) -> str:
+            return (
+                "coalesce("
+                + ", ".join(f"TRY_CAST(attributes->>'{k}' AS BIGINT)" for k in keys)
+                + ")"
+            )
+
+        tin, tout = tokens(c.INPUT_TOKEN_KEYS), tokens(c.OUTPUT_TOKEN_KEYS)
+        where, params = "", [list(c.MODEL_CALL_OPERATIONS)]
+        if run_ids is not None:
+            where, params = (
+                "AND list_contains($2::VARCHAR[], trace_id)",
+                [*params, sorted(set(run_ids))],
+            )
         rows = self.sql(
-            """SELECT trace_id,
-                      sum(coalesce(TRY_CAST(attributes->>'gen_ai.usage.input_tokens' AS BIGINT),
-                                   TRY_CAST(attributes->>'gen_ai.usage.prompt_tokens' AS BIGINT),
-                                   TRY_CAST(attributes->>'llm.token_count.prompt' AS BIGINT), 0)),
-                      sum(coalesce(TRY_CAST(attributes->>'gen_ai.usage.output_tokens' AS BIGINT),
-                                   TRY_CAST(attributes->>'gen_ai.usage.completion_tokens' AS BIGINT),
-                                   TRY_CAST(attributes->>'llm.token_count.completion' AS BIGINT), 0))
-               FROM spans WHERE operation IN ('chat', 'text_completion', 'generate_content')
-               GROUP BY trace_id"""
+            f"""SELECT trace_id, coalesce(agent, ''), coalesce({first}, ''),
+                       sum(coalesce({tin}, 0)), sum(coalesce({tout}, 0))
+                FROM spans
+                WHERE list_contains($1::VARCHAR[], operation) {where}
+                  AND ({tin} IS NOT NULL OR {tout} IS NOT NULL)
+                GROUP BY ALL ORDER BY ALL""",
+            params,
         ).fetchall()
-        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+        acc: dict[
+            str, tuple[list[int], dict[str, tuple[int, int]], dict[str, tuple[int, int]]]
+        ] = {}
+        for run, agent, model, i, o in rows:
+            total, agents, models = acc.setdefault(run, ([0, 0], {}, {}))
+            total[0] += i
+            total[1] += o
+            for into, name in ((agents, agent), (models, model)):
+                if name:
+                    pi, po = into.get(name, (0, 0))
+                    into[name] = (pi + i, po + o)
+        return {r: RunTokens(t[0], t[1], a, m) for r, (t, a, m) in acc.items()}
 
     def run(self, run_id: str) -> Run:
         row = _first(
@@ -770,59 +807,34 @@ class Store:
 
     def _verify_one(self, run_id: str) -> VerifyResult:
         rows = self.sql(
-            """SELECT version, parent_version, snapshot, patch, hash FROM state_versions
+            """SELECT version, snapshot, patch, parent_version, hash FROM state_versions
                WHERE run_id = ? ORDER BY version""",
             [run_id],
         ).fetchall()
+        n = len(rows)
+        if rows and rows[0][0] != 1:
+            return VerifyResult(run_id, n, False, 1, "version 1 is missing")
         prev_hash = ""
-        doc: JSON = None
-        for i, (version, parent, snapshot, patch, stored) in enumerate(rows):
-            expected_version = i + 1
-            if version != expected_version:
-                return VerifyResult(
-                    run_id,
-                    len(rows),
-                    False,
-                    expected_version,
-                    f"version {expected_version} is missing",
-                )
-            if version > 1 and parent not in (None, version - 1):
-                return VerifyResult(
-                    run_id, len(rows), False, version, f"parent is {parent}, expected {version - 1}"
-                )
-            try:
-                if snapshot is not None:
-                    doc = orjson.loads(snapshot)
-                elif doc is None:
-                    return VerifyResult(
-                        run_id, len(rows), False, version, "a patch with no document before it"
-                    )
-                else:
-                    doc = apply_patch(doc, orjson.loads(patch), in_place=True)
-            except (
-                orjson.JSONDecodeError,
-                ValueError,
-                KeyError,
-                IndexError,
-                TypeError,
-                AttributeError,
-            ) as exc:
-                return VerifyResult(
-                    run_id, len(rows), False, version, f"content does not decode: {exc}"
-                )
-            if stored is None:
-                return VerifyResult(run_id, len(rows), False, version, "no hash recorded")
-            actual = chain_hash(prev_hash, doc)
-            if actual != stored:
-                return VerifyResult(
-                    run_id,
-                    len(rows),
-                    False,
-                    version,
-                    f"hash is {stored[:12]}…, content gives {actual[:12]}…",
-                )
-            prev_hash = stored
-        return VerifyResult(run_id, len(rows), True)
+        try:
+            # The documents come from the one walk every reader uses (tracer.reads.states).
+            for (version, doc), (_, _, _, parent, stored) in zip(
+                states(rows, run_id), rows, strict=False
+            ):
+                if version > 1 and parent not in (None, version - 1):
+                    detail = f"parent is {parent}, expected {version - 1}"
+                    return VerifyResult(run_id, n, False, version, detail)
+                if stored is None:
+                    return VerifyResult(run_id, n, False, version, "no hash recorded")
+                actual = chain_hash(prev_hash, doc)
+                if actual != stored:
+                    detail = f"hash is {stored[:12]}…, content gives {actual[:12]}…"
+                    return VerifyResult(run_id, n, False, version, detail)
+                prev_hash = stored
+        except StateChainError as exc:
+            return VerifyResult(
+                run_id, n, False, exc.version, f"version {exc.version} {exc.reason}"
+            )
+        return VerifyResult(run_id, n, True)
 
     # -- findings ----------------------------------------------------------------------------
 
@@ -929,19 +941,36 @@ class Store:
         return req
 
     def export_parquet(self, run_id: str, directory: str | Path) -> list[Path]:
-        """Every table's rows of ``run_id`` as Parquet files under ``directory``, one per table."""
+        """Every table's rows of ``run_id`` as Parquet files under ``directory``, one per table.
+
+        Whole or not at all: the files are written into a fresh folder beside ``directory``
+        and moved into place only when every one is written (a new ``directory`` appears in
+        one rename; an existing one has each file replaced in one rename). On failure
+        nothing is left behind and ``directory`` is as it was.
+        """
         self.run(run_id)
         out_dir = Path(directory)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        written = []
-        for table, key in _RUN_TABLES:
-            path = out_dir / f"{table}.parquet"
-            self._cur().execute(
-                f"COPY (SELECT * FROM {table} WHERE {key} = ?) TO '{_sql_str(str(path))}' (FORMAT parquet)",
-                [run_id],
-            )
-            written.append(path)
-        return written
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+        try:
+            names = []
+            for table, key in _RUN_TABLES:
+                name = f"{table}.parquet"
+                self._cur().execute(
+                    f"COPY (SELECT * FROM {table} WHERE {key} = ?) TO '{_sql_str(str(staging / name))}' (FORMAT parquet)",
+                    [run_id],
+                )
+                names.append(name)
+            if out_dir.is_dir():
+                for name in names:
+                    os.replace(staging / name, out_dir / name)
+                staging.rmdir()
+            else:
+                staging.rename(out_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return [out_dir / name for name in names]
 
 
 _HANDLED = """

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from tracer import encode_json, json_printable
+from tracer import RunTokens, encode_json, json_printable
 
 from .._cli_base import (
     TEXT_WIDTH,
@@ -28,6 +28,11 @@ from .._output import OutputRefused, check_target, write_file
 from .._text import error_counts, fmt_duration, fmt_when, shown_findings
 
 
+def _tokens_json(tokens: RunTokens | None) -> dict[str, int]:
+    t = tokens or RunTokens()
+    return {"input": t.input, "output": t.output}
+
+
 @cli.command()
 @db_option
 @json_option
@@ -44,7 +49,7 @@ def runs(db: str, as_json: bool) -> None:
                     "run_id": r.run_id, "workflow": r.workflow, "pattern": r.pattern, "status": r.status,
                     "start_ns": r.start_ns, "duration_ns": r.duration_ns, "agents": list(r.agents),
                     "spans": r.span_count, "errors": r.error_count, "handled_errors": r.handled_error_count,
-                    "tokens": dict(zip(("input", "output"), tokens.get(r.run_id, (0, 0)), strict=True)),
+                    "tokens": _tokens_json(tokens.get(r.run_id)),
                     "versions": r.version_count, "findings": shown_findings(r), "scenario": r.scenario,
                     "parent_run_id": r.parent_run_id, "flow_id": r.flow_id,
                 }

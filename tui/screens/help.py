@@ -34,6 +34,7 @@ KEYS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ("f", "next finding: jumps stepper, graph and waterfall to it"),
         ("backspace", "back to where you were before following a link or a STALE line"),
         ("m  C", "mark this run; compare it with the marked one (n / p: next / previous difference)"),
+        ("F", "fork the run at the version shown (replayed up to it, live after) and open the fork"),
         ("escape", "back to the runs"),
     )),
     ("Waterfall", (

@@ -24,7 +24,8 @@ from textual.widget import Widget
 from textual.widgets import Footer, Input
 from textual.worker import get_current_worker
 
-from tracer import Finding, Store
+from tracer import Finding, Run, Store
+from tracer import conventions as c
 
 from .._data import GraphData, RunMeta, edges_for, load_graph, load_head, load_meta
 from .._prices import PriceError, Prices, load_prices
@@ -75,6 +76,8 @@ class RunScreen(Screen[None]):
         Binding("backspace", "go_back", "Back", show=False),
         Binding("m", "mark", "Mark run", show=False),
         Binding("C", "compare", "Compare", show=False),
+        # Not in the footer: at 80 columns it is full before ``z``.
+        Binding("F", "fork", "Fork", show=False),
     ]
 
     # repaint=False: a screen's repaint redraws every pane; the watchers refresh what changed.
@@ -394,6 +397,7 @@ class RunScreen(Screen[None]):
         facts: list[tuple[int, tuple[str, str] | str]] = [
             (5, r.pattern or "-"),
             (1, (r.status or "-", "bold")),
+            (1, _lineage(r)),
             (2, f"{_n(r.error_count, 'error')}, {r.handled_error_count} handled")
             if r.error_count or r.handled_error_count
             else (9, ""),
@@ -521,6 +525,15 @@ class RunScreen(Screen[None]):
         if hasattr(app, "compare_with_marked"):
             app.compare_with_marked(self.run_id)
 
+    def action_fork(self) -> None:
+        """Fork the run at the version the stepper is on (the app runs it, then opens it)."""
+        app: Any = self.app
+        if self.meta is None:
+            self.notify("the run is still loading", severity="warning")
+            return
+        if hasattr(app, "fork_run"):
+            app.fork_run(self.meta, self.version)
+
     def action_go_back(self) -> None:
         """Back to where the user was before following a link or a STALE line."""
         if not self.history:
@@ -640,6 +653,20 @@ class RunScreen(Screen[None]):
             self.minimize()
         else:
             self.maximize(pane, container=False)
+
+
+def _lineage(run: Run) -> str:
+    """What run this one re-ran, and how: ``fork of … at v3``, ``replay of …`` ('' for none)."""
+    parent = run.parent_run_id
+    if not parent:
+        return ""
+    parent = clip(parent[:8], 8)
+    k = run.attributes.get(c.RUN_FORK_VERSION)
+    if k is not None:
+        return f"fork of {parent} at v{clip(str(k), 12)}"
+    if c.RUN_SCHEDULE_SEED in run.attributes:
+        return f"schedule of {parent}"
+    return f"replay of {parent}"
 
 
 def _n(count: int, word: str) -> str:

@@ -2,8 +2,10 @@
 
 The layout is computed once per run in a thread worker (``tui._graph_draw``);
 stepping a version only repaints it with another agent and edge highlighted,
-which is a few thousand cell writes. The picture may be larger than the pane:
-it scrolls, and the highlighted agent is scrolled into view.
+which is a few thousand cell writes. A picture wider than the pane is drawn
+narrow when that fits better (outcome marks without counts, unused edges
+hidden: ``narrow_graph``); what is still larger scrolls, and the highlighted
+agent is scrolled into view.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from .._data import GraphData
+from .._data import GraphData, narrow_graph
 from .._graph_draw import Picture, paint
 from ._lines import RoleStyles
 
@@ -138,6 +140,7 @@ class CoordinationGraph(RoleStyles, ScrollView, can_focus=True):
         self._fill = False
         # The whole graph (``data`` may be a focus on one agent, or topics folded).
         self._full: GraphData | None = None
+        self._narrow: dict[int, tuple[GraphData, GraphData]] = {}
         self.selected: str | None = None  # the agent picked with a / A
         self.focused_on: str | None = None
         self.topics_folded = None
@@ -202,15 +205,44 @@ class CoordinationGraph(RoleStyles, ScrollView, can_focus=True):
                 x, y, w, h = min(boxes)
                 self.scroll_to_region(Region(x, y, w, h), animate=False, immediate=True)
 
+    def _fitted(self) -> GraphData | None:
+        """What is drawn: ``data``, or its narrow drawing (``narrow_graph``) when ``data`` is
+        wider than the pane and the narrow one is narrower."""
+        view = self.data
+        width = self.scrollable_content_region.width or self.size.width
+        if view is None or view.layout is None or not width or view.layout.width <= width:
+            return view
+        key = id(view)
+        if key not in self._narrow:
+            self._narrow = {key: (view, narrow_graph(view))}  # kept alive with its key
+        narrow = self._narrow[key][1]
+        if narrow.layout is None or narrow.layout.width >= view.layout.width:
+            return view
+        return narrow
+
     def _repaint(self) -> None:
-        if self.data is None or self.data.layout is None:
+        shown = self._fitted()
+        if shown is None or shown.layout is None:
             self.picture = None
             self.virtual_size = Size(0, 1)
         else:
             nodes = self.nodes | ({self.selected} if self.selected else set())
-            self.picture = paint(self.data.layout, nodes=nodes, edges=self.edges)
+            edges = self.edges
+            if shown is not self.data and self.data is not None and self.data.layout:
+                # The narrow drawing has fewer edges: the same ones, found by their spans.
+                spans = {s for e in self.data.layout.edges if e.index in edges for s in e.span_ids}
+                edges = frozenset(e.index for e in shown.layout.edges if e.span_ids & spans)
+            self.picture = paint(shown.layout, nodes=nodes, edges=edges)
             self.virtual_size = Size(self.picture.width, self.picture.height)
         self.refresh()
+
+    def on_resize(self) -> None:
+        # A narrower or wider pane may want the other drawing.
+        if self.data is not None and self.data.layout is not None:
+            before = self.picture.width if self.picture is not None else None
+            self._repaint()
+            if self.picture is not None and self.picture.width != before:
+                self._fit()
 
     def notify_style_update(self) -> None:
         super().notify_style_update()

@@ -108,7 +108,9 @@ class RunsTable(DataTable[Text]):
         if columns != self.visible_columns:
             self.clear(columns=True)
             for col in columns:
-                self.add_column(col.label, key=col.key)
+                # Fixed widths (cells are clipped to them): the layout never waits on the
+                # table measuring its rows, which it does only when the app is idle.
+                self.add_column(col.label, key=col.key, width=col.width - 2 * self.cell_padding)
             self.visible_columns = columns
         else:
             self.clear()

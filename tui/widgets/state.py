@@ -152,7 +152,7 @@ class StatePane(LineView):
             head += [
                 (f"  {vm.kind}", "title"),
                 ("  by ", "dim"),
-                (clip(vm.agent or "-", 24), "agent"),
+                (clip(vm.agent or _nodes_of(view.superstep) or "-", 32), "agent"),
                 (f"  +{fmt_duration(vm.committed_ns - t0)}", "dim"),
                 ("  span ", "dim"),
                 (short_id(vm.span_id), "link"),
@@ -248,9 +248,10 @@ class StatePane(LineView):
             w = ch.writer
             who: list[tuple[str, str]] = []
             if w is not None:
+                writer = w.agent or _step_writers(view.superstep, ch.path, w.version, view.version)
                 who = [
                     ("  by ", "dim"),
-                    (clip(w.agent or "-", 16), "agent"),
+                    (clip(writer or "-", 24), "agent"),
                     (f" v{w.version}", "version"),
                 ]
             path = clip(ch.path, 32)
@@ -260,7 +261,7 @@ class StatePane(LineView):
                     (" + ", "added"),
                     (path, "added"),
                     ("  ", "dim"),
-                    (compact_json(ch.new, room), "str"),
+                    *_value_runs(ch.new, room),
                 ]
             elif ch.change == "removed":
                 runs = [(" - ", "removed"), (path, "removed"), ("  was ", "dim"),
@@ -370,6 +371,36 @@ def _superstep_lines(ss: SuperStep, width: int) -> list[Line]:
                 key = key or line.key
             out.append(Line(tuple(runs), key))
     return out
+
+
+def _value_runs(value: Any, room: int) -> list[tuple[str, str]]:
+    """A value in a diff line: a chat message (LangChain's serialised form) as ``role: text``,
+    anything else as compact JSON."""
+    chat = langchain_messages([value]) if isinstance(value, dict) else None
+    if chat is None:
+        return [(compact_json(value, room), "str")]
+    (m,) = chat
+    text = m.content.replace("\n", " ") or ", ".join(f"→ {c.name}" for c in m.tool_calls)
+    role = clip(m.role, 9)
+    return [
+        (role + " ", CHAT_ROLES.get(m.role, "key")),
+        (clip(text, max(4, room - len(role) - 1)), "str"),
+    ]
+
+
+def _step_writers(ss: SuperStep | None, path: str, written: int, shown: int) -> str | None:
+    """The nodes of the shown version's super-step that wrote the channel of ``path`` (a
+    version of several nodes names no one agent): ``a ‖ b``."""
+    if ss is None or written != shown:
+        return None
+    channel = path.lstrip("/").split("/", 1)[0].replace("~1", "/").replace("~0", "~")
+    nodes = [n.node for n in ss.nodes if channel in n.update]
+    return " ‖ ".join(nodes) or None
+
+
+def _nodes_of(ss: SuperStep | None) -> str | None:
+    """The nodes of a super-step, ``a ‖ b``: who wrote a version no one agent wrote."""
+    return " ‖ ".join(n.node for n in ss.nodes) or None if ss is not None else None
 
 
 def _node_head(n: NodeStep, width: int) -> Line:

@@ -77,7 +77,7 @@ class Waterfall(RoleStyles, ScrollView, can_focus=True):
 
         self.app.push_screen(
             Prompt(
-                "Filter spans (empty: all): words, agent:NAME kind:llm|tool|agent|guardrail|message"
+                "Filter spans (empty: all): words, agent:NAME kind:llm|tool|agent|guardrail|message|undo"
                 " status:error model:TEXT",
                 placeholder=self.filter_text or "kind:llm",
             ),
