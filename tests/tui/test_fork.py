@@ -64,6 +64,17 @@ async def _open_at(app: AgentraceApp, pilot: Any, run_id: str, version: int) -> 
     return screen
 
 
+async def _opened_fork(app: AgentraceApp, pilot: Any, original: RunScreen) -> RunScreen:
+    """The run screen the fork opened, once it replaced ``original`` and loaded."""
+    await settle(
+        app, pilot, until=lambda: isinstance(app.screen, RunScreen) and app.screen is not original
+    )
+    await settle(app, pilot)
+    fork = app.screen
+    assert isinstance(fork, RunScreen)
+    return fork
+
+
 async def test_F_forks_the_run_at_the_version_shown_and_opens_the_fork(tmp_path: Path) -> None:
     # `agentrace tui --listen` opens the store for writing: the fork is written into it.
     db = tmp_path / "live.duckdb"
@@ -73,14 +84,8 @@ async def test_F_forks_the_run_at_the_version_shown_and_opens_the_fork(tmp_path:
     async with app.run_test(size=SIZE, message_hook=notes) as pilot:
         original = await _open_at(app, pilot, run, 3)
         await pilot.press("F")
-        await settle(
-            app,
-            pilot,
-            until=lambda: isinstance(app.screen, RunScreen) and app.screen is not original,
-        )
-        await settle(app, pilot)
-        fork = app.screen
-        assert isinstance(fork, RunScreen) and fork.meta is not None
+        fork = await _opened_fork(app, pilot, original)
+        assert fork.meta is not None
         assert fork.run_id != run and fork.meta.run.run_id == fork.run_id
         # The runs row says what it is: a fork of the original, at the version shown.
         row = app.store.run(fork.run_id)
@@ -218,14 +223,8 @@ async def test_the_palette_forks_too_and_the_runs_list_shows_the_fork(tmp_path: 
             await pilot.press("ctrl+p", *"fork this")
             await settle(app, pilot)
             await pilot.press("enter")
-            await settle(
-                app,
-                pilot,
-                until=lambda: isinstance(app.screen, RunScreen) and app.screen is not original,
-            )
-            await settle(app, pilot)
-            fork = app.screen
-            assert isinstance(fork, RunScreen) and fork.run_id != run
+            fork = await _opened_fork(app, pilot, original)
+            assert fork.run_id != run
             assert store.run(fork.run_id).attributes[c.RUN_FORK_VERSION] == 2
             await pilot.press("escape")
             await settle(app, pilot)
