@@ -40,6 +40,8 @@ async def test_at_80x24_the_panes_are_tabs_and_the_graph_loads(
         await settle(app, pilot)
         screen = app.screen
         assert isinstance(screen, RunScreen) and screen.tabbed
+        # The footer has no room for `?` here: the tabs line tells it, whole.
+        assert "tab: next · ?: help" in screen_text(app)
         waterfall = screen.query_one("#waterfall")
         assert waterfall.display and waterfall.size.height >= 15
         assert not screen.query_one("#state").display

@@ -313,7 +313,8 @@ class RunScreen(Screen[None]):
         for i, pane in enumerate(PANES, 1):
             label = f" {i} {titles[pane]} "
             parts.append((label, "bold reverse") if pane == self.active else label)
-        parts.append(("  tab: next", "dim"))
+        # The footer has no room left for `?` at small sizes: the tabs line says it.
+        parts.append(("  tab: next · ?: help", "dim"))
         self.query_one("#run-tabs", TitleBar).text = Text.assemble(*parts)
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
