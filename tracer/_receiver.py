@@ -1048,12 +1048,15 @@ async def _serve(
             )  # fmt: skip
         if on_ready is not None:
             on_ready(receiver, grpc_server)
-        while not done.is_set():
-            # A threading.Event cannot wake a loop; look at it a few times a second.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), 0.2)
-            if stop is not None and stop.is_set():
-                break
+        if stop is not None:
+            # A threading.Event cannot wake a loop: a thread waits on it and wakes the loop.
+            def relay() -> None:
+                stop.wait()
+                with contextlib.suppress(RuntimeError):  # the loop has closed already
+                    loop.call_soon_threadsafe(done.set)
+
+            threading.Thread(target=relay, name="agentrace-serve-stop", daemon=True).start()
+        await done.wait()
     finally:
         if grpc_server is not None:
             await grpc_server.close()

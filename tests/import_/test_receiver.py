@@ -471,3 +471,34 @@ def test_stopping_the_writer_writes_every_request_already_queued(tmp_path: Path)
     # Exactly the spans sent: the LangGraph state is derived rows, not invented spans.
     assert counts(store)["spans"] == 40 + 8 + 12
     assert counts(store)["state_versions"] == 16
+
+
+def test_serve_stops_when_its_stop_event_is_set(tmp_path: Path) -> None:
+    """``serve`` from a thread: it answers once ready, and setting ``stop`` ends it (the loop
+    is woken, not polled) with the counters of what it took."""
+    store = t.Store(tmp_path / "s.duckdb")
+    ready: list[Any] = []
+    listening, stop = threading.Event(), threading.Event()
+    out: list[t.ReceiverStats] = []
+
+    def on_ready(receiver: Any, grpc_server: Any) -> None:
+        ready.append(receiver)
+        listening.set()
+
+    thread = threading.Thread(
+        target=lambda: out.append(t.serve(store, "127.0.0.1", 0, on_ready=on_ready, stop=stop)),
+        daemon=True,
+    )
+    thread.start()
+    assert listening.wait(60)
+    body = (FOREIGN / "pydantic_ai.pb").read_bytes()
+    status, _, _ = post(
+        ready[0].url, body, {"Content-Type": "application/x-protobuf"}
+    )  # fmt: skip
+    assert status == 200
+    stop.set()
+    thread.join(60)
+    assert not thread.is_alive()
+    (stats,) = out
+    assert (stats.requests, stats.stored) == (1, 8)
+    assert counts(store)["spans"] == 8
