@@ -250,6 +250,17 @@ KAFKA_CONSUMER_GROUP: Final = "messaging.kafka.consumer.group"
 CELERY_TASK_NAME: Final = "celery.task_name"
 CELERY_TASK_ID: Final = "celery.task_id"
 
+# Every attribute ``classify`` reads when no OpenInference kind is present (with one, it
+# reads more). A span without any of them but the GenAI operation and agent names is
+# classified from its name, kind, root flag and those two: the protobuf walk
+# (tracer._store._wire) relies on this, and a property test holds it.
+CLASSIFY_KEYS: Final = frozenset({
+    c.GEN_AI_OPERATION_NAME, c.GEN_AI_AGENT_NAME, OI_SPAN_KIND, LEGACY_AGENT_NAME,
+    TL_SPAN_KIND, TL_ENTITY, c.MESSAGING_OPERATION_TYPE, MESSAGING_OPERATION_DEPRECATED,
+    c.MESSAGING_DESTINATION, MESSAGING_DESTINATION_DEPRECATED, c.MESSAGING_SYSTEM,
+    CELERY_TASK_NAME,
+})  # fmt: skip
+
 MessagingFact = tuple[
     str, str | None, str | None, str | None, str | None, str | None, int | None
 ]  # event, message id, topic, key, consumer group, consumer, attempt

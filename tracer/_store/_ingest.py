@@ -9,7 +9,8 @@ columns in one transpose per table, and DuckDB inserts them in bulk.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -36,6 +37,11 @@ from ._derive import LANGCHAIN_SCOPE_PREFIX, resolve_batch
 
 if TYPE_CHECKING:
     from .._recorder import SpanData
+    from ._wire import Walked
+
+# Requests smaller than this are read field by field: the bulk walk's fixed cost pays off
+# only over some dozens of spans (and a process that never sees one never loads numba).
+_WIRE_MIN_BYTES = 16 << 10
 
 
 DERIVED_MESSAGING = "messaging"
@@ -302,6 +308,88 @@ class Batch:
         before = len(self.spans)
         proto_fn = self._proto_span
         lenient = self.lenient
+        for ss, origin in self._proto_scopes(req):
+            for sp in ss.spans:
+                if lenient:
+                    self._lenient(proto_fn, sp, origin)
+                else:
+                    proto_fn(sp, origin)
+        return len(self.spans) - before
+
+    def add_proto_wire(self, data: bytes | memoryview, req: PB2ExportTraceServiceRequest) -> int:
+        """``add_proto(req)`` where ``data`` is the wire form upb parsed into ``req``: its
+        plain spans are read from the bytes in bulk (see tracer._store._wire), the others
+        from ``req`` one by one. The rows are the same either way."""
+        if len(data) < _WIRE_MIN_BYTES:
+            return self.add_proto(req)
+        from . import _wire  # numba: loaded by the first request large enough to need it
+
+        walked = _wire.walk(data)
+        if walked is None or [e - f for _, f, e in walked.scopes] != [
+            len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans
+        ]:
+            return self.add_proto(req)
+        before = len(self.spans)
+        plain = walked.plain
+        ranges = iter(walked.scopes)
+        for ss, origin in self._proto_scopes(req):
+            _, first, end = next(ranges)
+            k = first
+            while k < end:
+                j = k
+                while j < end and plain[j]:
+                    j += 1
+                if j > k:
+                    self._plain_spans(walked, k, j, origin, ss.spans, first)
+                    k = j
+                else:
+                    self._one_proto_span(ss.spans[k - first], origin)
+                    k += 1
+        return len(self.spans) - before
+
+    def _one_proto_span(self, sp: Any, origin: Origin) -> None:
+        if self.lenient:
+            self._lenient(self._proto_span, sp, origin)
+        else:
+            self._proto_span(sp, origin)
+
+    def _plain_spans(
+        self, w: Walked, k: int, j: int, origin: Origin, spans: Any, first: int
+    ) -> None:
+        """Spans ``k:j`` of ``w``, all plain: the rows ``_span`` would make, made in bulk."""
+        tids = w.trace_ids[k:j]
+        sids = w.span_ids[k:j]
+        keys = [t + s for t, s in zip(tids, sids, strict=True)]
+        seen = self._seen
+        if len(set(keys)) != len(keys) or not seen.keys().isdisjoint(keys):
+            for m in range(k, j):  # a span seen before: compared one by one, as always
+                self._one_proto_span(spans[m - first], origin)
+            return
+        base = len(self.spans)
+        seen.update(zip(keys, range(base, base + j - k), strict=True))
+        self.trace_ids.update(tids)
+        codes = w.codes[k:j]
+        if 2 in codes:
+            self.has_errors = True
+        names = w.names[k:j]
+        kinds = w.kinds[k:j]
+        pids = w.parent_ids[k:j]
+        ops, agents = _classify_plain(names, kinds, pids, w.ops[k:j], w.agents[k:j])
+        resource, service, scope_name, scope_version, where = origin
+        n = j - k
+        self.spans.extend(
+            zip(
+                tids, sids, pids, w.trace_states[k:j], w.flags[k:j], names,
+                [KIND_NAMES[x] for x in kinds], w.starts[k:j], w.ends[k:j],
+                [STATUS_NAMES[x] for x in codes], w.status_messages[k:j], w.attributes[k:j],
+                repeat(resource, n), repeat(scope_name, n), repeat(scope_version, n),
+                repeat(service, n), ops, agents, w.dropped_attributes[k:j],
+                w.dropped_events[k:j], w.dropped_links[k:j], repeat(where, n), strict=False,
+            )
+        )  # fmt: skip
+
+    def _proto_scopes(self, req: PB2ExportTraceServiceRequest) -> Iterator[tuple[Any, Origin]]:
+        """Each scope of ``req`` with its origin (resource and scope facts), in order."""
         for rs in req.resource_spans:
             res = rs.resource
             resource_attrs = attrs_from_proto(res.attributes)
@@ -329,12 +417,7 @@ class Batch:
                     scope.dropped_attributes_count, ss.schema_url, res.dropped_attributes_count,
                     rs.schema_url, refs,
                 )  # fmt: skip
-                for sp in ss.spans:
-                    if lenient:
-                        self._lenient(proto_fn, sp, origin)
-                    else:
-                        proto_fn(sp, origin)
-        return len(self.spans) - before
+                yield ss, origin
 
     # -- the recorder's own spans --------------------------------------------------------------
 
@@ -735,6 +818,35 @@ class Batch:
                     ]
                 out[name] = pa.Table.from_arrays(arrays, schema=schema)
         return out if self.redactor is None else self.redactor.tables(out)
+
+
+def _classify_plain(
+    names: list[str], kinds: list[int], parents: list[str], ops: list[str | None],
+    agents: list[str | None],
+) -> tuple[list[str | None], list[str | None]]:  # fmt: skip
+    """``classify`` of plain spans (see tracer._store._wire): of their attributes it reads
+    only the GenAI operation and agent names, so spans alike in those, name, kind and
+    having a parent are classified once."""
+    out_ops: list[str | None] = []
+    out_agents: list[str | None] = []
+    memo: dict[tuple[Any, ...], tuple[str | None, str | None]] = {}
+    for name, kind, pid, op, agent in zip(names, kinds, parents, ops, agents, strict=True):
+        if op is not None and agent is not None:
+            out_ops.append(op)
+            out_agents.append(agent)
+            continue
+        key = (name, kind, not pid, op, agent)
+        got = memo.get(key)
+        if got is None:
+            attrs: dict[str, Any] = {}
+            if op is not None:
+                attrs[c.GEN_AI_OPERATION_NAME] = op
+            if agent is not None:
+                attrs[c.GEN_AI_AGENT_NAME] = agent
+            got = memo[key] = classify(name, kind, attrs, not pid)
+        out_ops.append(got[0])
+        out_agents.append(got[1])
+    return out_ops, out_agents
 
 
 def _s(v: Any) -> str | None:

@@ -1141,7 +1141,7 @@ def add_payload(batch: Batch, payload: Payload, source: str, index: int) -> None
                     raise DecodeError(f"not JSON: {exc}") from None
                 batch.add_json(obj)
             else:
-                batch.add_proto(decode_proto(payload.data))
+                batch.add_proto_wire(payload.data, decode_proto(payload.data))
         except DecodeError as exc:
             raise exc.at(payload.source, payload.line) from None
     elif isinstance(payload, dict):
