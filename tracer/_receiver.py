@@ -72,7 +72,7 @@ from ._guard import Connections, InFlight, install_log_filter
 from ._otlp import decode_proto
 from ._store._ingest import Batch
 from ._store._parallel import Decoded, Failed, Refused, decode_request
-from ._store._store import Store
+from ._store._store import Parsed, Store
 from ._store._workers import WorkerError, pool
 
 log = logging.getLogger("agentrace.receiver")
@@ -578,7 +578,7 @@ class Writer:
             return
         # Decoded requests weigh several times their bodies: a group is committed once it
         # holds _GROUP_SPANS spans or _GROUP_BYTES of bodies, so memory stays bounded.
-        group: list[tuple[Job, Payload, int]] = []
+        group: list[tuple[Job, Payload, int, bytes]] = []
         spans = size = 0
         for job in jobs:
             too_large = f"the body is over {self.max_body} bytes once decompressed"
@@ -595,7 +595,7 @@ class Writer:
             if group and (spans + n > _GROUP_SPANS or size + len(data) > _GROUP_BYTES):
                 self._commit(group)
                 group, spans, size = [], 0, 0
-            group.append((job, payload, n))
+            group.append((job, payload, n, data))
             spans += n
             size += len(data)
         if group:
@@ -661,28 +661,31 @@ class Writer:
             return
         self._finish(job, self._one(job, payload))
 
-    def _commit(self, group: list[tuple[Job, Payload, int]]) -> None:
+    def _commit(self, group: list[tuple[Job, Payload, int, bytes]]) -> None:
         store = self.store
         try:
-            result = store.ingest([p for _, p, _ in group], source="receiver")
+            result = store.ingest(
+                [p if isinstance(p, dict) else Parsed(d, p) for _, p, _, d in group],
+                source="receiver",
+            )
         except (AgentraceError, *_TRANSIENT) as exc:
             if not isinstance(exc, DecodeError):
-                for job, _, _ in group:
+                for job, _, _, _ in group:
                     self._finish(job, Outcome(503, message=f"the store cannot be written: {exc}"))
                 return
             # One request spoiled the group: nothing of it was written. Each request
             # again on its own, so the good ones commit and the bad one is explained.
-            for job, payload, _ in group:
+            for job, payload, _, _ in group:
                 self._finish(job, self._one(job, payload, tried=len(group) == 1))
         except Exception:
             # Not an error agentrace raises on purpose: maybe one request holds what the
             # store cannot take. Each on its own, so only that one fails.
             log.exception("a group of %d request(s) failed; writing them one by one", len(group))
-            for job, payload, _ in group:
+            for job, payload, _, _ in group:
                 self._finish(job, self._one(job, payload))
         else:
             self.stats.stored += result.spans
-            for job, _, n in group:
+            for job, _, n, _ in group:
                 self._finish(job, Outcome(200, spans=n))
 
     def _one(self, job: Job, payload: Payload, *, tried: bool = False) -> Outcome:

@@ -376,3 +376,35 @@ def test_doubles_of_every_magnitude_round_trip() -> None:
         sp.attributes.add(key=str(k)).value.double_value = v
     _assert_same([_in_request(sp.SerializeToString())])
     assert struct.pack("<d", values[0])  # the values are finite doubles of all exponents
+
+
+# -- hostile bytes ------------------------------------------------------------------------
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.binary(max_size=300))
+def test_the_walk_survives_any_bytes(data: bytes) -> None:
+    """The walk reads only within the buffer, whatever the bytes say (it is compiled code
+    with no bounds checks of its own): any input gives a layout or None, never a crash."""
+    _wire.walk(data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_request(), st.data())
+def test_the_walk_survives_damaged_requests(blob: bytes, data: st.DataObject) -> None:
+    """Cut, flipped and lengthened requests: the lengths inside point past the end."""
+    damaged = bytearray(blob)
+    for _ in range(data.draw(st.integers(1, 4))):
+        if not damaged:
+            break
+        at = data.draw(st.integers(0, len(damaged) - 1))
+        what = data.draw(st.sampled_from(["flip", "cut", "max"]))
+        if what == "flip":
+            damaged[at] ^= data.draw(st.integers(1, 255))
+        elif what == "cut":
+            del damaged[at:]
+        else:
+            damaged[at] = 0xFF
+    walked = _wire.walk(bytes(damaged))
+    if walked is not None:
+        assert len(walked.plain) == sum(e - f for _, f, e in walked.scopes)

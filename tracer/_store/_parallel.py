@@ -376,7 +376,7 @@ def decode_request(
         if isinstance(payload, dict):
             batch.add_json(payload)
         else:
-            batch.add_proto(payload)
+            batch.add_proto_wire(data, payload)
         batch.resolve(batch.trace_ids)
     except DecodeError as exc:
         return Failed(isinstance(exc, DuplicateSpanError), exc.detail, "request", None)

@@ -17,6 +17,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -69,7 +70,18 @@ DEFAULT_DB = "agentrace.duckdb"
 _CHUNK_SPANS = 50_000
 _LOCK_PID = re.compile(r"PID (\d+)")
 
-Payload = PB2ExportTraceServiceRequest | dict[str, Any] | Record | SpanBatch
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A protobuf request with the wire bytes upb parsed it from: its plain spans are then
+    read from the bytes in bulk (see ``Batch.add_proto_wire``)."""
+
+    data: bytes | memoryview
+    request: PB2ExportTraceServiceRequest
+
+
+Payload = PB2ExportTraceServiceRequest | dict[str, Any] | Record | SpanBatch | Parsed
 
 
 def _holder_command(pid: int) -> str | None:
@@ -1132,6 +1144,11 @@ def add_payload(batch: Batch, payload: Payload, source: str, index: int) -> None
     batch.where = (payload.source, payload.line) if isinstance(payload, Record) else (source, index)
     if isinstance(payload, SpanBatch):
         batch.add_spans(payload.spans, payload.resource, payload.scope)
+    elif isinstance(payload, Parsed):
+        try:
+            batch.add_proto_wire(payload.data, payload.request)
+        except DecodeError as exc:
+            raise exc.at(source, index) from None
     elif isinstance(payload, Record):
         try:
             if payload.kind == "json":
