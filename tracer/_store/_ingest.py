@@ -297,6 +297,9 @@ class Batch:
         self.origins: list[tuple[Any, ...]] = []
         self.has_errors = False  # a span with status ERROR was added
         self.cycles: set[tuple[str, str]] = set()  # (trace, span) of spans in a parent cycle
+        # Runs of span rows read in bulk: (first row, one past the last, the walk, its first
+        # span there). ``tables`` takes their wide columns from the walk's Arrow arrays.
+        self._blocks: list[tuple[int, int, Walked, int]] = []
 
     def __len__(self) -> int:
         return len(self.spans)
@@ -366,6 +369,7 @@ class Batch:
                 self._one_proto_span(spans[m - first], origin)
             return
         base = len(self.spans)
+        self._blocks.append((base, base + j - k, w, k))
         seen.update(zip(keys, range(base, base + j - k), strict=True))
         self.trace_ids.update(tids)
         codes = w.codes[k:j]
@@ -623,6 +627,7 @@ class Batch:
             for k in [k for k, i in self._seen.items() if i >= n]:
                 del self._seen[k]
             del self.spans[n:]
+            self._blocks = [b for b in self._blocks if b[1] <= n]
             del self.events[marks[1] :]
             del self.links[marks[2] :]
             del self.versions[marks[3] :]
@@ -787,6 +792,47 @@ class Batch:
         """Traces with spans of the LangChain instrumentation (whose state can be rebuilt)."""
         return {r[0] for r in self.spans if r[13].startswith(LANGCHAIN_SCOPE_PREFIX)}
 
+    def _span_columns(self, rows: list[tuple[Any, ...]], schema: pa.Schema) -> list[Any]:
+        """The span table's columns: rows read in bulk take their wide columns from the
+        walk's arrays, the rest are transposed from the rows."""
+        pieces: list[list[Any]] = []
+        pos = 0
+        for a, b, w, k in [*self._blocks, (len(rows), len(rows), None, 0)]:
+            if a > pos:
+                cols = list(zip(*rows[pos:a], strict=True))
+                pieces.append(
+                    [pa.array(col, type=f.type) for col, f in zip(cols[:21], schema, strict=False)]
+                    + [pa.array(cols[21], pa.int32())]
+                )
+            if w is not None:
+                seg = rows[a:b]
+                pieces.append(
+                    [
+                        w.arrays[f.name].slice(k, b - a)
+                        if f.name in w.arrays
+                        else pa.array([r[i] for r in seg], type=f.type)
+                        for i, f in enumerate(schema)
+                        if i < 21
+                    ]
+                    + [pa.array([r[21] for r in seg], pa.int32())]
+                )
+            pos = b
+        if len(pieces) == 1:
+            columns: list[Any] = pieces[0]
+        else:
+            columns = [pa.chunked_array(col) for col in zip(*pieces, strict=True)]
+        # The origin columns, repeated per span, taken from the few origins.
+        which = columns.pop()
+        for k, vals in enumerate(zip(*self.origins, strict=True)):
+            columns.append(pa.array(vals, type=schema[21 + k].type).take(which))
+        columns.append(
+            pa.array(
+                [(r[0], r[1]) in self.cycles for r in rows] if self.cycles else [False] * len(rows),
+                pa.bool_(),
+            )
+        )  # fmt: skip
+        return columns
+
     def tables(self) -> dict[str, pa.Table]:
         """The rows as Arrow tables, one per store table (empty tables left out)."""
         out: dict[str, pa.Table] = {}
@@ -796,28 +842,22 @@ class Batch:
         ):  # fmt: skip
             if rows:
                 schema = SCHEMAS[name]
-                cols = list(zip(*rows, strict=True))
                 if name == "spans":
-                    arrays = [
-                        pa.array(col, type=f.type)
-                        for col, f in zip(cols[:21], schema, strict=False)
-                    ]
-                    # The origin columns, repeated per span, taken from the few origins.
-                    which = pa.array(cols[21], pa.int32())
-                    for k, vals in enumerate(zip(*self.origins, strict=True)):
-                        arrays.append(pa.array(vals, type=schema[21 + k].type).take(which))
-                    arrays.append(
-                        pa.array(
-                            [(r[0], r[1]) in self.cycles for r in rows] if self.cycles else [False] * len(rows),
-                            pa.bool_(),
-                        )
-                    )  # fmt: skip
+                    arrays = self._span_columns(rows, schema)
                 else:
                     arrays = [
-                        pa.array(col, type=f.type) for col, f in zip(cols, schema, strict=True)
+                        pa.array(col, type=f.type)
+                        for col, f in zip(zip(*rows, strict=True), schema, strict=True)
                     ]
                 out[name] = pa.Table.from_arrays(arrays, schema=schema)
         return out if self.redactor is None else self.redactor.tables(out)
+
+
+_WIDE = (
+    "trace_id", "span_id", "parent_span_id", "trace_state", "flags", "name", "start_ns",
+    "end_ns", "status_message", "attributes", "dropped_attributes_count",
+    "dropped_events_count", "dropped_links_count",
+)  # fmt: skip
 
 
 def _classify_plain(

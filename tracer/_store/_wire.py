@@ -82,7 +82,7 @@ def _len(buf: Any, i: int, end: int) -> tuple[Any, Any]:
     return i, i + np.int64(ln)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _skip(buf: Any, i: int, end: int, wt: Any) -> Any:
     if wt == 0:
         _, i = _varint(buf, i, end)
@@ -113,7 +113,7 @@ def _zero(buf: Any, i: int, n: int) -> bool:
     return True
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _key_class(buf: Any, off: int, ln: int, keys: Any, key_offs: Any) -> int:
     """Which of ``keys`` (concatenated, bounded by ``key_offs``) the key is, or -1."""
     for k in range(key_offs.shape[0] - 1):
@@ -130,7 +130,7 @@ def _key_class(buf: Any, off: int, ln: int, keys: Any, key_offs: Any) -> int:
     return -1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _attribute(buf: Any, i: int, end: int, at: Any, row: int) -> int:
     """One KeyValue: 0 when plain, 1 when not, -1 when malformed. Fills ``at[row]``."""
     slow = 0
@@ -641,15 +641,17 @@ def _json_int(v: Any, out: Any, p: int) -> int:
 
 @njit(cache=True, nogil=True)
 def _json(
-    buf: Any, sp: Any, rows: Any, at: Any, dbl: Any, dbl_offs: Any, dbl_of: Any, out: Any,
-    out_offs: Any, digits: Any,
+    buf: Any, sp: Any, at: Any, dbl: Any, dbl_offs: Any, dbl_of: Any, out: Any, out_offs: Any,
+    digits: Any,
 ) -> int:  # fmt: skip
-    """Each row's attributes as the JSON object orjson writes for the same dict, into
-    ``out`` (large enough: see ``_json_bound``); returns the bytes written."""
+    """Each plain span's attributes as the JSON object orjson writes for the same dict (the
+    others: the empty string), into ``out`` (large enough: see ``walk``); returns the
+    bytes written."""
     p = 0
-    for r in range(rows.shape[0]):
-        row = rows[r]
-        out_offs[r] = p
+    for row in range(sp.shape[0]):
+        out_offs[row] = p
+        if sp[row, S_SLOW]:
+            continue
         p = _put(out, p, 123)
         a0 = sp[row, S_A0]
         for a in range(a0, a0 + sp[row, S_AN]):
@@ -671,7 +673,7 @@ def _json(
             else:
                 p = _word(out, p, _NULL)
         p = _put(out, p, 125)
-    out_offs[rows.shape[0]] = p
+    out_offs[sp.shape[0]] = p
     return p
 
 
@@ -683,8 +685,9 @@ _KEY_OFFS = np.cumsum([0] + [len(k.encode()) for k in _KEYS]).astype(np.int64)
 
 @dataclass(frozen=True, slots=True)
 class Walked:
-    """A request laid out: per span, its fields as Python values (plain spans' only are
-    meaningful), and per scope, its span range."""
+    """A request laid out, per span: its row's fields as Python values and, for the span
+    table's wide columns, as Arrow arrays (``arrays``, by column name). Only plain spans'
+    values mean anything; per scope, its span range."""
 
     scopes: list[tuple[int, int, int]]  # (resource index, first span, one past the last)
     plain: list[bool]
@@ -705,21 +708,19 @@ class Walked:
     attributes: list[str]  # JSON
     ops: list[str | None]
     agents: list[str | None]
-    resources: int
+    arrays: dict[str, pa.Array]
 
 
-def _strings(data: Any, offs: Any) -> list[str]:
+def _strings(data: Any, offs: Any) -> pa.Array:
     n = offs.shape[0] - 1
     if offs[-1] >= 1 << 31:
-        arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offs), pa.py_buffer(data))
-    else:
-        arr = pa.StringArray.from_buffers(
-            n, pa.py_buffer(offs.astype(np.int32)), pa.py_buffer(data)
+        return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offs), pa.py_buffer(data)).cast(
+            pa.string()
         )
-    return arr.to_pylist()
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offs.astype(np.int32)), pa.py_buffer(data))
 
 
-def _packed(buf: Any, offs: Any, lens: Any) -> list[str]:
+def _packed(buf: Any, offs: Any, lens: Any) -> pa.Array:
     out = np.empty(int(lens.sum()), np.uint8)
     out_offs = np.empty(offs.shape[0] + 1, np.int64)
     _gather(buf, offs, lens, out, out_offs)
@@ -733,7 +734,7 @@ def _repack(data: Any, starts: Any, ends: Any) -> tuple[Any, Any]:
     return out, out_offs
 
 
-def _hex(buf: Any, offs: Any, nbytes: int) -> list[str]:
+def _hex(buf: Any, offs: Any, nbytes: int) -> pa.Array:
     out = np.empty(int((offs >= 0).sum()) * nbytes * 2, np.uint8)
     out_offs = np.empty(offs.shape[0] + 1, np.int64)
     _hexes(buf, offs, nbytes, out, out_offs, _HEXDIGITS)
@@ -754,7 +755,6 @@ def walk(data: bytes | bytearray | memoryview) -> Walked | None:
     if got != (nrs, nss, nsp, nat):
         return None
     plain = sp[:, S_SLOW] == 0
-    rows = np.flatnonzero(plain)
     # Doubles: formatted by orjson, all in one call: b"[a,b,c]", each text between commas.
     is_dbl = at[:nat, A_TYPE] == T_DBL
     dbl_vals = at[:nat, A_INT][is_dbl].view(np.float64)
@@ -773,43 +773,55 @@ def walk(data: bytes | bytearray | memoryview) -> Walked | None:
     # separators and an integer per attribute, each double's text, and the braces.
     keys = at[:nat, A_KLEN] + at[:nat, A_VLEN] * (at[:nat, A_TYPE] == T_STR)
     out = np.empty(int(keys.sum()) * 6 + nat * 24 + dbl_pack.size + nsp * 2, np.uint8)
-    out_offs = np.empty(rows.shape[0] + 1, np.int64)
-    size = _json(buf, sp, rows, at, dbl_pack, dbl_pack_offs, dbl_of, out, out_offs, _HEXDIGITS)
-    out = out[:size]
-    attrs_plain = _strings(out, out_offs)
-    attributes: list[str] = [""] * nsp
-    for r, text in zip(rows.tolist(), attrs_plain, strict=True):
-        attributes[r] = text
-    ids = np.where(plain, 1, -1)
-    op_rows = sp[:, S_OP]
-    agent_rows = sp[:, S_AGENT]
+    out_offs = np.empty(nsp + 1, np.int64)
+    size = _json(buf, sp, at, dbl_pack, dbl_pack_offs, dbl_of, out, out_offs, _HEXDIGITS)
+    shown = plain.astype(np.int64)  # a span that is not plain: empty strings, no ids
+    arrays = {
+        "trace_id": _hex(buf, np.where(plain, sp[:, S_TID], -1), 16),
+        "span_id": _hex(buf, np.where(plain, sp[:, S_SID], -1), 8),
+        "parent_span_id": _hex(buf, np.where(plain, sp[:, S_PID], -1), 8),
+        "trace_state": _packed(buf, sp[:, S_TS_OFF], sp[:, S_TS_LEN] * shown),
+        "flags": pa.array(sp[:, S_FLAGS].astype(np.uint32)),
+        "name": _packed(buf, sp[:, S_NAME_OFF], sp[:, S_NAME_LEN] * shown),
+        "start_ns": pa.array(sp[:, S_START]),
+        "end_ns": pa.array(sp[:, S_END]),
+        "status_message": _packed(buf, sp[:, S_MSG_OFF], sp[:, S_MSG_LEN] * shown),
+        "attributes": _strings(out[:size], out_offs),
+        "dropped_attributes_count": pa.array(sp[:, S_DA].astype(np.uint32)),
+        "dropped_events_count": pa.array(sp[:, S_DE].astype(np.uint32)),
+        "dropped_links_count": pa.array(sp[:, S_DL].astype(np.uint32)),
+    }
+    text = {k: arrays[k].to_pylist() for k in (
+        "trace_id", "span_id", "parent_span_id", "trace_state", "name", "status_message",
+        "attributes",
+    )}  # fmt: skip
     return Walked(
         scopes=[tuple(r) for r in ss.tolist()],  # type: ignore[misc]
         plain=plain.tolist(),
-        trace_ids=_hex(buf, np.where(plain, sp[:, S_TID], -1), 16),
-        span_ids=_hex(buf, np.where(plain, sp[:, S_SID], -1), 8),
-        parent_ids=_hex(buf, np.where(plain, sp[:, S_PID], -1), 8),
-        trace_states=_packed(buf, sp[:, S_TS_OFF], sp[:, S_TS_LEN] * (ids > 0)),
+        trace_ids=text["trace_id"],
+        span_ids=text["span_id"],
+        parent_ids=text["parent_span_id"],
+        trace_states=text["trace_state"],
         flags=sp[:, S_FLAGS].tolist(),
-        names=_packed(buf, sp[:, S_NAME_OFF], sp[:, S_NAME_LEN] * (ids > 0)),
+        names=text["name"],
         kinds=sp[:, S_KIND].tolist(),
         starts=sp[:, S_START].tolist(),
         ends=sp[:, S_END].tolist(),
         dropped_attributes=sp[:, S_DA].tolist(),
         dropped_events=sp[:, S_DE].tolist(),
         dropped_links=sp[:, S_DL].tolist(),
-        status_messages=_packed(buf, sp[:, S_MSG_OFF], sp[:, S_MSG_LEN] * (ids > 0)),
+        status_messages=text["status_message"],
         codes=sp[:, S_CODE].tolist(),
-        attributes=attributes,
-        ops=_values(buf, at, op_rows, plain),
-        agents=_values(buf, at, agent_rows, plain),
-        resources=nrs,
-    )  # fmt: skip
+        attributes=text["attributes"],
+        ops=_values(buf, at, sp[:, S_OP], plain),
+        agents=_values(buf, at, sp[:, S_AGENT], plain),
+        arrays=arrays,
+    )
 
 
 def _values(buf: Any, at: Any, attr_rows: Any, plain: Any) -> list[str | None]:
     """The string value of each span's attribute at ``attr_rows`` (-1: None)."""
     has = (attr_rows >= 0) & plain
     idx = np.where(has, attr_rows, 0)
-    texts = _packed(buf, at[idx, A_VOFF], at[idx, A_VLEN] * has)
+    texts = _packed(buf, at[idx, A_VOFF], at[idx, A_VLEN] * has).to_pylist()
     return [t if h else None for t, h in zip(texts, has.tolist(), strict=True)]
