@@ -825,3 +825,22 @@ def _values(buf: Any, at: Any, attr_rows: Any, plain: Any) -> list[str | None]:
     idx = np.where(has, attr_rows, 0)
     texts = _packed(buf, at[idx, A_VOFF], at[idx, A_VLEN] * has).to_pylist()
     return [t if h else None for t, h in zip(texts, has.tolist(), strict=True)]
+
+
+def warm() -> None:
+    """Compile the walk now (numba caches it on disk), not on the first large request."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    req = ExportTraceServiceRequest()
+    sp = req.resource_spans.add().scope_spans.add().spans.add()
+    sp.trace_id, sp.span_id, sp.parent_span_id = b"\1" * 16, b"\2" * 8, b"\3" * 8
+    sp.name, sp.kind, sp.start_time_unix_nano, sp.end_time_unix_nano = "n", 1, 1, 2
+    sp.status.code, sp.status.message = 2, "m"
+    for key, value in (("s", "\n"), ("i", -1), ("b", True), ("d", 0.5)):
+        kv = sp.attributes.add()
+        kv.key = key
+        setattr(kv.value, {str: "string_value", int: "int_value", bool: "bool_value",
+                           float: "double_value"}[type(value)], value)  # fmt: skip
+    walk(req.SerializeToString())
