@@ -158,11 +158,18 @@ def _span(draw: st.DrawFn) -> Span:
             continue  # no value field at all
         kv.value.SetInParent()
         _set_value(kv.value, kind, value)
-    if draw(st.integers(0, 5)) == 0:
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2]))):
         ev = sp.events.add()
-        ev.name = draw(st.sampled_from(["exception", "agentrace.state.read", "x"]))
-        ev.time_unix_nano = start
-        ev.attributes.add(key="a").value.int_value = 1
+        ev.name = draw(st.sampled_from(["exception", "agentrace.state.read", "agentrace", "x"]))
+        ev.time_unix_nano = draw(_TIMES if odd else st.integers(start, start + 2**20))
+        ev.dropped_attributes_count = draw(st.sampled_from([0, 0, 2]))
+        for key, (kind, value) in draw(
+            st.lists(st.tuples(st.sampled_from(_KEYS[-8:]) | _TEXT, _VALUE), max_size=3)
+        ):
+            kv = ev.attributes.add()
+            kv.key = key
+            kv.value.SetInParent()
+            _set_value(kv.value, kind, value)
     if draw(st.integers(0, 7)) == 0:
         ln = sp.links.add()
         ln.trace_id, ln.span_id = _TRACES[2], _SPANS[0]
@@ -303,14 +310,38 @@ def test_sdk_spans_are_read_in_bulk() -> None:
                     c.GEN_AI_OPERATION_NAME: "invoke_agent", c.GEN_AI_AGENT_NAME: f"a{k % 3}",
                     "score": k / 7, "ok": k % 2 == 0, "n": -k, "text": 'say "hi"\n',
                 })  # fmt: skip
+                span.add_event("tool.result", {"ok": True, "rows": k})
                 with otel.start_as_current_span("chat gpt") as chat:
                     chat.set_attribute("gen_ai.request.model", "gpt")
+                    if k % 10 == 0:
+                        chat.record_exception(ValueError(f"bad {k}"))
     blob = encode_spans(exporter.get_finished_spans()).SerializeToString()
     walked = _wire.walk(blob)
     assert walked is not None
     assert all(walked.plain), [n for n, p in zip(walked.names, walked.plain, strict=True) if not p]
     batch = _assert_same([blob])
-    assert batch is not None and len(batch.spans) == 101
+    assert batch is not None and len(batch.spans) == 101 and len(batch.events) == 55
+
+
+def test_attributes_after_events_give_the_same_rows() -> None:
+    """SDKs write a span's attributes before its events; the other order is not one run of
+    attribute rows, and still gives the same rows."""
+    sp = Span(trace_id=_TRACES[0], span_id=_SPANS[0], name="n")
+    sp.attributes.add(key="a").value.int_value = 1
+    ev = sp.events.add(name="e", time_unix_nano=5)
+    ev.attributes.add(key="x").value.string_value = "in the event"
+    late = sp.attributes.add(key="b")
+    late.value.string_value = "after the event"
+    body = sp.SerializeToString()
+    # Move the span's second attribute behind its event, on the wire.
+    kv = late.SerializeToString()
+    tail = _field(9, 2, _varint(len(kv)) + kv)
+    assert tail in body
+    reordered = body.replace(tail, b"") + tail
+    two = Span(trace_id=_TRACES[0], span_id=_SPANS[1], name="m")
+    two.events.add(name="e2", time_unix_nano=6).attributes.add(key="y").value.bool_value = True
+    got = _assert_same([_in_request(reordered, two.SerializeToString())])
+    assert got is not None and [e[1] for e in got.events] == [_SPANS[0].hex(), _SPANS[1].hex()]
 
 
 def test_doubles_are_written_as_orjson_writes_them() -> None:

@@ -381,6 +381,7 @@ class Batch:
         ops, agents = _classify_plain(names, kinds, pids, w.ops[k:j], w.agents[k:j])
         resource, service, scope_name, scope_version, where = origin
         n = j - k
+        self.events.extend(w.events[w.first_events[k] : w.first_events[j]])
         self.spans.extend(
             zip(
                 tids, sids, pids, w.trace_states[k:j], w.flags[k:j], names,
@@ -817,10 +818,13 @@ class Batch:
                     + [pa.array([r[21] for r in seg], pa.int32())]
                 )
             pos = b
-        if len(pieces) == 1:
-            columns: list[Any] = pieces[0]
-        else:
-            columns = [pa.chunked_array(col) for col in zip(*pieces, strict=True)]
+        # One contiguous array per column: DuckDB inserts a chunked table under a memory
+        # limit less well (its scan of many chunks keeps more in flight).
+        columns: list[Any] = (
+            pieces[0]
+            if len(pieces) == 1
+            else [pa.concat_arrays(col) for col in zip(*pieces, strict=True)]
+        )
         # The origin columns, repeated per span, taken from the few origins.
         which = columns.pop()
         for k, vals in enumerate(zip(*self.origins, strict=True)):

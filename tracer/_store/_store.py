@@ -71,7 +71,6 @@ _CHUNK_SPANS = 50_000
 _LOCK_PID = re.compile(r"PID (\d+)")
 
 
-
 @dataclass(frozen=True, slots=True)
 class Parsed:
     """A protobuf request with the wire bytes upb parsed it from: its plain spans are then

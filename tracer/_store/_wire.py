@@ -42,8 +42,12 @@ from .._mapping import CLASSIFY_KEYS
 # Span table columns.
 (S_SCOPE, S_TID, S_SID, S_PID, S_TS_OFF, S_TS_LEN, S_NAME_OFF, S_NAME_LEN, S_KIND, S_FLAGS,
  S_START, S_END, S_DA, S_DE, S_DL, S_MSG_OFF, S_MSG_LEN, S_CODE, S_A0, S_AN, S_SLOW, S_OP,
- S_AGENT) = range(23)  # fmt: skip
-_NS = 23
+ S_AGENT, S_E0) = range(24)  # fmt: skip
+_NS = 24
+# Event table columns: its span, time, name, attributes, dropped attributes count.
+E_SPAN, E_TIME, E_NAME_OFF, E_NAME_LEN, E_A0, E_AN, E_DROPPED = range(7)
+_NE = 7
+_AGENTRACE = np.frombuffer(b"agentrace.", np.uint8)
 # Attribute table columns: key offset and length, value type, string value offset and
 # length, integer value (a bool as 0/1, a double as its IEEE bits).
 A_KOFF, A_KLEN, A_TYPE, A_VOFF, A_VLEN, A_INT = range(6)
@@ -225,11 +229,103 @@ def _attribute(buf: Any, i: int, end: int, at: Any, row: int) -> int:
 
 
 @njit(cache=True, nogil=True)
+def _same_keys(buf: Any, at: Any, a0: int, a1: int) -> bool:
+    """Whether two of the attributes ``at[a0:a1]`` have the same key (a dict keeps the
+    last value at the first key's place: not a plain span)."""
+    for x in range(a0, a1):
+        kx = at[x, A_KOFF]
+        lx = at[x, A_KLEN]
+        for y in range(a0, x):
+            if at[y, A_KLEN] == lx:
+                ky = at[y, A_KOFF]
+                same = True
+                for m in range(lx):
+                    if buf[kx + m] != buf[ky + m]:
+                        same = False
+                        break
+                if same:
+                    return True
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _event(buf: Any, i: int, end: int, ev: Any, row: int, span: int, at: Any, nat: int) -> Any:
+    """One Event into ``ev[row]``, its attributes from ``at[nat]``: (next attribute row,
+    0 when plain, else 1), or (-1, 1) when malformed."""
+    slow = 0
+    seen = np.uint64(0)
+    t = np.uint64(0)
+    name_off = 0
+    name_len = 0
+    dropped = np.uint64(0)
+    a0 = nat
+    while i < end:
+        tag, i = _varint(buf, i, end)
+        if i < 0:
+            return -1, 1
+        f = tag >> np.uint64(3)
+        wt = np.int64(tag & np.uint64(7))
+        if f != 3 and f < 64:
+            bit = np.uint64(1) << f
+            if seen & bit:
+                slow = 1
+            seen |= bit
+        if f == 1 and wt == 1:
+            if i + 8 > end:
+                return -1, 1
+            t = _fixed(buf, i, 8)
+            i += 8
+        elif f == 2 and wt == 2:
+            name_off, i = _len(buf, i, end)
+            if name_off < 0:
+                return -1, 1
+            name_len = i - name_off
+        elif f == 3 and wt == 2:
+            s, e = _len(buf, i, end)
+            if s < 0 or nat >= at.shape[0]:
+                return -1, 1
+            r = _attribute(buf, s, e, at, nat)
+            if r < 0:
+                return -1, 1
+            slow |= r
+            nat += 1
+            i = e
+        elif f == 4 and wt == 0:
+            dropped, i = _varint(buf, i, end)
+            if i < 0:
+                return -1, 1
+        else:
+            slow = 1
+            i = _skip(buf, i, end, wt)
+            if i < 0:
+                return -1, 1
+    if t >= _TOP or dropped > np.uint64(0xFFFFFFFF) or _same_keys(buf, at, a0, nat):
+        slow = 1
+    if name_len >= 10:  # "agentrace.*" events are projected into other tables
+        own = True
+        for m in range(10):
+            if buf[name_off + m] != _AGENTRACE[m]:
+                own = False
+                break
+        if own:
+            slow = 1
+    ev[row, E_SPAN] = span
+    ev[row, E_TIME] = np.int64(t)
+    ev[row, E_NAME_OFF] = name_off
+    ev[row, E_NAME_LEN] = name_len
+    ev[row, E_A0] = a0
+    ev[row, E_AN] = nat - a0
+    ev[row, E_DROPPED] = np.int64(dropped & np.uint64(0xFFFFFFFF))
+    return nat, slow
+
+
+@njit(cache=True, nogil=True)
 def _span(
-    buf: Any, i: int, end: int, sp: Any, row: int, at: Any, nat: int, keys: Any, key_offs: Any
-) -> int:
-    """One Span: fills ``sp[row]`` and its attributes from ``at[nat]``; returns the next
-    attribute row, or -1 when malformed."""
+    buf: Any, i: int, end: int, sp: Any, row: int, at: Any, nat: int, ev: Any, nev: int,
+    keys: Any, key_offs: Any,
+) -> Any:  # fmt: skip
+    """One Span: fills ``sp[row]``, its attributes from ``at[nat]`` and its events from
+    ``ev[nev]``; returns the next attribute and event rows, or (-1, -1) when malformed."""
     slow = 0
     seen = np.uint64(0)
     tid = -1
@@ -250,15 +346,17 @@ def _span(
     msg_len = 0
     code = np.uint64(0)
     a0 = nat
+    a1 = nat  # one past the span's own attributes (events' attributes follow them)
+    e0 = nev
     op = -1
     agent = -1
     while i < end:
         tag, i = _varint(buf, i, end)
         if i < 0:
-            return _MALFORMED
+            return _MALFORMED, _MALFORMED
         f = tag >> np.uint64(3)
         wt = np.int64(tag & np.uint64(7))
-        if f != 9 and f < 64:
+        if f != 9 and f != 11 and f < 64:
             bit = np.uint64(1) << f
             if seen & bit:
                 slow = 1  # a field twice: upb keeps the last, or merges
@@ -266,7 +364,7 @@ def _span(
         if wt == 2:
             s, e = _len(buf, i, end)
             if s < 0:
-                return _MALFORMED
+                return _MALFORMED, _MALFORMED
             i = e
             ln = e - s
             if f == 1:
@@ -289,9 +387,13 @@ def _span(
                 name_off = s
                 name_len = ln
             elif f == 9:
+                if nat >= at.shape[0]:
+                    return _MALFORMED, _MALFORMED
+                if nev > e0:
+                    slow = 1  # an attribute after an event: not one run of rows
                 r = _attribute(buf, s, e, at, nat)
                 if r < 0:
-                    return _MALFORMED
+                    return _MALFORMED, _MALFORMED
                 if r > 0:
                     slow = 1
                 else:
@@ -306,36 +408,45 @@ def _span(
                     elif kc > 1:
                         slow = 1  # classify reads it: the usual way
                 nat += 1
+                a1 = nat
             elif f == 15:
                 j = s
                 while j < e:
                     stag, j = _varint(buf, j, e)
                     if j < 0:
-                        return _MALFORMED
+                        return _MALFORMED, _MALFORMED
                     sf = stag >> np.uint64(3)
                     swt = np.int64(stag & np.uint64(7))
                     if sf == 2 and swt == 2:
                         ms, me = _len(buf, j, e)
                         if ms < 0:
-                            return _MALFORMED
+                            return _MALFORMED, _MALFORMED
                         msg_off = ms
                         msg_len = me - ms
                         j = me
                     elif sf == 3 and swt == 0:
                         code, j = _varint(buf, j, e)
                         if j < 0:
-                            return _MALFORMED
+                            return _MALFORMED, _MALFORMED
                     else:
                         slow = 1
                         j = _skip(buf, j, e, swt)
                         if j < 0:
-                            return _MALFORMED
+                            return _MALFORMED, _MALFORMED
+            elif f == 11:
+                if nev >= ev.shape[0]:
+                    return _MALFORMED, _MALFORMED
+                nat, r = _event(buf, s, e, ev, nev, row, at, nat)
+                if nat < 0:
+                    return _MALFORMED, _MALFORMED
+                slow |= r
+                nev += 1
             else:
-                slow = 1  # events, links, or what this walk does not read
+                slow = 1  # links, or what this walk does not read
         elif wt == 0:
             v, i = _varint(buf, i, end)
             if i < 0:
-                return _MALFORMED
+                return _MALFORMED, _MALFORMED
             if f == 6:
                 kind = v
             elif f == 10:
@@ -348,7 +459,7 @@ def _span(
                 slow = 1
         elif wt == 1:
             if i + 8 > end:
-                return _MALFORMED
+                return _MALFORMED, _MALFORMED
             if f == 7:
                 start = _fixed(buf, i, 8)
             elif f == 8:
@@ -358,14 +469,14 @@ def _span(
             i += 8
         elif wt == 5:
             if i + 4 > end:
-                return _MALFORMED
+                return _MALFORMED, _MALFORMED
             if f == 16:
                 flags = _fixed(buf, i, 4)
             else:
                 slow = 1
             i += 4
         else:
-            return _MALFORMED
+            return _MALFORMED, _MALFORMED
     big = np.uint64(0xFFFFFFFF)
     if (
         tid < 0 or sid < 0 or kind > np.uint64(3) or code > np.uint64(2)
@@ -373,24 +484,8 @@ def _span(
         or da > big or de > big or dl > big
     ):  # fmt: skip
         slow = 1  # kinds 4 and 5 are producer and consumer: messaging facts
-    if not slow:
-        # Distinct keys: a dict keeps the last value at the first key's place.
-        for x in range(a0, nat):
-            kx = at[x, A_KOFF]
-            lx = at[x, A_KLEN]
-            for y in range(a0, x):
-                if at[y, A_KLEN] == lx:
-                    ky = at[y, A_KOFF]
-                    same = True
-                    for m in range(lx):
-                        if buf[kx + m] != buf[ky + m]:
-                            same = False
-                            break
-                    if same:
-                        slow = 1
-                        break
-            if slow:
-                break
+    if not slow and _same_keys(buf, at, a0, a1):
+        slow = 1
     sp[row, S_TID] = tid
     sp[row, S_SID] = sid
     sp[row, S_PID] = pid
@@ -409,80 +504,96 @@ def _span(
     sp[row, S_MSG_LEN] = msg_len
     sp[row, S_CODE] = np.int64(code) if code <= np.uint64(2) else 0
     sp[row, S_A0] = a0
-    sp[row, S_AN] = nat - a0
+    sp[row, S_AN] = a1 - a0
     sp[row, S_SLOW] = slow
     sp[row, S_OP] = op
     sp[row, S_AGENT] = agent
-    return nat
+    sp[row, S_E0] = e0
+    return nat, nev
 
 
 @njit(cache=True, nogil=True)
-def _count(buf: Any) -> tuple[int, int, int, int]:
-    """How many resource spans, scope spans, spans and attributes ``_walk`` will lay out
-    (-1, ... when it will not)."""
+def _count(buf: Any) -> tuple[int, int, int, int, int]:
+    """How many resource spans, scope spans, spans, attributes and events ``_walk`` will
+    lay out (-1, ... when it will not)."""
     n = buf.shape[0]
     i = 0
     nrs = 0
     nss = 0
     nsp = 0
     nat = 0
+    nev = 0
     while i < n:
         tag, i = _varint(buf, i, n)
         if i < 0 or tag != np.uint64(10):
-            return -1, 0, 0, 0
+            return -1, 0, 0, 0, 0
         rs, rs_end = _len(buf, i, n)
         if rs < 0:
-            return -1, 0, 0, 0
+            return -1, 0, 0, 0, 0
         j = rs
         while j < rs_end:
             tag, j = _varint(buf, j, rs_end)
             if j < 0:
-                return -1, 0, 0, 0
+                return -1, 0, 0, 0, 0
             if tag == np.uint64(18):
                 s, ss_end = _len(buf, j, rs_end)
                 if s < 0:
-                    return -1, 0, 0, 0
+                    return -1, 0, 0, 0, 0
                 k = s
                 while k < ss_end:
                     tag, k = _varint(buf, k, ss_end)
                     if k < 0:
-                        return -1, 0, 0, 0
+                        return -1, 0, 0, 0, 0
                     if tag == np.uint64(18):
                         p, p_end = _len(buf, k, ss_end)
                         if p < 0:
-                            return -1, 0, 0, 0
+                            return -1, 0, 0, 0, 0
                         while p < p_end:
                             tag, p = _varint(buf, p, p_end)
                             if p < 0:
-                                return -1, 0, 0, 0
+                                return -1, 0, 0, 0, 0
                             if tag == np.uint64(74):  # attributes = 9
                                 nat += 1
+                            elif tag == np.uint64(90):  # events = 11: their attributes
+                                q, q_end = _len(buf, p, p_end)
+                                if q < 0:
+                                    return -1, 0, 0, 0, 0
+                                nev += 1
+                                while q < q_end:
+                                    tag, q = _varint(buf, q, q_end)
+                                    if q < 0:
+                                        return -1, 0, 0, 0, 0
+                                    if tag == np.uint64(26):  # attributes = 3
+                                        nat += 1
+                                    q = _skip(buf, q, q_end, np.int64(tag & np.uint64(7)))
+                                    if q < 0:
+                                        return -1, 0, 0, 0, 0
                             p = _skip(buf, p, p_end, np.int64(tag & np.uint64(7)))
                             if p < 0:
-                                return -1, 0, 0, 0
+                                return -1, 0, 0, 0, 0
                         nsp += 1
                         k = p_end
                     else:
                         k = _skip(buf, k, ss_end, np.int64(tag & np.uint64(7)))
                         if k < 0:
-                            return -1, 0, 0, 0
+                            return -1, 0, 0, 0, 0
                 nss += 1
                 j = ss_end
             else:
                 j = _skip(buf, j, rs_end, np.int64(tag & np.uint64(7)))
                 if j < 0:
-                    return -1, 0, 0, 0
+                    return -1, 0, 0, 0, 0
         nrs += 1
         i = rs_end
-    return nrs, nss, nsp, nat
+    return nrs, nss, nsp, nat, nev
 
 
 @njit(cache=True, nogil=True)
 def _walk(
-    buf: Any, sp: Any, at: Any, ss: Any, keys: Any, key_offs: Any
-) -> tuple[int, int, int, int]:
+    buf: Any, sp: Any, at: Any, ev: Any, ss: Any, keys: Any, key_offs: Any
+) -> tuple[int, int, int, int, int]:
     """Resource spans, scope spans, spans and attributes of a request laid out in ``sp``,
-    ``at`` and ``ss`` (sized by ``_count``); (-1, ...) when the layout is not one this
+    ``at``, ``ev`` and ``ss`` (sized by ``_count``); (-1, ...) when the layout is not one this
     walk reads."""
     n = buf.shape[0]
     i = 0
@@ -490,41 +601,46 @@ def _walk(
     nss = 0
     nsp = 0
     nat = 0
+    nev = 0
     while i < n:
         tag, i = _varint(buf, i, n)
         if i < 0 or tag != np.uint64(10):  # resource_spans = 1, length-delimited
-            return -1, 0, 0, 0
+            return -1, 0, 0, 0, 0
         rs, rs_end = _len(buf, i, n)
         if rs < 0:
-            return -1, 0, 0, 0
+            return -1, 0, 0, 0, 0
         j = rs
         while j < rs_end:
             tag, j = _varint(buf, j, rs_end)
             if j < 0:
-                return -1, 0, 0, 0
+                return -1, 0, 0, 0, 0
             if tag == np.uint64(18):  # scope_spans = 2
                 s, ss_end = _len(buf, j, rs_end)
                 if s < 0:
-                    return -1, 0, 0, 0
+                    return -1, 0, 0, 0, 0
                 first = nsp
                 k = s
                 while k < ss_end:
                     tag, k = _varint(buf, k, ss_end)
                     if k < 0:
-                        return -1, 0, 0, 0
+                        return -1, 0, 0, 0, 0
                     if tag == np.uint64(18):  # spans = 2
                         p, p_end = _len(buf, k, ss_end)
                         if p < 0:
-                            return -1, 0, 0, 0
-                        nat = _span(buf, p, p_end, sp, nsp, at, nat, keys, key_offs)
+                            return -1, 0, 0, 0, 0
+                        if nsp >= sp.shape[0]:
+                            return -1, 0, 0, 0, 0
+                        nat, nev = _span(buf, p, p_end, sp, nsp, at, nat, ev, nev, keys, key_offs)
                         if nat < 0:
-                            return -1, 0, 0, 0
+                            return -1, 0, 0, 0, 0
                         nsp += 1
                         k = p_end
                     else:
                         k = _skip(buf, k, ss_end, np.int64(tag & np.uint64(7)))
                         if k < 0:
-                            return -1, 0, 0, 0
+                            return -1, 0, 0, 0, 0
+                if nss >= ss.shape[0]:
+                    return -1, 0, 0, 0, 0
                 ss[nss, 0] = nrs
                 ss[nss, 1] = first
                 ss[nss, 2] = nsp
@@ -533,10 +649,10 @@ def _walk(
             else:
                 j = _skip(buf, j, rs_end, np.int64(tag & np.uint64(7)))
                 if j < 0:
-                    return -1, 0, 0, 0
+                    return -1, 0, 0, 0, 0
         nrs += 1
         i = rs_end
-    return nrs, nss, nsp, nat
+    return nrs, nss, nsp, nat, nev
 
 
 @njit(cache=True, nogil=True)
@@ -641,20 +757,20 @@ def _json_int(v: Any, out: Any, p: int) -> int:
 
 @njit(cache=True, nogil=True)
 def _json(
-    buf: Any, sp: Any, at: Any, dbl: Any, dbl_offs: Any, dbl_of: Any, out: Any, out_offs: Any,
-    digits: Any,
+    buf: Any, a0s: Any, ans: Any, skip: Any, at: Any, dbl: Any, dbl_offs: Any, dbl_of: Any,
+    out: Any, out_offs: Any, digits: Any,
 ) -> int:  # fmt: skip
-    """Each plain span's attributes as the JSON object orjson writes for the same dict (the
-    others: the empty string), into ``out`` (large enough: see ``walk``); returns the
-    bytes written."""
+    """Each owner's attributes ``at[a0s[r] : a0s[r] + ans[r]]`` as the JSON object orjson
+    writes for the same dict (an owner to ``skip``: the empty string), into ``out`` (large
+    enough: see ``walk``); returns the bytes written."""
     p = 0
-    for row in range(sp.shape[0]):
+    for row in range(a0s.shape[0]):
         out_offs[row] = p
-        if sp[row, S_SLOW]:
+        if skip[row]:
             continue
         p = _put(out, p, 123)
-        a0 = sp[row, S_A0]
-        for a in range(a0, a0 + sp[row, S_AN]):
+        a0 = a0s[row]
+        for a in range(a0, a0 + ans[row]):
             if a > a0:
                 p = _put(out, p, 44)
             p = _json_string(buf, at[a, A_KOFF], at[a, A_KLEN], out, p, digits)
@@ -673,7 +789,7 @@ def _json(
             else:
                 p = _word(out, p, _NULL)
         p = _put(out, p, 125)
-    out_offs[sp.shape[0]] = p
+    out_offs[a0s.shape[0]] = p
     return p
 
 
@@ -709,6 +825,28 @@ class Walked:
     ops: list[str | None]
     agents: list[str | None]
     arrays: dict[str, pa.Array]
+    first_events: list[int]  # per span, its first row in ``events`` (and one past the end)
+    events: list[tuple[Any, ...]]  # event rows, as Batch.events holds them
+
+
+def _events(
+    buf: Any, ev: Any, plain: Any, tids: list[str], sids: list[str], json: pa.Array
+) -> list[tuple[Any, ...]]:
+    """Each event's row (trace, span, seq, time, name, attributes JSON, dropped count)."""
+    if not ev.shape[0]:
+        return []
+    spans = ev[:, E_SPAN]
+    seq = np.arange(ev.shape[0]) - np.searchsorted(spans, spans)  # spans are in order
+    shown = plain[spans].astype(np.int64)
+    names = _packed(buf, ev[:, E_NAME_OFF], ev[:, E_NAME_LEN] * shown).to_pylist()
+    owner = spans.tolist()
+    return list(
+        zip(
+            [tids[k] for k in owner], [sids[k] for k in owner], seq.tolist(),
+            ev[:, E_TIME].tolist(), names, json.to_pylist(), ev[:, E_DROPPED].tolist(),
+            strict=True,
+        )
+    )  # fmt: skip
 
 
 def _strings(data: Any, offs: Any) -> pa.Array:
@@ -745,14 +883,15 @@ def walk(data: bytes | bytearray | memoryview) -> Walked | None:
     """``data`` (a request upb parsed) laid out, or None when its layout is not one the
     walk reads."""
     buf = np.frombuffer(data, np.uint8)
-    nrs, nss, nsp, nat = _count(buf)
+    counts = _count(buf)
+    nrs, nss, nsp, nat, nev = counts
     if nrs < 0:
         return None
     sp = np.empty((nsp, _NS), np.int64)
     at = np.empty((max(nat, 1), _NA), np.int64)
+    ev = np.empty((nev, _NE), np.int64)
     ss = np.empty((nss, _NSS), np.int64)
-    got = _walk(buf, sp, at, ss, _KEY_BYTES, _KEY_OFFS)
-    if got != (nrs, nss, nsp, nat):
+    if _walk(buf, sp, at, ev, ss, _KEY_BYTES, _KEY_OFFS) != counts:
         return None
     plain = sp[:, S_SLOW] == 0
     # Doubles: formatted by orjson, all in one call: b"[a,b,c]", each text between commas.
@@ -772,9 +911,17 @@ def walk(data: bytes | bytearray | memoryview) -> Walked | None:
     # At most: every key and string byte escaped as \u00xx, 24 bytes of quotes,
     # separators and an integer per attribute, each double's text, and the braces.
     keys = at[:nat, A_KLEN] + at[:nat, A_VLEN] * (at[:nat, A_TYPE] == T_STR)
-    out = np.empty(int(keys.sum()) * 6 + nat * 24 + dbl_pack.size + nsp * 2, np.uint8)
-    out_offs = np.empty(nsp + 1, np.int64)
-    size = _json(buf, sp, at, dbl_pack, dbl_pack_offs, dbl_of, out, out_offs, _HEXDIGITS)
+    out = np.empty(int(keys.sum()) * 6 + nat * 24 + dbl_pack.size + (nsp + nev) * 2, np.uint8)
+    out_offs = np.empty(nsp + nev + 1, np.int64)
+    # Spans first, then events (an event of a span that is not plain: no JSON either).
+    owners_a0 = np.concatenate((sp[:, S_A0], ev[:, E_A0]))
+    owners_an = np.concatenate((sp[:, S_AN], ev[:, E_AN]))
+    skip = np.concatenate((~plain, ~plain[ev[:, E_SPAN]]))
+    size = _json(
+        buf, owners_a0, owners_an, skip, at, dbl_pack, dbl_pack_offs, dbl_of, out, out_offs,
+        _HEXDIGITS,
+    )  # fmt: skip
+    json = _strings(out[:size], out_offs)
     shown = plain.astype(np.int64)  # a span that is not plain: empty strings, no ids
     arrays = {
         "trace_id": _hex(buf, np.where(plain, sp[:, S_TID], -1), 16),
@@ -786,7 +933,7 @@ def walk(data: bytes | bytearray | memoryview) -> Walked | None:
         "start_ns": pa.array(sp[:, S_START]),
         "end_ns": pa.array(sp[:, S_END]),
         "status_message": _packed(buf, sp[:, S_MSG_OFF], sp[:, S_MSG_LEN] * shown),
-        "attributes": _strings(out[:size], out_offs),
+        "attributes": json.slice(0, nsp),
         "dropped_attributes_count": pa.array(sp[:, S_DA].astype(np.uint32)),
         "dropped_events_count": pa.array(sp[:, S_DE].astype(np.uint32)),
         "dropped_links_count": pa.array(sp[:, S_DL].astype(np.uint32)),
@@ -816,6 +963,8 @@ def walk(data: bytes | bytearray | memoryview) -> Walked | None:
         ops=_values(buf, at, sp[:, S_OP], plain),
         agents=_values(buf, at, sp[:, S_AGENT], plain),
         arrays=arrays,
+        first_events=[*sp[:, S_E0].tolist(), nev],
+        events=_events(buf, ev, plain, text["trace_id"], text["span_id"], json.slice(nsp)),
     )
 
 
