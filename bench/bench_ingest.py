@@ -29,7 +29,7 @@ import tracer
 from bench import Measure, best_of
 from tracer._otlp import fill_attrs
 from tracer._store import _workers
-from tracer._store._store import Parsed
+from tracer._store._ingest import Parsed
 
 MEMORY_FILE = 50 << 20
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import tracer as t
 from bench import Measure, best_of
-from tracer._store._store import Parsed
+from tracer._store._ingest import Parsed
 
 ROOT = Path(__file__).resolve().parent.parent
 SENDERS = 8

@@ -32,10 +32,10 @@ from ._checkpointer import is_sqlite
 from ._errors import DecodeError
 from ._files import Progress, Record, read_records, sniff
 from ._langgraph import import_checkpointer, import_history, looks_like_history
-from ._store._ingest import Batch
+from ._store._ingest import Batch, add_payload
 from ._store._models import IngestResult
 from ._store._parallel import PARALLEL_MIN_BYTES, decode_records
-from ._store._store import Store, add_payload
+from ._store._store import Store
 
 ImportFormat = Literal["auto", "otlp-json", "otlp-proto", "langgraph"]
 FORMATS: tuple[ImportFormat, ...] = ("auto", "otlp-json", "otlp-proto", "langgraph")

@@ -70,9 +70,9 @@ from ._errors import AgentraceError, DecodeError
 from ._files import _zstd
 from ._guard import Connections, InFlight, install_log_filter
 from ._otlp import decode_proto
-from ._store._ingest import Batch
+from ._store._ingest import Batch, Parsed
 from ._store._parallel import Decoded, Failed, Refused, decode_request
-from ._store._store import Parsed, Store
+from ._store._store import Store
 from ._store._workers import WorkerError, pool
 
 log = logging.getLogger("agentrace.receiver")

@@ -439,3 +439,33 @@ def test_the_walk_survives_damaged_requests(blob: bytes, data: st.DataObject) ->
     walked = _wire.walk(bytes(damaged))
     if walked is not None:
         assert len(walked.plain) == sum(e - f for _, f, e in walked.scopes)
+
+
+def test_decoding_loads_neither_duckdb_nor_numba_until_needed() -> None:
+    """A decoding process holds the decoder only: DuckDB never (it writes nothing), numba
+    only once a request large enough for the walk arrives (it weighs ~100 MB)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from tracer._store._parallel import decode_chunk\n"
+        "from tracer._otlp import Record\n"
+        "from opentelemetry.proto.trace.v1.trace_pb2 import Span\n"
+        "from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import"
+        " ExportTraceServiceRequest as R\n"
+        "def req(n):\n"
+        "    r = R(); ss = r.resource_spans.add().scope_spans.add()\n"
+        "    for k in range(n):\n"
+        "        ss.spans.add(trace_id=b'\\1' * 16, span_id=(k + 1).to_bytes(8, 'big'),\n"
+        "                     name='invoke_agent a' + 'x' * 100)\n"
+        "    return r.SerializeToString()\n"
+        "decode_chunk([Record('f', 1, 'proto', req(3))], None)\n"
+        "print('duckdb' in sys.modules, 'numba' in sys.modules)\n"
+        "decode_chunk([Record('f', 1, 'proto', req(500))], None)\n"
+        "print('duckdb' in sys.modules, 'numba' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert out[:2] == ["False False", "False True"]

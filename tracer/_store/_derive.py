@@ -26,14 +26,16 @@ from __future__ import annotations
 import itertools
 import operator
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import orjson
 import pyarrow as pa
 
 from .._mapping import classify, service_agent
 from .._otlp import KIND_BY_NAME
+
+if TYPE_CHECKING:
+    import duckdb
 
 DERIVED_LANGGRAPH_TRACE = "langgraph-trace"
 _trace_of = operator.itemgetter(0)

@@ -10,6 +10,7 @@ columns in one transpose per table, and DuckDB inserts them in bulk.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
@@ -27,11 +28,14 @@ from .._otlp import (
     STATUS_BY_NAME,
     STATUS_NAMES,
     PB2ExportTraceServiceRequest,
+    Record,
     attrs_from_json,
     attrs_from_proto,
     check_bytes_id,
     check_hex_id,
+    decode_proto,
 )
+from .._recorder import SpanBatch
 from .._redact import Redactor
 from ._derive import LANGCHAIN_SCOPE_PREFIX, resolve_batch
 
@@ -897,3 +901,49 @@ def _s(v: Any) -> str | None:
     if v is None:
         return None
     return v if isinstance(v, str) else str(v)
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A protobuf request with the wire bytes upb parsed it from: its plain spans are then
+    read from the bytes in bulk (see ``Batch.add_proto_wire``)."""
+
+    data: bytes | memoryview
+    request: PB2ExportTraceServiceRequest
+
+
+Payload = PB2ExportTraceServiceRequest | dict[str, Any] | Record | SpanBatch | Parsed
+
+
+def add_payload(batch: Batch, payload: Payload, source: str, index: int) -> None:
+    """Add one payload to ``batch``, placing any error in its source and line."""
+    batch.where = (payload.source, payload.line) if isinstance(payload, Record) else (source, index)
+    if isinstance(payload, SpanBatch):
+        batch.add_spans(payload.spans, payload.resource, payload.scope)
+    elif isinstance(payload, Parsed):
+        try:
+            batch.add_proto_wire(payload.data, payload.request)
+        except DecodeError as exc:
+            raise exc.at(source, index) from None
+    elif isinstance(payload, Record):
+        try:
+            if payload.kind == "json":
+                try:
+                    obj = orjson.loads(payload.data)
+                except orjson.JSONDecodeError as exc:
+                    raise DecodeError(f"not JSON: {exc}") from None
+                batch.add_json(obj)
+            else:
+                batch.add_proto_wire(payload.data, decode_proto(payload.data))
+        except DecodeError as exc:
+            raise exc.at(payload.source, payload.line) from None
+    elif isinstance(payload, dict):
+        try:
+            batch.add_json(payload)
+        except DecodeError as exc:
+            raise exc.at(source, index) from None
+    else:
+        try:
+            batch.add_proto(payload)
+        except DecodeError as exc:
+            raise exc.at(source, index) from None

@@ -106,7 +106,7 @@ def decoded_from(batch: Batch, requests: int = 0, lines: tuple[int, int] | None 
 def decode_chunk(records: list[Record], redactor: Redactor | None) -> Decoded | Failed:
     """Decode ``records`` into one batch; the agents of its traces are resolved over the
     chunk (the writer re-derives traces it has seen before). Runs in a worker."""
-    from ._store import add_payload  # the store imports this module
+    from ._ingest import add_payload
 
     batch = Batch(redactor)
     requests = 0

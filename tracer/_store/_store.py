@@ -17,7 +17,6 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -38,16 +37,13 @@ from .._otlp import (
     KIND_BY_NAME,
     STATUS_BY_NAME,
     PB2ExportTraceServiceRequest,
-    Record,
-    decode_proto,
     fill_attrs,
 )
-from .._recorder import SpanBatch
 from .._redact import Redactor
 from .._state import JSON, FieldChange, chain_hash, field_changes
 from ..reads import states
 from ._derive import derive_flows, derive_langgraph, known_and_linked, rederive_stored
-from ._ingest import Batch
+from ._ingest import Batch, Payload, add_payload
 from ._models import (
     Finding,
     IngestResult,
@@ -69,18 +65,6 @@ from ._schema import migrate
 DEFAULT_DB = "agentrace.duckdb"
 _CHUNK_SPANS = 50_000
 _LOCK_PID = re.compile(r"PID (\d+)")
-
-
-@dataclass(frozen=True, slots=True)
-class Parsed:
-    """A protobuf request with the wire bytes upb parsed it from: its plain spans are then
-    read from the bytes in bulk (see ``Batch.add_proto_wire``)."""
-
-    data: bytes | memoryview
-    request: PB2ExportTraceServiceRequest
-
-
-Payload = PB2ExportTraceServiceRequest | dict[str, Any] | Record | SpanBatch | Parsed
 
 
 def _holder_command(pid: int) -> str | None:
@@ -1136,37 +1120,3 @@ def _count_new_versions(con: duckdb.DuckDBPyConnection, versions: pa.Table) -> i
     finally:
         con.unregister("_in_rows")
     return int(row[0]) if row else 0
-
-
-def add_payload(batch: Batch, payload: Payload, source: str, index: int) -> None:
-    """Add one payload to ``batch``, placing any error in its source and line."""
-    batch.where = (payload.source, payload.line) if isinstance(payload, Record) else (source, index)
-    if isinstance(payload, SpanBatch):
-        batch.add_spans(payload.spans, payload.resource, payload.scope)
-    elif isinstance(payload, Parsed):
-        try:
-            batch.add_proto_wire(payload.data, payload.request)
-        except DecodeError as exc:
-            raise exc.at(source, index) from None
-    elif isinstance(payload, Record):
-        try:
-            if payload.kind == "json":
-                try:
-                    obj = orjson.loads(payload.data)
-                except orjson.JSONDecodeError as exc:
-                    raise DecodeError(f"not JSON: {exc}") from None
-                batch.add_json(obj)
-            else:
-                batch.add_proto_wire(payload.data, decode_proto(payload.data))
-        except DecodeError as exc:
-            raise exc.at(payload.source, payload.line) from None
-    elif isinstance(payload, dict):
-        try:
-            batch.add_json(payload)
-        except DecodeError as exc:
-            raise exc.at(source, index) from None
-    else:
-        try:
-            batch.add_proto(payload)
-        except DecodeError as exc:
-            raise exc.at(source, index) from None

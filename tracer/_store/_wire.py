@@ -881,8 +881,14 @@ def _hex(buf: Any, offs: Any, nbytes: int) -> pa.Array:
 
 def walk(data: bytes | bytearray | memoryview) -> Walked | None:
     """``data`` (a request upb parsed) laid out, or None when its layout is not one the
-    walk reads."""
-    buf = np.frombuffer(data, np.uint8)
+    walk reads (or, given bytes upb would refuse, a string that is not UTF-8)."""
+    try:
+        return _walked(np.frombuffer(data, np.uint8))
+    except UnicodeDecodeError:
+        return None
+
+
+def _walked(buf: Any) -> Walked | None:
     counts = _count(buf)
     nrs, nss, nsp, nat, nev = counts
     if nrs < 0:
