@@ -26,6 +26,7 @@ def pieces(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every import through the pool, a request cut into pieces of a few KiB."""
     monkeypatch.setattr(_import, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(_parallel, "CHUNK_BYTES", 4096)
+    monkeypatch.setattr(_parallel, "SPLIT_BYTES", 4096)
 
 
 def _wire(num: int, payload: bytes) -> bytes:

@@ -34,6 +34,7 @@ def parallel(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every import through the pool, in chunks of a few requests."""
     monkeypatch.setattr(_import, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(_parallel, "CHUNK_BYTES", 2048)
+    monkeypatch.setattr(_parallel, "SPLIT_BYTES", 2048)
 
 
 def _derived(store: t.Store) -> list[Any]:
@@ -72,6 +73,7 @@ def test_a_parallel_import_writes_the_rows_of_an_import_in_the_writer(
     plain = _store_of(files, tmp_path, "plain")
     monkeypatch.setattr(_import, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(_parallel, "CHUNK_BYTES", 2048)  # traces cut across many chunks
+    monkeypatch.setattr(_parallel, "SPLIT_BYTES", 2048)
     par = _store_of(files, tmp_path, "par")
     assert counts(par) == counts(plain) and counts(par)["spans"] > 500
     assert span_rows(par) == span_rows(plain)

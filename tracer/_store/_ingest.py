@@ -43,6 +43,12 @@ if TYPE_CHECKING:
     from .._recorder import SpanData
     from ._wire import Walked
 
+# The span columns the protobuf walk lays out as Arrow arrays (see tracer._store._wire).
+_WIRE_COLUMNS = frozenset({
+    "trace_id", "span_id", "parent_span_id", "trace_state", "flags", "name", "start_ns",
+    "end_ns", "status_message", "attributes", "dropped_attributes_count",
+    "dropped_events_count", "dropped_links_count",
+})  # fmt: skip
 # Requests smaller than this are read field by field: the bulk walk's fixed cost pays off
 # only over some dozens of spans (and a process that never sees one never loads numba).
 _WIRE_MIN_BYTES = 16 << 10
@@ -337,21 +343,11 @@ class Batch:
         ]:
             return self.add_proto(req)
         before = len(self.spans)
-        plain = walked.plain
         ranges = iter(walked.scopes)
         for ss, origin in self._proto_scopes(req):
             _, first, end = next(ranges)
-            k = first
-            while k < end:
-                j = k
-                while j < end and plain[j]:
-                    j += 1
-                if j > k:
-                    self._plain_spans(walked, k, j, origin, ss.spans, first)
-                    k = j
-                else:
-                    self._one_proto_span(ss.spans[k - first], origin)
-                    k += 1
+            if first < end:
+                self._scope_spans(walked, first, end, origin, ss.spans)
         return len(self.spans) - before
 
     def _one_proto_span(self, sp: Any, origin: Origin) -> None:
@@ -360,42 +356,71 @@ class Batch:
         else:
             self._proto_span(sp, origin)
 
-    def _plain_spans(
-        self, w: Walked, k: int, j: int, origin: Origin, spans: Any, first: int
-    ) -> None:
-        """Spans ``k:j`` of ``w``, all plain: the rows ``_span`` would make, made in bulk."""
-        tids = w.trace_ids[k:j]
-        sids = w.span_ids[k:j]
-        keys = [t + s for t, s in zip(tids, sids, strict=True)]
+    def _scope_spans(self, w: Walked, first: int, end: int, origin: Origin, spans: Any) -> None:
+        """Spans ``first:end`` of ``w`` (one scope's, ``spans`` in upb's message), in order:
+        the plain ones' rows made in bulk, the others one by one. The rows are those
+        ``_span`` makes; the scope is taken one by one whenever an id repeats."""
+        plain = w.plain[first:end]
+        mine = [k for k, p in enumerate(plain, first) if p]
+        keys = [w.trace_ids[k] + w.span_ids[k] for k in mine]
+        others = {
+            sp.trace_id.hex() + sp.span_id.hex()
+            for sp, p in zip(spans, plain, strict=True)
+            if not p
+        }  # fmt: skip
         seen = self._seen
-        if len(set(keys)) != len(keys) or not seen.keys().isdisjoint(keys):
-            for m in range(k, j):  # a span seen before: compared one by one, as always
-                self._one_proto_span(spans[m - first], origin)
+        if (
+            len(set(keys)) != len(keys)
+            or not others.isdisjoint(keys)
+            or not seen.keys().isdisjoint(keys)
+        ):
+            for sp in spans:  # an id seen before: compared one by one, as always
+                self._one_proto_span(sp, origin)
             return
-        base = len(self.spans)
-        self._blocks.append((base, base + j - k, w, k))
-        seen.update(zip(keys, range(base, base + j - k), strict=True))
+        tids = [w.trace_ids[k] for k in mine]
         self.trace_ids.update(tids)
-        codes = w.codes[k:j]
+        codes = [w.codes[k] for k in mine]
         if 2 in codes:
             self.has_errors = True
-        names = w.names[k:j]
-        kinds = w.kinds[k:j]
-        pids = w.parent_ids[k:j]
-        ops, agents = _classify_plain(names, kinds, pids, w.ops[k:j], w.agents[k:j])
+        names = [w.names[k] for k in mine]
+        kinds = [w.kinds[k] for k in mine]
+        pids = [w.parent_ids[k] for k in mine]
+        ops, agents = _classify_plain(
+            names, kinds, pids, [w.ops[k] for k in mine], [w.agents[k] for k in mine]
+        )
         resource, service, scope_name, scope_version, where = origin
-        n = j - k
-        self.events.extend(w.events[w.first_events[k] : w.first_events[j]])
-        self.spans.extend(
+        n = len(mine)
+        rows = list(
             zip(
-                tids, sids, pids, w.trace_states[k:j], w.flags[k:j], names,
-                [KIND_NAMES[x] for x in kinds], w.starts[k:j], w.ends[k:j],
-                [STATUS_NAMES[x] for x in codes], w.status_messages[k:j], w.attributes[k:j],
-                repeat(resource, n), repeat(scope_name, n), repeat(scope_version, n),
-                repeat(service, n), ops, agents, w.dropped_attributes[k:j],
-                w.dropped_events[k:j], w.dropped_links[k:j], repeat(where, n), strict=False,
+                tids, [w.span_ids[k] for k in mine], pids, [w.trace_states[k] for k in mine],
+                [w.flags[k] for k in mine], names, [KIND_NAMES[x] for x in kinds],
+                [w.starts[k] for k in mine], [w.ends[k] for k in mine],
+                [STATUS_NAMES[x] for x in codes], [w.status_messages[k] for k in mine],
+                [w.attributes[k] for k in mine], repeat(resource, n), repeat(scope_name, n),
+                repeat(scope_version, n), repeat(service, n), ops, agents,
+                [w.dropped_attributes[k] for k in mine], [w.dropped_events[k] for k in mine],
+                [w.dropped_links[k] for k in mine], repeat(where, n), strict=False,
             )
         )  # fmt: skip
+        # Runs of plain spans between the others: each run's rows, events and ids at once.
+        done = 0  # plain rows added so far
+        k = first
+        while k < end:
+            if not w.plain[k]:
+                self._one_proto_span(spans[k - first], origin)
+                k += 1
+                continue
+            j = k + 1
+            while j < end and w.plain[j]:
+                j += 1
+            base = len(self.spans)
+            count = j - k
+            self.spans.extend(rows[done : done + count])
+            self.events.extend(w.events[w.first_events[k] : w.first_events[j]])
+            seen.update(zip(keys[done : done + count], range(base, base + count), strict=True))
+            self._blocks.append((base, base + count, w, k))
+            done += count
+            k = j
 
     def _proto_scopes(self, req: PB2ExportTraceServiceRequest) -> Iterator[tuple[Any, Origin]]:
         """Each scope of ``req`` with its origin (resource and scope facts), in order."""
@@ -798,39 +823,49 @@ class Batch:
         return {r[0] for r in self.spans if r[13].startswith(LANGCHAIN_SCOPE_PREFIX)}
 
     def _span_columns(self, rows: list[tuple[Any, ...]], schema: pa.Schema) -> list[Any]:
-        """The span table's columns: rows read in bulk take their wide columns from the
-        walk's arrays, the rest are transposed from the rows."""
-        pieces: list[list[Any]] = []
-        pos = 0
-        for a, b, w, k in [*self._blocks, (len(rows), len(rows), None, 0)]:
-            if a > pos:
-                cols = list(zip(*rows[pos:a], strict=True))
-                pieces.append(
-                    [pa.array(col, type=f.type) for col, f in zip(cols[:21], schema, strict=False)]
-                    + [pa.array(cols[21], pa.int32())]
-                )
-            if w is not None:
-                seg = rows[a:b]
-                pieces.append(
-                    [
-                        w.arrays[f.name].slice(k, b - a)
-                        if f.name in w.arrays
-                        else pa.array([r[i] for r in seg], type=f.type)
-                        for i, f in enumerate(schema)
-                        if i < 21
-                    ]
-                    + [pa.array([r[21] for r in seg], pa.int32())]
-                )
-            pos = b
-        # One contiguous array per column: DuckDB inserts a chunked table under a memory
-        # limit less well (its scan of many chunks keeps more in flight).
-        columns: list[Any] = (
-            pieces[0]
-            if len(pieces) == 1
-            else [pa.concat_arrays(col) for col in zip(*pieces, strict=True)]
-        )
+        """The span table's columns. Rows read in bulk take their wide columns from the
+        walk's arrays (one ``take`` per walk and column), the other rows are transposed;
+        one more ``take`` puts them back in row order."""
+        blocks = self._blocks
+        narrow = [
+            i for i, f in enumerate(schema) if i < 21 and not (blocks and f.name in _WIRE_COLUMNS)
+        ]
+        columns: list[Any] = [None] * 21
+        for i in narrow:
+            columns[i] = pa.array([r[i] for r in rows], type=schema[i].type)
+        if blocks:
+            import numpy as np  # loaded with the walk that made the blocks
+
+            # Rows outside the blocks, then each walk's rows: where each row now is.
+            at = np.empty(len(rows), np.int64)
+            loose = np.ones(len(rows), bool)
+            for a, b, _, _ in blocks:
+                loose[a:b] = False
+            outside = np.flatnonzero(loose)
+            at[outside] = np.arange(outside.size)
+            parts: list[tuple[Walked, Any]] = []
+            pos = outside.size
+            by_walk: dict[int, list[tuple[int, int, int]]] = {}
+            walks: dict[int, Walked] = {}
+            for a, b, w, k in blocks:
+                by_walk.setdefault(id(w), []).append((a, b, k))
+                walks[id(w)] = w
+            for key, spans in by_walk.items():
+                rows_of = np.concatenate([np.arange(a, b) for a, b, _ in spans])
+                taken = np.concatenate([np.arange(k, k + b - a) for a, b, k in spans])
+                at[rows_of] = pos + np.arange(rows_of.size)
+                pos += rows_of.size
+                parts.append((walks[key], pa.array(taken)))
+            order = pa.array(at)
+            loose_rows = [rows[i] for i in outside.tolist()]
+            for i, f in enumerate(schema):
+                if i >= 21 or columns[i] is not None:
+                    continue
+                pieces = [pa.array([r[i] for r in loose_rows], type=f.type)]
+                pieces += [w.arrays[f.name].take(idx) for w, idx in parts]
+                columns[i] = pa.concat_arrays(pieces).take(order)
+        which = pa.array([r[21] for r in rows], pa.int32())
         # The origin columns, repeated per span, taken from the few origins.
-        which = columns.pop()
         for k, vals in enumerate(zip(*self.origins, strict=True)):
             columns.append(pa.array(vals, type=schema[21 + k].type).take(which))
         columns.append(
@@ -859,13 +894,6 @@ class Batch:
                     ]
                 out[name] = pa.Table.from_arrays(arrays, schema=schema)
         return out if self.redactor is None else self.redactor.tables(out)
-
-
-_WIDE = (
-    "trace_id", "span_id", "parent_span_id", "trace_state", "flags", "name", "start_ns",
-    "end_ns", "status_message", "attributes", "dropped_attributes_count",
-    "dropped_events_count", "dropped_links_count",
-)  # fmt: skip
 
 
 def _classify_plain(

@@ -46,6 +46,9 @@ from ._workers import pool
 # MiB, large enough that the pool's per-task cost (pickling, a pipe round trip: ~0.2 ms)
 # and the writer's per-batch statements are noise.
 CHUNK_BYTES = 1 << 20
+# A request up to this size is one piece of work as it is; a larger one is cut between its
+# spans first (cutting is Python work per span, and SDKs send requests of a few MiB at most).
+SPLIT_BYTES = 4 * CHUNK_BYTES
 # Below this much input, decoding in this process is cheaper than a round trip to the pool.
 PARALLEL_MIN_BYTES = 8 << 20
 
@@ -166,7 +169,7 @@ def _chunks(records: Iterable[Record]) -> Iterator[list[Record]]:
     for rec in records:
         pieces = (
             split_request(rec.data, CHUNK_BYTES)
-            if rec.kind == "proto" and len(rec.data) > CHUNK_BYTES
+            if rec.kind == "proto" and len(rec.data) > SPLIT_BYTES
             else None
         )
         parts: Iterable[Record]
