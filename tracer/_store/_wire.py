@@ -14,9 +14,10 @@ Who decides what:
 * The walk marks each span *plain* or not. A plain span is the shape SDKs send for agent
   work: ids of the right sizes and not all zero, each field once, a known kind that is
   not a producer or consumer, a known status, times in order within 1970-2262, no
-  events or links, and attributes that are strings, booleans, integers, finite doubles
-  or unset, with distinct keys, none of them read by ``classify`` beyond the GenAI
-  operation and agent names (which must be strings). Every other span goes through
+  links, events (if any) with times in range and names outside ``agentrace.*``, and
+  attributes (its own, its events') that are strings, booleans, integers, finite
+  doubles or unset, with distinct keys, none of them read by ``classify`` beyond the
+  GenAI operation and agent names (which must be strings). Every other span goes through
   ``Batch._proto_span`` from upb's message, as it always did, so validation and its
   messages live in one place.
 * Attribute JSON is written here byte for byte as ``orjson.dumps`` writes the same
@@ -40,10 +41,10 @@ from .. import conventions as c
 from .._mapping import CLASSIFY_KEYS
 
 # Span table columns.
-(S_SCOPE, S_TID, S_SID, S_PID, S_TS_OFF, S_TS_LEN, S_NAME_OFF, S_NAME_LEN, S_KIND, S_FLAGS,
+(S_TID, S_SID, S_PID, S_TS_OFF, S_TS_LEN, S_NAME_OFF, S_NAME_LEN, S_KIND, S_FLAGS,
  S_START, S_END, S_DA, S_DE, S_DL, S_MSG_OFF, S_MSG_LEN, S_CODE, S_A0, S_AN, S_SLOW, S_OP,
- S_AGENT, S_E0) = range(24)  # fmt: skip
-_NS = 24
+ S_AGENT, S_E0) = range(23)  # fmt: skip
+_NS = 23
 # Event table columns: its span, time, name, attributes, dropped attributes count.
 E_SPAN, E_TIME, E_NAME_OFF, E_NAME_LEN, E_A0, E_AN, E_DROPPED = range(7)
 _NE = 7
@@ -513,88 +514,44 @@ def _span(
 
 
 @njit(cache=True, nogil=True)
-def _count(buf: Any) -> tuple[int, int, int, int, int]:
-    """How many resource spans, scope spans, spans, attributes and events ``_walk`` will
-    lay out (-1, ... when it will not)."""
-    n = buf.shape[0]
-    i = 0
-    nrs = 0
-    nss = 0
-    nsp = 0
+def _span_rows(buf: Any, p: int, end: int) -> tuple[int, int]:
+    """How many attribute rows (its own and its events') and event rows a Span will take,
+    or (-1, -1) when malformed."""
     nat = 0
     nev = 0
-    while i < n:
-        tag, i = _varint(buf, i, n)
-        if i < 0 or tag != np.uint64(10):
-            return -1, 0, 0, 0, 0
-        rs, rs_end = _len(buf, i, n)
-        if rs < 0:
-            return -1, 0, 0, 0, 0
-        j = rs
-        while j < rs_end:
-            tag, j = _varint(buf, j, rs_end)
-            if j < 0:
-                return -1, 0, 0, 0, 0
-            if tag == np.uint64(18):
-                s, ss_end = _len(buf, j, rs_end)
-                if s < 0:
-                    return -1, 0, 0, 0, 0
-                k = s
-                while k < ss_end:
-                    tag, k = _varint(buf, k, ss_end)
-                    if k < 0:
-                        return -1, 0, 0, 0, 0
-                    if tag == np.uint64(18):
-                        p, p_end = _len(buf, k, ss_end)
-                        if p < 0:
-                            return -1, 0, 0, 0, 0
-                        while p < p_end:
-                            tag, p = _varint(buf, p, p_end)
-                            if p < 0:
-                                return -1, 0, 0, 0, 0
-                            if tag == np.uint64(74):  # attributes = 9
-                                nat += 1
-                            elif tag == np.uint64(90):  # events = 11: their attributes
-                                q, q_end = _len(buf, p, p_end)
-                                if q < 0:
-                                    return -1, 0, 0, 0, 0
-                                nev += 1
-                                while q < q_end:
-                                    tag, q = _varint(buf, q, q_end)
-                                    if q < 0:
-                                        return -1, 0, 0, 0, 0
-                                    if tag == np.uint64(26):  # attributes = 3
-                                        nat += 1
-                                    q = _skip(buf, q, q_end, np.int64(tag & np.uint64(7)))
-                                    if q < 0:
-                                        return -1, 0, 0, 0, 0
-                            p = _skip(buf, p, p_end, np.int64(tag & np.uint64(7)))
-                            if p < 0:
-                                return -1, 0, 0, 0, 0
-                        nsp += 1
-                        k = p_end
-                    else:
-                        k = _skip(buf, k, ss_end, np.int64(tag & np.uint64(7)))
-                        if k < 0:
-                            return -1, 0, 0, 0, 0
-                nss += 1
-                j = ss_end
-            else:
-                j = _skip(buf, j, rs_end, np.int64(tag & np.uint64(7)))
-                if j < 0:
-                    return -1, 0, 0, 0, 0
-        nrs += 1
-        i = rs_end
-    return nrs, nss, nsp, nat, nev
+    while p < end:
+        tag, p = _varint(buf, p, end)
+        if p < 0:
+            return -1, -1
+        if tag == np.uint64(74):  # attributes = 9
+            nat += 1
+        elif tag == np.uint64(90):  # events = 11: their attributes (= 3) too
+            q, q_end = _len(buf, p, end)
+            if q < 0:
+                return -1, -1
+            nev += 1
+            while q < q_end:
+                tag, q = _varint(buf, q, q_end)
+                if q < 0:
+                    return -1, -1
+                if tag == np.uint64(26):
+                    nat += 1
+                q = _skip(buf, q, q_end, np.int64(tag & np.uint64(7)))
+                if q < 0:
+                    return -1, -1
+        p = _skip(buf, p, end, np.int64(tag & np.uint64(7)))
+        if p < 0:
+            return -1, -1
+    return nat, nev
 
 
 @njit(cache=True, nogil=True)
 def _walk(
-    buf: Any, sp: Any, at: Any, ev: Any, ss: Any, keys: Any, key_offs: Any
+    buf: Any, sp: Any, at: Any, ev: Any, ss: Any, keys: Any, key_offs: Any, count: bool
 ) -> tuple[int, int, int, int, int]:
-    """Resource spans, scope spans, spans and attributes of a request laid out in ``sp``,
-    ``at``, ``ev`` and ``ss`` (sized by ``_count``); (-1, ...) when the layout is not one this
-    walk reads."""
+    """The resource spans, scope spans, spans, attributes and events of a request: counted
+    (``count``), or laid out in ``sp``, ``at``, ``ev`` and ``ss`` (sized by counting
+    first); (-1, ...) when the layout is not one this walk reads."""
     n = buf.shape[0]
     i = 0
     nrs = 0
@@ -628,22 +585,32 @@ def _walk(
                         p, p_end = _len(buf, k, ss_end)
                         if p < 0:
                             return -1, 0, 0, 0, 0
-                        if nsp >= sp.shape[0]:
-                            return -1, 0, 0, 0, 0
-                        nat, nev = _span(buf, p, p_end, sp, nsp, at, nat, ev, nev, keys, key_offs)
-                        if nat < 0:
-                            return -1, 0, 0, 0, 0
+                        if count:
+                            dat, dev = _span_rows(buf, p, p_end)
+                            if dat < 0:
+                                return -1, 0, 0, 0, 0
+                            nat += dat
+                            nev += dev
+                        else:
+                            if nsp >= sp.shape[0]:
+                                return -1, 0, 0, 0, 0
+                            nat, nev = _span(
+                                buf, p, p_end, sp, nsp, at, nat, ev, nev, keys, key_offs
+                            )
+                            if nat < 0:
+                                return -1, 0, 0, 0, 0
                         nsp += 1
                         k = p_end
                     else:
                         k = _skip(buf, k, ss_end, np.int64(tag & np.uint64(7)))
                         if k < 0:
                             return -1, 0, 0, 0, 0
-                if nss >= ss.shape[0]:
-                    return -1, 0, 0, 0, 0
-                ss[nss, 0] = nrs
-                ss[nss, 1] = first
-                ss[nss, 2] = nsp
+                if not count:
+                    if nss >= ss.shape[0]:
+                        return -1, 0, 0, 0, 0
+                    ss[nss, 0] = nrs
+                    ss[nss, 1] = first
+                    ss[nss, 2] = nsp
                 nss += 1
                 j = ss_end
             else:
@@ -889,7 +856,8 @@ def walk(data: bytes | bytearray | memoryview) -> Walked | None:
 
 
 def _walked(buf: Any) -> Walked | None:
-    counts = _count(buf)
+    none = np.empty((0, 1), np.int64)
+    counts = _walk(buf, none, none, none, none, _KEY_BYTES, _KEY_OFFS, True)
     nrs, nss, nsp, nat, nev = counts
     if nrs < 0:
         return None
@@ -897,7 +865,7 @@ def _walked(buf: Any) -> Walked | None:
     at = np.empty((max(nat, 1), _NA), np.int64)
     ev = np.empty((nev, _NE), np.int64)
     ss = np.empty((nss, _NSS), np.int64)
-    if _walk(buf, sp, at, ev, ss, _KEY_BYTES, _KEY_OFFS) != counts:
+    if _walk(buf, sp, at, ev, ss, _KEY_BYTES, _KEY_OFFS, False) != counts:
         return None
     plain = sp[:, S_SLOW] == 0
     # Doubles: formatted by orjson, all in one call: b"[a,b,c]", each text between commas.
