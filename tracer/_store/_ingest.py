@@ -5,6 +5,10 @@ The hot path of agentrace: every span of every source passes through
 tuple per row, and leave validation, classification and the projection of
 ``agentrace.*`` events to ``Batch._span``, which both share. Rows become Arrow
 columns in one transpose per table, and DuckDB inserts them in bulk.
+
+A large protobuf request with its wire bytes goes through ``Batch.add_proto_wire``
+instead: its plain spans (tracer._store._wire) become the same rows in bulk, and
+their wide columns stay the walk's Arrow arrays; the other spans take ``_span``.
 """
 
 from __future__ import annotations
