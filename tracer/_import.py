@@ -35,7 +35,7 @@ from ._langgraph import import_checkpointer, import_history, looks_like_history
 from ._store._ingest import Batch, add_payload
 from ._store._models import IngestResult
 from ._store._parallel import PARALLEL_MIN_BYTES, decode_records
-from ._store._store import Store
+from ._store._store import SpillLimitError, Store
 
 ImportFormat = Literal["auto", "otlp-json", "otlp-proto", "langgraph"]
 FORMATS: tuple[ImportFormat, ...] = ("auto", "otlp-json", "otlp-proto", "langgraph")
@@ -76,7 +76,14 @@ def import_file(
     records = read_records(path, fmt, progress=progress, mapped=large)
     if large:
         # Decoded by the pool's processes, written here in the file's one transaction.
-        result = store.ingest_decoded(decode_records(records, store.redactor), source=source)
+        try:
+            result = store.ingest_decoded(decode_records(records, store.redactor), source=source)
+        except SpillLimitError:
+            # Nothing was stored: the file again, DuckDB given its usual memory.
+            records = read_records(path, fmt, progress=progress, mapped=large)
+            result = store.ingest_decoded(
+                decode_records(records, store.redactor), source=source, bounded=False
+            )
     elif not skip_bad:
         result = store.ingest(records, source=source)
     else:

@@ -188,3 +188,42 @@ def test_the_memory_limit_holds_while_a_large_import_writes_and_is_restored(
     with pytest.raises(t.DecodeError):
         t.import_file(store, path)
     assert store.sql("SELECT current_setting('memory_limit')").fetchall()[0][0] == before
+
+
+def test_an_import_duckdb_cannot_fit_in_the_lowered_limit_is_written_again_with_its_usual_limit(
+    tmp_path: Path, pieces: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trace of millions of spans can need more than the lowered limit (each chunk is
+    checked against the trace's stored spans). DuckDB then refuses a statement; the file's
+    transaction is rolled back whole and the file written again unbounded: the same rows,
+    one commit, and no store reported damaged."""
+    import duckdb
+
+    limits: list[str] = []
+    real = t.Store._write_decoded
+
+    def tight(self: t.Store, con: object, *args: object, **kwargs: object) -> object:
+        limit = self.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        limits.append(limit)
+        if limit == "64.0 MiB" and len(limits) == 3:
+            raise duckdb.OutOfMemoryException(
+                "Out of Memory Error: failed to pin block of size 256.0 KiB (63.7 MiB/64.0 MiB used)"
+            )
+        return real(self, con, *args, **kwargs)  # type: ignore[arg-type]
+
+    data = _request()
+    path = tmp_path / "big.pb"
+    path.write_bytes(data)
+    whole = t.Store(tmp_path / "whole.duckdb")
+    whole.ingest([t.decode_proto(data)])
+    monkeypatch.setattr(t.Store, "_write_decoded", tight)
+    commits: list[object] = []
+    store = t.Store(tmp_path / "s.duckdb")
+    store.on_ingest(lambda result, runs: commits.append(result))
+    result = t.import_file(store, path)
+    assert limits[:3] == ["64.0 MiB"] * 3 and "64.0 MiB" not in limits[3:] and len(limits) > 4
+    assert len(commits) == 1 and result.spans == len(span_rows(whole))
+    assert span_rows(store) == span_rows(whole)
+    assert _derived(store) == _derived(whole)
+    store.close()
+    t.Store(tmp_path / "s.duckdb").close()  # opens cleanly: nothing damaged

@@ -310,7 +310,10 @@ class Store:
                 derive_flows(con, batch.trace_ids, batch.cross_links, around=linked)
         finally:
             if staged:
-                con.execute("DROP TABLE IF EXISTS _in_spans")
+                # After a failed statement the transaction is aborted, and the table goes
+                # with its rollback: the error that aborted it is the one to see.
+                with contextlib.suppress(duckdb.TransactionException):
+                    con.execute("DROP TABLE IF EXISTS _in_spans")
         inserted = spans.num_rows - n_existing
         if "state_versions" not in tables:
             versions = 0
@@ -324,14 +327,19 @@ class Store:
             run_ids=frozenset(spans.column("trace_id").unique().to_pylist()),
         )  # fmt: skip
 
-    def ingest_decoded(self, chunks: Iterable[Decoded], *, source: str = "<input>") -> IngestResult:
+    def ingest_decoded(
+        self, chunks: Iterable[Decoded], *, source: str = "<input>", bounded: bool = True
+    ) -> IngestResult:
         """Store batches decoded elsewhere (:mod:`tracer._store._parallel`) in one transaction,
         in order; as :meth:`ingest`, a bad chunk raises and stores nothing.
 
         Each chunk's agents were resolved over the chunk alone: its traces that an earlier
         chunk (or ingest) already stored are re-derived from the store, as any known trace is.
+        ``bounded``: with DuckDB's memory limit lowered while the chunks are written (see
+        ``_bounded_memory``); when DuckDB cannot work within it, :class:`SpillLimitError`
+        (nothing stored), and the caller may write the chunks again unbounded.
         """
-        with self._write_lock, self._bounded_memory() as bound:
+        with self._write_lock, self._bounded_memory(bounded) as bound:
             con = bound.con
             con.execute("BEGIN TRANSACTION")
             try:
@@ -367,6 +375,11 @@ class Store:
                     derive_flows(con, written, links)
                 total += IngestResult(run_ids=frozenset(written))
                 con.execute("COMMIT")
+            except duckdb.OutOfMemoryException as exc:
+                con.execute("ROLLBACK")
+                if bound.lowered:
+                    raise SpillLimitError(str(exc).split("\n", 1)[0]) from exc
+                raise
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
@@ -381,7 +394,7 @@ class Store:
         return result
 
     @contextlib.contextmanager
-    def _bounded_memory(self) -> Iterator[_MemoryBound]:
+    def _bounded_memory(self, bounded: bool = True) -> Iterator[_MemoryBound]:
         """The writer's connection with DuckDB's memory limit lowered to
         :data:`INGEST_MEMORY_LIMIT` (when it was higher) until ``restore()`` or the end.
 
@@ -394,7 +407,7 @@ class Store:
         the database's, so reads running meanwhile share it (and spill alike). A store in
         memory has nowhere to spill and keeps its limit.
         """
-        bound = _MemoryBound(self._cur(), lower=self.path != ":memory:")
+        bound = _MemoryBound(self._cur(), lower=bounded and self.path != ":memory:")
         try:
             yield bound
         finally:
@@ -1041,6 +1054,12 @@ def _span(r: tuple[Any, ...]) -> Span:
 def _rebuild(run_id: str, rows: list[tuple[Any, ...]]) -> JSON:
     *_, (_, doc) = states(rows, run_id)  # the one walk from snapshot through patches
     return doc
+
+
+class SpillLimitError(Exception):
+    """DuckDB could not write a file's chunks within the lowered memory limit (a trace of
+    millions of spans, whose stored spans each chunk is checked against); nothing was
+    stored. ``import_file`` then writes the file again under DuckDB's usual limit."""
 
 
 # DuckDB's memory limit while a decoded file (or large request) is written: its new rows
