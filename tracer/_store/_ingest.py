@@ -368,8 +368,8 @@ class Batch:
         mine = [k for k, p in enumerate(plain, first) if p]
         keys = [w.trace_ids[k] + w.span_ids[k] for k in mine]
         others = {
-            sp.trace_id.hex() + sp.span_id.hex()
-            for sp, p in zip(spans, plain, strict=True)
+            spans[k - first].trace_id.hex() + spans[k - first].span_id.hex()
+            for k, p in enumerate(plain, first)
             if not p
         }  # fmt: skip
         seen = self._seen
