@@ -469,3 +469,16 @@ def test_decoding_loads_neither_duckdb_nor_numba_until_needed() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split("\n")
     assert out[:2] == ["False False", "False True"]
+
+
+def test_a_ten_megabyte_value_full_of_escapes_gives_the_same_rows() -> None:
+    """Hostile values: terminal escapes, quotes, backslashes and control characters, ten
+    megabytes of them in one attribute (the JSON it becomes is up to six times as long)."""
+    value = ("\x1b[2J\x1b]0;owned\x07" + '"\\\x00\n\t' + "é" * 3) * (10_000_000 // 24)
+    sp = Span(trace_id=_TRACES[0], span_id=_SPANS[0], name="\x1b[31mred\x1b[0m")
+    sp.attributes.add(key="\x1b[1mkey").value.string_value = value
+    sp.attributes.add(key=c.GEN_AI_AGENT_NAME).value.string_value = "\x1b]8;;http://x\x07a"
+    walked = _wire.walk(_in_request(sp.SerializeToString()))
+    assert walked is not None and walked.plain == [True]
+    got = _assert_same([_in_request(sp.SerializeToString())])
+    assert got is not None and len(got.spans[0][11]) > len(value)
