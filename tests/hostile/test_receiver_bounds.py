@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import tracer as t
+from tracer import _guard
 from tracer._guard import OneLineLogs
 
 from ..import_.helpers import ThreadedReceiver, post
@@ -45,7 +46,23 @@ def _head(port: int, length: int, extra: str = "") -> bytes:
     ).encode()
 
 
-def test_slow_clients_are_cut_off_and_the_connection_cap_holds(tmp_path: Path, caplog) -> None:
+@pytest.fixture
+def frozen_log_filter(monkeypatch: pytest.MonkeyPatch) -> OneLineLogs:
+    """The receiver's log filter as a fresh one whose clock stands still: every record of
+    the test falls in one window, and no earlier test has spent its burst."""
+    fresh = OneLineLogs(clock=lambda: 0.0)
+    for name in _guard.LOGGERS:
+        logger = logging.getLogger(name)
+        monkeypatch.setattr(
+            logger, "filters", [f for f in logger.filters if f is not _guard._FILTER]
+        )
+    monkeypatch.setattr(_guard, "_FILTER", fresh)
+    return fresh
+
+
+def test_slow_clients_are_cut_off_and_the_connection_cap_holds(
+    tmp_path: Path, caplog, frozen_log_filter: OneLineLogs
+) -> None:
     caplog.set_level(logging.INFO, logger="agentrace.receiver")
     store = t.Store(tmp_path / "a.duckdb")
     with ThreadedReceiver(store, max_connections=8, header_timeout=0.5) as rx:
@@ -77,7 +94,8 @@ def test_slow_clients_are_cut_off_and_the_connection_cap_holds(tmp_path: Path, c
     lines = [r.getMessage() for r in caplog.records if r.name == "agentrace.receiver"]
     assert all("\n" not in line for line in lines)
     cut = [line for line in lines if "no request within" in line]
-    assert 1 <= len(cut) <= 5, cut  # eight cut off, at most five lines within the window
+    # Eight cut off in one window of the filter: its burst of five lines, the rest held.
+    assert len(cut) == frozen_log_filter.burst == 5, cut
 
 
 def test_bodies_past_the_bytes_in_flight_get_429_before_they_are_read(tmp_path: Path) -> None:
