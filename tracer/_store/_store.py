@@ -339,6 +339,8 @@ class Store:
         ``_bounded_memory``); when DuckDB cannot work within it, :class:`SpillLimitError`
         (nothing stored), and the caller may write the chunks again unbounded.
         """
+        from ._seen import SeenSpans, fingerprints  # numpy: only for the files that need it
+
         with self._write_lock, self._bounded_memory(bounded) as bound:
             con = bound.con
             con.execute("BEGIN TRANSACTION")
@@ -351,18 +353,26 @@ class Store:
                 rederive: set[str] = set()
                 langgraph: set[str] = set()
                 links: set[tuple[str, str]] = set()
+                # A trace an earlier chunk wrote is read back only when a span of this one
+                # may repeat a span written before (see tracer._store._seen).
+                seen = SeenSpans()
                 for chunk in chunks:
                     requests += chunk.requests
                     if not chunk.spans:
                         total += IngestResult(skipped=chunk.duplicates)
                         continue
-                    known = sorted(set(_known(con, chunk.trace_ids)) | (chunk.trace_ids & written))
+                    # runs rows are written after the last chunk: these traces were stored
+                    # before this transaction.
+                    stored = set(_known(con, chunk.trace_ids))
+                    grown = chunk.trace_ids & written
+                    if seen.add(fingerprints(chunk.tables["spans"])):
+                        stored |= grown
                     try:
-                        total += self._write_decoded(con, chunk, known, derive=False)
+                        total += self._write_decoded(con, chunk, sorted(stored), derive=False)
                     except DecodeError as exc:
                         raise chunk.placed(exc, source) from None
                     written |= chunk.trace_ids
-                    rederive.update(known)
+                    rederive |= stored | grown
                     langgraph |= chunk.langgraph
                     links |= chunk.cross_links
                 bound.restore()
