@@ -378,7 +378,7 @@ class Store:
                 bound.restore()
                 if written:
                     if rederive:
-                        rederive_stored(con, sorted(rederive))
+                        rederive_stored(con, sorted(rederive), bulk=True)
                     if langgraph:
                         total += IngestResult(versions=derive_langgraph(con, sorted(langgraph)))
                     self._refresh_runs(con, written)
