@@ -180,8 +180,8 @@ def test_the_memory_limit_holds_while_a_large_import_writes_and_is_restored(
     t.import_file(store, path)
     assert store_module.INGEST_MEMORY_LIMIT == 64 * 1024 * 1024
     assert seen and set(seen) == {"64.0 MiB"} and before != "64.0 MiB"
-    # The derive phase (working memory in proportion to its largest trace) runs without it.
-    assert derived == [before]
+    # The derive phase (joins and aggregates over the largest trace) runs under it too.
+    assert derived == ["64.0 MiB"]
     assert store.sql("SELECT current_setting('memory_limit')").fetchall()[0][0] == before
     # A failing import restores it as well.
     path.write_bytes(_request()[:-5])
@@ -193,8 +193,8 @@ def test_the_memory_limit_holds_while_a_large_import_writes_and_is_restored(
 def test_an_import_duckdb_cannot_fit_in_the_lowered_limit_is_written_again_with_its_usual_limit(
     tmp_path: Path, pieces: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A trace of millions of spans can need more than the lowered limit (each chunk is
-    checked against the trace's stored spans). DuckDB then refuses a statement; the file's
+    """Should a file need more than the lowered limit (DuckDB cannot spill every kind of
+    working memory), DuckDB refuses a statement; the file's
     transaction is rolled back whole and the file written again unbounded: the same rows,
     one commit, and no store reported damaged."""
     import duckdb

@@ -254,11 +254,12 @@ def _apply_changed(con: duckdb.DuckDBPyConnection) -> None:
 
 def _rederive_arrays(con: duckdb.DuckDBPyConnection, trace_ids: list[str]) -> bool:
     """:func:`rederive_stored` for the common case, on arrays: False (nothing written) when
-    a trace has a producer or consumer span, or cycles other than those its flags record.
+    a trace has a producer or consumer span that may hold its service as its agent, or
+    cycles other than those its flags record.
 
-    The spans are numbered in a temporary table (DuckDB's memory, which spills) and each
-    is given its parent's number by a join; then, in numpy, both answers of
-    :func:`resolve_tree` by pointer doubling, about 2·log2(n) passes over n numbers:
+    One join gives each span's row id and its parent's (DuckDB's work, which spills); the
+    row ids are numbered in numpy, and both answers of :func:`resolve_tree` come from
+    pointer doubling, about 2·log2(n) passes over n numbers:
 
     * cycles: ``p^k`` (the k-th ancestor, or -1 past a root or a missing parent) for
       ``k >= n`` is -1 except on or below a cycle, where it lands on the cycle; on a cycle
@@ -273,68 +274,64 @@ def _rederive_arrays(con: duckdb.DuckDBPyConnection, trace_ids: list[str]) -> bo
     import numpy as np
     import pyarrow.compute as pc
 
-    con.execute(
-        """CREATE OR REPLACE TEMP TABLE _rd AS
-           SELECT row_number() OVER () - 1 AS i, trace_id, span_id, parent_span_id, agent, cycle,
-                  service_name,
-                  kind IN ('PRODUCER', 'CONSUMER') AND coalesce(agent = service_name, true)
+    t = con.sql(
+        """WITH s AS (SELECT rowid AS rid, * FROM spans WHERE trace_id IN (SELECT unnest($ids)))
+           SELECT a.rid, b.rid AS parent, a.agent, a.cycle,
+                  a.kind IN ('PRODUCER', 'CONSUMER') AND coalesce(a.agent = a.service_name, true)
                     AS messaging
-           FROM spans WHERE trace_id IN (SELECT unnest($ids))""",
-        {"ids": trace_ids},
+           FROM s a LEFT JOIN s b ON b.trace_id = a.trace_id AND b.span_id = a.parent_span_id""",
+        params={"ids": trace_ids},
+    ).to_arrow_table()
+    n = t.num_rows
+    if n == 0 or pc.any(t.column("messaging")).as_py():
+        return n == 0
+    rid = t.column("rid").to_numpy()
+    order = np.argsort(rid)
+    parent_rid = pc.fill_null(t.column("parent"), -1).to_numpy()
+    parent = np.where(
+        parent_rid >= 0, order[np.searchsorted(rid[order], parent_rid).clip(0, n - 1)], -1
     )
-    try:
-        t = con.sql(
-            """SELECT a.i, coalesce(b.i, -1) AS parent, a.agent, a.cycle, a.messaging
-               FROM _rd a LEFT JOIN _rd b
-                 ON b.trace_id = a.trace_id AND b.span_id = a.parent_span_id
-               ORDER BY a.i"""
-        ).to_arrow_table()
-        n = t.num_rows
-        if n == 0 or pc.any(t.column("messaging")).as_py():
-            return n == 0
-        parent = t.column("parent").to_numpy()
-        codes = pc.dictionary_encode(t.column("agent")).combine_chunks()
-        agents = codes.dictionary
-        own = pc.fill_null(codes.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-        flagged = t.column("cycle").to_numpy(zero_copy_only=False)
-        del t, codes
-        passes = max(1, int(n).bit_length()) + 1  # 2**passes > n
-        jump = parent.copy()
-        for _ in range(passes):
-            up = jump >= 0
-            jump[up] = jump[jump[up]]
-        cycle = np.zeros(n, dtype=bool)
-        cycle[jump[jump >= 0]] = True
-        if not np.array_equal(cycle, flagged):
-            return False
-        del jump, flagged
-        stop = (own >= 0) | cycle | (parent < 0)
-        nxt = np.where(stop, np.arange(n), parent)
-        for _ in range(passes):
-            nxt = nxt[nxt]
-        found = own[nxt]
-        changed = np.flatnonzero((own < 0) & (found >= 0))
-        if len(changed) == 0:
-            return True
-        new = pa.table({"i": pa.array(changed), "agent": agents.take(pa.array(found[changed]))})
-        con.register("_rd_new", new)
-        try:
-            con.execute(
-                """CREATE OR REPLACE TEMP TABLE _changed AS
-                   SELECT r.trace_id, r.span_id, c.agent, r.cycle, r.service_name
-                   FROM _rd r JOIN _rd_new c ON c.i = r.i"""
-            )
-        finally:
-            con.unregister("_rd_new")
-        try:
-            _apply_changed(con)
-        finally:
-            con.execute("DROP TABLE _changed")
+    del order, parent_rid
+    codes = pc.dictionary_encode(t.column("agent")).combine_chunks()
+    agents = codes.dictionary
+    own = pc.fill_null(codes.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    flagged = t.column("cycle").to_numpy(zero_copy_only=False)
+    del t, codes
+    passes = max(1, int(n).bit_length()) + 1  # 2**passes > n
+    jump = parent.copy()
+    for _ in range(passes):
+        up = jump >= 0
+        jump[up] = jump[jump[up]]
+    cycle = np.zeros(n, dtype=bool)
+    cycle[jump[jump >= 0]] = True
+    if not np.array_equal(cycle, flagged):
+        return False
+    del jump, flagged
+    stop = (own >= 0) | cycle | (parent < 0)
+    nxt = np.where(stop, np.arange(n), parent)
+    for _ in range(passes):
+        nxt = nxt[nxt]
+    found = own[nxt]
+    changed = np.flatnonzero((own < 0) & (found >= 0))
+    if len(changed) == 0:
         return True
+    new = pa.table({"rid": pa.array(rid[changed]), "agent": agents.take(pa.array(found[changed]))})
+    con.register("_rd_new", new)
+    try:
+        con.execute(
+            """CREATE OR REPLACE TEMP TABLE _changed AS
+               SELECT s.trace_id, s.span_id, c.agent, s.cycle, s.service_name
+               FROM spans s JOIN _rd_new c ON s.rowid = c.rid"""
+        )
+    finally:
+        con.unregister("_rd_new")
+    try:
+        _apply_changed(con)
     finally:
         # After a failed statement the transaction is aborted, and the table goes with it.
         with contextlib.suppress(duckdb.TransactionException):
-            con.execute("DROP TABLE IF EXISTS _rd")
+            con.execute("DROP TABLE IF EXISTS _changed")
+    return True
 
 
 def _classified(
