@@ -13,13 +13,19 @@
   of file descriptors under a flood of clients is a few lines, not tens of
   thousands of tracebacks.
 
+* :func:`give_back_memory` returns the memory a burst left free to the system:
+  the writer calls it once it has had nothing to write for a moment.
+
 All run on the receiver's event loop except :class:`InFlight`, which the
-writer thread also releases into (it takes a lock).
+writer thread also releases into (it takes a lock), and :func:`give_back_memory`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import functools
+import gc
 import logging
 import re
 import threading
@@ -238,3 +244,25 @@ def install_log_filter() -> None:
 
 
 log = logging.getLogger("agentrace.receiver")
+
+
+def give_back_memory() -> None:
+    """Collect garbage cycles, then ask the C allocator to hand its free pages back.
+
+    A burst of requests leaves the decoded rows freed but their pages held by glibc's
+    allocator, so the process stays at its peak; ``malloc_trim`` returns them. On a C
+    library without it (musl, macOS) only the collection runs.
+    """
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+

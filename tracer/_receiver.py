@@ -68,7 +68,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from ._errors import AgentraceError, DecodeError
 from ._files import _zstd
-from ._guard import Connections, InFlight, install_log_filter
+from ._guard import Connections, InFlight, give_back_memory, install_log_filter
 from ._otlp import decode_proto
 from ._store._ingest import Batch, Parsed
 from ._store._parallel import Decoded, Failed, Refused, decode_request
@@ -95,6 +95,9 @@ _GROUP_BYTES: Final = 32 * 1024 * 1024  # decompressed bodies per group commit
 # several thousand spans go to the pool.
 POOL_MIN_BODY: Final = 1024 * 1024
 _LINGER: Final = 0.002  # seconds the writer waits for a group to fill
+# After this long with nothing to write, the writer gives the memory a burst left free
+# back to the system (once per quiet spell).
+IDLE_RELEASE: Final = 1.0
 _RETRY_AFTER: Final = "1"
 # Failures of the store, not of the request: the client should retry (503).
 _TRANSIENT: Final = (
@@ -504,12 +507,15 @@ class Writer:
             self._cond.notify_all()
         self._thread.join(timeout)
 
-    def _take(self) -> list[Job] | None:
+    def _take(self, idle: float | None = None) -> list[Job] | None:
+        """The next group of jobs; None once stopping with nothing left; ``[]`` when
+        ``idle`` seconds passed with nothing to take."""
         with self._cond:
             while not self._jobs:
                 if self._stopping:
                     return None
-                self._cond.wait()
+                if not self._cond.wait(idle) and not self._jobs:
+                    return []
             # Clients answered together by the last commit send their next requests
             # together: wait a moment for as many as have lately been sending at once, so
             # the next commit holds them all rather than one now and the rest after it (a
@@ -529,10 +535,16 @@ class Writer:
             return jobs
 
     def _run(self) -> None:
+        wrote = False
         while True:
-            jobs = self._take()
+            jobs = self._take(IDLE_RELEASE if wrote else None)
             if jobs is None:
                 return
+            if not jobs:  # quiet since the last write
+                give_back_memory()
+                wrote = False
+                continue
+            wrote = True
             try:
                 self._process(jobs)
             except Exception:  # never let the writer die: answer, log, go on

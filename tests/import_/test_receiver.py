@@ -502,3 +502,33 @@ def test_serve_stops_when_its_stop_event_is_set(tmp_path: Path) -> None:
     (stats,) = out
     assert (stats.requests, stats.stored) == (1, 8)
     assert counts(store)["spans"] == 8
+
+
+def test_the_writer_gives_memory_back_once_a_burst_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a quiet moment following a write, freed memory goes back to the system: once
+    per quiet spell, after the burst's requests are answered, never while idle from the
+    start."""
+    from tracer import _receiver
+
+    events: list[str] = []
+    released = threading.Semaphore(0)
+
+    def give_back() -> None:
+        events.append("release")
+        released.release()
+
+    monkeypatch.setattr(_receiver, "give_back_memory", give_back)
+    monkeypatch.setattr(_receiver, "IDLE_RELEASE", 0.05)
+    writer = Writer(t.Store(tmp_path / "s.duckdb"))
+    body = (FOREIGN / f"{FRAMEWORKS[0]}.pb").read_bytes()
+    for burst in range(2):
+        for _ in range(3):
+            assert writer.try_submit(Job(body, "proto", "", lambda o: events.append(str(o.status))))
+        assert released.acquire(timeout=60)
+        assert events == (["200"] * 3 + ["release"]) * (burst + 1)
+    # Absence cannot be awaited: ten quiet periods pass with no second release.
+    assert not released.acquire(timeout=10 * 0.05)
+    writer.stop(60)
+    assert events.count("release") == 2
