@@ -13,6 +13,11 @@ trace of 500 agent spans per request, ids derived from sender and number):
   last 200 (each answered only once committed); plain and gzip bodies.
 
 Goals on 2 cores: 150,000 spans/s with 512-span requests, 20,000 with 10-span ones.
+
+And the receiver's memory: ``agentrace serve`` in a process of its own, its
+resident memory (decoding processes included) idle, at its peak through three
+bursts of 8 senders posting 409,600 spans each, and after each burst once the
+writer has been quiet for a moment (when it hands freed memory back).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -30,6 +36,7 @@ from typing import Any
 
 import tracer as t
 from bench import Measure, best_of
+from tracer._receiver import MAX_PENDING
 from tracer._store._ingest import Parsed
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,6 +106,71 @@ def _through_receiver(
         int(summary["spans_acked"]),
         stats.requests / max(1, stats.commits),
     )
+
+
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and its descendants (VmRSS; 0 for one that has gone)."""
+    total = 0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+            kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            continue
+        total += int(next(x for x in status.splitlines() if x.startswith("VmRSS:")).split()[1])
+        todo += [int(k) for k in kids]
+    return total * 1024
+
+
+def _serve_memory(tmp: Path, bursts: int = 3) -> list[Measure]:
+    """``agentrace serve`` in its own process: idle, peak and after-burst memory."""
+    from tracer._receiver import IDLE_RELEASE
+
+    args = [str(Path(sys.executable).parent / "agentrace"), "serve", "--db", str(tmp / "serve.duckdb"),
+            "--port", "0"]  # fmt: skip
+    server = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert server.stdout is not None
+        url = ""
+        for line in server.stdout:
+            m = re.search(r"listening on (\S+)", line)
+            if m:
+                url = m.group(1)
+                break
+        if not url:
+            raise RuntimeError("agentrace serve did not start")
+        threading.Thread(target=server.stdout.read, daemon=True).start()  # keep the pipe open
+        idle = _tree_rss(server.pid)
+        peak, after = 0, []
+        for burst in range(bursts):
+            load = subprocess.Popen(
+                [sys.executable, str(ROOT / "scripts" / "otlp_load.py"), url, "--quiet",
+                 "--senders", str(SENDERS), "--spans", str(2 * SPANS_PER_SENDER),
+                 "--batch", str(BATCH), "--seed", str(10 + burst)],
+                stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            while load.poll() is None:
+                peak = max(peak, _tree_rss(server.pid))
+                time.sleep(0.02)
+            if load.returncode != 0:
+                raise RuntimeError("the load generator failed")
+            # The writer hands memory back after IDLE_RELEASE quiet seconds.
+            time.sleep(IDLE_RELEASE + 1)
+            after.append(_tree_rss(server.pid))
+    finally:
+        server.terminate()
+        server.wait(60)
+    mb = 1 << 20
+    spans = SENDERS * 2 * SPANS_PER_SENDER
+    return [
+        Measure("receiver", "serve memory: idle", idle / mb, "MB"),
+        Measure("receiver", f"serve memory: peak over {bursts} bursts of {spans:,} spans", peak / mb,
+                "MB", f"in-flight budget {MAX_PENDING // mb} MB of bodies"),
+        Measure("receiver", "serve memory: after each burst, once quiet", after[-1] / mb, "MB",
+                "after the bursts: " + ", ".join(f"{a / mb:.0f}" for a in after) + " MB"),
+    ]  # fmt: skip
 
 
 def run() -> list[Measure]:
@@ -186,4 +258,5 @@ def run() -> list[Measure]:
                 note,
             )
         )
+        out += _serve_memory(tmp)
     return out

@@ -33,6 +33,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+import pyarrow as pa
+
 from ._printable import printable
 
 _BUSY_BODY: Final = b"too many connections; retry later\n"
@@ -247,13 +249,15 @@ log = logging.getLogger("agentrace.receiver")
 
 
 def give_back_memory() -> None:
-    """Collect garbage cycles, then ask the C allocator to hand its free pages back.
+    """Collect garbage cycles, then ask Arrow's allocator and the C one to hand their free
+    pages back.
 
     A burst of requests leaves the decoded rows freed but their pages held by glibc's
     allocator, so the process stays at its peak; ``malloc_trim`` returns them. On a C
     library without it (musl, macOS) only the collection runs.
     """
     gc.collect()
+    pa.default_memory_pool().release_unused()  # Arrow's own allocator (mimalloc or jemalloc)
     trim = _malloc_trim()
     if trim is not None:
         trim(0)

@@ -165,3 +165,31 @@ def test_a_span_on_a_cycle_keeps_only_its_own_agent() -> None:
         (tid, "c" * 16, None, False),
         (tid, "d" * 16, "coder", False),
     ]
+
+
+def test_ids_not_in_lowercase_hex_are_left_to_the_reference() -> None:
+    # Uppercase hex reads as the same number as lowercase, and other ids as none: either
+    # could join a span to the wrong parent, so the arrays leave such traces alone.
+    for tid, parent, child in (
+        ("A" * 32, "0" * 15 + "A", "0" * 15 + "a"),
+        ("run-7", "root", "step"),
+    ):
+        rows = [
+            {
+                "trace_id": tid,
+                "span_id": sid,
+                "parent_span_id": pid,
+                "agent": agent,
+                "kind": "INTERNAL",
+                "service_name": None,
+                "name": "step",
+            }
+            for sid, pid, agent in ((parent, "", "planner"), (child, parent, None))
+        ]
+        flags = {(tid, r["span_id"]): False for r in rows}
+        arrays, reference = _store(rows, flags), _store(rows, flags)
+        assert not _rederive_arrays(arrays._cur(), [tid])
+        rederive_stored(arrays._cur(), [tid], bulk=True)
+        rederive_stored(reference._cur(), [tid])
+        assert _rows(arrays) == _rows(reference)
+        assert _rows(arrays)[0][1][2] == "planner"  # the child, under its parent

@@ -254,12 +254,12 @@ def _apply_changed(con: duckdb.DuckDBPyConnection) -> None:
 
 def _rederive_arrays(con: duckdb.DuckDBPyConnection, trace_ids: list[str]) -> bool:
     """:func:`rederive_stored` for the common case, on arrays: False (nothing written) when
-    a trace has a producer or consumer span that may hold its service as its agent, or
-    cycles other than those its flags record.
+    a trace has a producer or consumer span that may hold its service as its agent,
+    cycles other than those its flags record, or ids not in OTLP's lowercase hex.
 
-    One join gives each span's row id and its parent's (DuckDB's work, which spills); the
-    row ids are numbered in numpy, and both answers of :func:`resolve_tree` come from
-    pointer doubling, about 2·log2(n) passes over n numbers:
+    The spans stream out of DuckDB as numbers (row id, the 64-bit words of trace, span
+    and parent ids); numpy finds each span's parent by sorting, and both answers of
+    :func:`resolve_tree` come from pointer doubling, 2·log2(n) passes over n numbers:
 
     * cycles: ``p^k`` (the k-th ancestor, or -1 past a root or a missing parent) for
       ``k >= n`` is -1 except on or below a cycle, where it lands on the cycle; on a cycle
@@ -268,30 +268,62 @@ def _rederive_arrays(con: duckdb.DuckDBPyConnection, trace_ids: list[str]) -> bo
       no parent to go to; every other span takes the agent its nearest stop has (its own,
       which may be none). No chain of non-stops loops, as every loop is a cycle.
 
-    A 10M-span trace costs a few hundred MB of arrays instead of ten million Python rows.
+    Nothing of it is held in DuckDB's memory, so it runs within an import's lowered limit;
+    a 10M-span trace costs about a gigabyte of arrays instead of ten million Python rows.
     """
     import duckdb
     import numpy as np
     import pyarrow.compute as pc
 
-    t = con.sql(
-        """WITH s AS (SELECT rowid AS rid, * FROM spans WHERE trace_id IN (SELECT unnest($ids)))
-           SELECT a.rid, b.rid AS parent, a.agent, a.cycle,
-                  a.kind IN ('PRODUCER', 'CONSUMER') AND coalesce(a.agent = a.service_name, true)
+    from ._seen import mix
+
+    t = (
+        con.sql(
+            """SELECT rowid AS rid,
+                  TRY_CAST('0x' || trace_id[1:16] AS UBIGINT) AS t1,
+                  TRY_CAST('0x' || trace_id[17:32] AS UBIGINT) AS t2,
+                  TRY_CAST('0x' || span_id AS UBIGINT) AS s,
+                  CASE WHEN parent_span_id = '' THEN 0::UBIGINT
+                       ELSE TRY_CAST('0x' || parent_span_id AS UBIGINT) END AS p,
+                  parent_span_id = '' AS root,
+                  length(trace_id) = 32 AND length(span_id) = 16 AND trace_id = lower(trace_id)
+                    AND span_id = lower(span_id) AND parent_span_id = lower(parent_span_id)
+                    AND length(parent_span_id) IN (0, 16) AS hex,
+                  agent, cycle,
+                  kind IN ('PRODUCER', 'CONSUMER') AND coalesce(agent = service_name, true)
                     AS messaging
-           FROM s a LEFT JOIN s b ON b.trace_id = a.trace_id AND b.span_id = a.parent_span_id""",
-        params={"ids": trace_ids},
-    ).to_arrow_table()
+           FROM spans WHERE trace_id IN (SELECT unnest($ids))""",
+            params={"ids": trace_ids},
+        )
+        .to_arrow_reader()
+        .read_all()
+    )  # streamed: DuckDB holds none of it
     n = t.num_rows
-    if n == 0 or pc.any(t.column("messaging")).as_py():
-        return n == 0
+    if n == 0:
+        return True
+    ids = ("t1", "t2", "s", "p")
+    if (
+        not pc.all(t.column("hex")).as_py()
+        or any(t.column(c).null_count for c in ids)
+        or pc.any(t.column("messaging")).as_py()
+    ):
+        return False
+    t1, t2, s, p = (t.column(c).to_numpy() for c in ids)
+    root = t.column("root").to_numpy(zero_copy_only=False)
+    key = mix(t1, t2, s)
+    order = np.argsort(key)
+    key = key[order]
+    if np.any(key[1:] == key[:-1]):  # two spans with one key: the rows settle it
+        return False
+    # A parent's key is a span's only if it is that span: keys are unique.
+    at = np.searchsorted(key, mix(t1, t2, p)).clip(0, n - 1)
+    del key
+    found = order[at]
+    del order, at
+    hit = ~root & (t1[found] == t1) & (t2[found] == t2) & (s[found] == p)
+    parent = np.where(hit, found, -1)
+    del t1, t2, s, p, root, found, hit
     rid = t.column("rid").to_numpy()
-    order = np.argsort(rid)
-    parent_rid = pc.fill_null(t.column("parent"), -1).to_numpy()
-    parent = np.where(
-        parent_rid >= 0, order[np.searchsorted(rid[order], parent_rid).clip(0, n - 1)], -1
-    )
-    del order, parent_rid
     codes = pc.dictionary_encode(t.column("agent")).combine_chunks()
     agents = codes.dictionary
     own = pc.fill_null(codes.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
@@ -309,13 +341,14 @@ def _rederive_arrays(con: duckdb.DuckDBPyConnection, trace_ids: list[str]) -> bo
     del jump, flagged
     stop = (own >= 0) | cycle | (parent < 0)
     nxt = np.where(stop, np.arange(n), parent)
+    del stop, parent
     for _ in range(passes):
         nxt = nxt[nxt]
-    found = own[nxt]
-    changed = np.flatnonzero((own < 0) & (found >= 0))
+    agent = own[nxt]
+    changed = np.flatnonzero((own < 0) & (agent >= 0))
     if len(changed) == 0:
         return True
-    new = pa.table({"rid": pa.array(rid[changed]), "agent": agents.take(pa.array(found[changed]))})
+    new = pa.table({"rid": pa.array(rid[changed]), "agent": agents.take(pa.array(agent[changed]))})
     con.register("_rd_new", new)
     try:
         con.execute(

@@ -37,7 +37,12 @@ def fingerprints(spans: pa.Table) -> np.ndarray:
         return np.fromiter((hash(p) for p in pairs), dtype=np.int64, count=spans.num_rows).view(
             np.uint64
         )
-    return (trace[:, 0] * _MIX[0] + trace[:, 1]) * _MIX[1] + span[:, 0]
+    return mix(trace[:, 0], trace[:, 1], span[:, 0])
+
+
+def mix(trace_hi: np.ndarray, trace_lo: np.ndarray, span: np.ndarray) -> np.ndarray:
+    """A span's 64-bit key from the two words of its trace id and its span id."""
+    return (trace_hi * _MIX[0] + trace_lo) * _MIX[1] + span
 
 
 def _hex_words(column: pa.ChunkedArray, words: int) -> np.ndarray | None:

@@ -432,7 +432,9 @@ class Store:
         when ``source`` has no error span (nothing to tell handled errors from)."""
         con.execute(
             """INSERT OR REPLACE INTO runs
-            WITH s AS (
+            -- Read again by each part below rather than held whole: a trace of millions of
+            -- spans would otherwise be materialised, attributes and all.
+            WITH s AS NOT MATERIALIZED (
                 SELECT trace_id, span_id, parent_span_id, name, start_ns, end_ns, status_code,
                        attributes, cycle, agent, service_name
                 FROM $source WHERE trace_id IN (SELECT unnest($ids))),
@@ -991,11 +993,16 @@ class Store:
         return [out_dir / name for name in names]
 
 
+# The error spans are counted per parent first, so the join's table is built from them
+# (a few) and every span streams past it: built from the spans, a trace of 10M spans
+# would not fit an import's memory limit.
 _HANDLED = """
-    SELECT e.trace_id, count(*) AS n FROM s e
-    JOIN s p ON p.trace_id = e.trace_id AND p.span_id = e.parent_span_id
-    WHERE e.status_code = 'ERROR' AND p.status_code <> 'ERROR' AND NOT e.cycle
-    GROUP BY e.trace_id"""
+    SELECT p.trace_id, sum(e.n)::BIGINT AS n FROM s p
+    JOIN (SELECT trace_id, parent_span_id, count(*) AS n FROM s
+          WHERE status_code = 'ERROR' AND NOT cycle GROUP BY ALL) e
+      ON p.trace_id = e.trace_id AND p.span_id = e.parent_span_id
+    WHERE p.status_code <> 'ERROR'
+    GROUP BY p.trace_id"""
 _NO_HANDLED = "SELECT ''::VARCHAR AS trace_id, 0::BIGINT AS n WHERE false"
 
 _RUN_TABLES = (
