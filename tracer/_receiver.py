@@ -639,7 +639,7 @@ class Writer:
         if not group:
             return
         try:
-            result = self.store.ingest_decoded([d for _, d in group], source="receiver")
+            result = self.store.ingest_group([d for _, d in group], source="receiver")
         except (AgentraceError, *_TRANSIENT) as exc:
             if not isinstance(exc, DecodeError):
                 for job, _ in group:

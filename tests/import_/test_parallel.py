@@ -218,3 +218,41 @@ def test_the_receiver_keeps_its_contract_when_the_pool_decodes(
             case(tmp_path / encoding, encoding)
     else:
         case(tmp_path)
+
+
+def test_a_group_of_decoded_requests_is_written_as_one_batch_unless_they_share_a_trace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The receiver's group of requests decoded by the pool: written with one set of
+    statements when no two share a trace, else chunk by chunk; either way the rows an
+    ingest of the same requests writes."""
+    from tracer._store._parallel import Decoded, decode_request
+
+    bodies = [(FOREIGN / f"{name}.pb").read_bytes() for name in ("pydantic_ai", "openai_agents")]
+    bodies += [(FOREIGN / f"{name}.pb").read_bytes() for name in ("crewai",)]
+    chunked: list[int] = []
+    real = t.Store.ingest_decoded
+
+    def spy(self: t.Store, chunks: Any, **kwargs: Any) -> Any:
+        chunks = list(chunks)
+        chunked.append(len(chunks))
+        return real(self, chunks, **kwargs)
+
+    monkeypatch.setattr(t.Store, "ingest_decoded", spy)
+
+    def decoded(body: bytes, store: t.Store) -> Decoded:
+        out = decode_request(body, "", "proto", 1 << 26, store.redactor)
+        assert isinstance(out, Decoded)
+        return out
+
+    for name, group in (("apart", bodies), ("shared", [*bodies, bodies[0]])):
+        plain = t.Store(tmp_path / f"{name}-plain.duckdb")
+        expected = plain.ingest([t.decode_proto(b) for b in group])
+        store = t.Store(tmp_path / f"{name}.duckdb")
+        result = store.ingest_group([decoded(b, store) for b in group], source="receiver")
+        assert result.requests == len(group) and result.runs == len(plain.runs())
+        assert (result.spans, result.skipped) == (expected.spans, expected.skipped)
+        assert span_rows(store) == span_rows(plain)
+        assert _derived(store) == _derived(plain)
+    # Apart: one batch, no chunk by chunk; shared (a trace sent twice): chunk by chunk.
+    assert chunked == [len(bodies) + 1]

@@ -286,10 +286,10 @@ class GatedStore(t.Store):
         assert self.gate.wait(30), "the test never opened the gate"
         return super().ingest(payloads, source=source, skip_bad=skip_bad)
 
-    def ingest_decoded(self, chunks: Any, *, source: str = "<input>") -> t.IngestResult:
+    def ingest_group(self, chunks: Any, *, source: str = "<input>") -> t.IngestResult:
         self.entered.set()
         assert self.gate.wait(30), "the test never opened the gate"
-        return super().ingest_decoded(chunks, source=source)
+        return super().ingest_group(chunks, source=source)
 
 
 def test_a_writer_too_far_behind_answers_429_with_retry_after(tmp_path: Path) -> None:

@@ -106,6 +106,28 @@ def decoded_from(batch: Batch, requests: int = 0, lines: tuple[int, int] | None 
     )
 
 
+def merged(chunks: list[Decoded]) -> Decoded | None:
+    """``chunks`` as one chunk, their tables end to end; None when two share a trace (a span
+    may then repeat, which only the writer's checks against the store can tell)."""
+    traces: set[str] = set()
+    for chunk in chunks:
+        if not traces.isdisjoint(chunk.trace_ids):
+            return None
+        traces |= chunk.trace_ids
+    names = dict.fromkeys(name for chunk in chunks for name in chunk.tables)
+    return Decoded(
+        {n: pa.concat_tables([c.tables[n] for c in chunks if n in c.tables]) for n in names},
+        frozenset(traces),
+        sum(c.duplicates for c in chunks),
+        frozenset().union(*(c.langgraph for c in chunks)),
+        frozenset().union(*(c.cross_links for c in chunks)),
+        sum(c.requests for c in chunks),
+        sum(c.spans for c in chunks),
+        None,
+        any(c.has_errors for c in chunks),
+    )
+
+
 def decode_chunk(records: list[Record], redactor: Redactor | None) -> Decoded | Failed:
     """Decode ``records`` into one batch; the agents of its traces are resolved over the
     chunk (the writer re-derives traces it has seen before). Runs in a worker."""

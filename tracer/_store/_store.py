@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import os
 import re
 import shutil
@@ -58,7 +59,7 @@ from ._models import (
     VerifyResult,
 )
 from ._open import check_store_file, damaged, masked
-from ._parallel import Decoded, decoded_from
+from ._parallel import Decoded, decoded_from, merged
 from ._runs import runs_table
 from ._schema import migrate
 
@@ -326,6 +327,23 @@ class Store:
             spans=inserted, skipped=n_existing + batch.duplicates, versions=versions,
             run_ids=frozenset(spans.column("trace_id").unique().to_pylist()),
         )  # fmt: skip
+
+    def ingest_group(self, chunks: list[Decoded], *, source: str = "<input>") -> IngestResult:
+        """Store whole requests decoded elsewhere (a receiver's group) in one transaction, as
+        :meth:`ingest` would: written as one batch, with one set of statements, when no two
+        share a trace; else as :meth:`ingest_decoded` writes a file's chunks."""
+        one = merged(chunks)
+        if one is None or not one.spans:
+            return self.ingest_decoded(chunks, source=source)
+        with self._transaction() as con:
+            known, linked = known_and_linked(con, one.trace_ids)
+            total = self._write_decoded(con, one, known, linked=linked)
+        runs = total.run_ids
+        result = dataclasses.replace(total, runs=len(runs), requests=one.requests)
+        self._invalidate(runs)
+        for listener in self._listeners:
+            listener(result, runs)
+        return result
 
     def ingest_decoded(
         self, chunks: Iterable[Decoded], *, source: str = "<input>", bounded: bool = True
