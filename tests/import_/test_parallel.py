@@ -256,3 +256,24 @@ def test_a_group_of_decoded_requests_is_written_as_one_batch_unless_they_share_a
         assert _derived(store) == _derived(plain)
     # Apart: one batch, no chunk by chunk; shared (a trace sent twice): chunk by chunk.
     assert chunked == [len(bodies) + 1]
+
+
+def test_a_file_whose_traces_the_store_has_is_compared_with_them(
+    tmp_path: Path, parallel: None
+) -> None:
+    """Traces stored before the file's transaction are read back for every chunk that
+    holds them: the same spans again are skipped, changed ones refused."""
+    lines = (ROOT / "sample_traces" / "credit.jsonl").read_bytes().splitlines()
+    path = tmp_path / "credit.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    store = t.Store(tmp_path / "s.duckdb")
+    first = t.import_file(store, path)
+    before = counts(store)
+    again = t.import_file(store, path)
+    assert (again.spans, again.skipped) == (0, first.spans) and counts(store) == before
+    obj = orjson.loads(lines[-1])
+    obj["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["name"] += " (renamed)"
+    path.write_bytes(b"\n".join([*lines[:-1], orjson.dumps(obj)]) + b"\n")
+    with pytest.raises(t.DuplicateSpanError):
+        t.import_file(store, path)
+    assert counts(store) == before

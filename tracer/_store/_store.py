@@ -375,14 +375,17 @@ class Store:
                 # A trace an earlier chunk wrote is read back only when a span of this one
                 # may repeat a span written before (see tracer._store._seen).
                 seen = SeenSpans()
+                before: set[str] = set()  # traces the store had before this transaction
                 for chunk in chunks:
                     requests += chunk.requests
                     if not chunk.spans:
                         total += IngestResult(skipped=chunk.duplicates)
                         continue
-                    # runs rows are written after the last chunk: these traces were stored
-                    # before this transaction.
-                    stored = set(_known(con, chunk.trace_ids))
+                    # runs rows are written after the last chunk, so whether the store had a
+                    # trace before this transaction is asked once, when a chunk first holds it.
+                    if fresh := chunk.trace_ids - written:
+                        before.update(_known(con, fresh))
+                    stored = chunk.trace_ids & before
                     grown = chunk.trace_ids & written
                     if seen.add(fingerprints(chunk.tables["spans"])):
                         stored |= grown
