@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyarrow as pa
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 import tracer as t
@@ -59,3 +60,32 @@ def record_run(
 
 def spans_of(req: ExportTraceServiceRequest) -> list[Any]:
     return [sp for rs in req.resource_spans for ss in rs.scope_spans for sp in ss.spans]
+
+
+def spans_store(rows: list[dict[str, Any]], flags: dict[tuple[str, str], bool]) -> t.Store:
+    """A store in memory holding ``rows`` as spans (the columns a test names; ``start_ns``
+    0 unless given), each with its ``flags`` cycle flag, and a message taken from each
+    producer span."""
+    store = t.Store(":memory:")
+    con = store._cur()
+    table = pa.Table.from_pylist(
+        [{"start_ns": 0, **r, "cycle": flags[(r["trace_id"], r["span_id"])]} for r in rows]
+    )
+    con.register("_rows", table)
+    con.execute(
+        """INSERT INTO spans BY NAME
+           SELECT trace_id, span_id, parent_span_id, '' AS trace_state, 0 AS flags, name, kind,
+                  start_ns, start_ns + 1 AS end_ns, 'UNSET' AS status_code, '' AS status_message,
+                  '{}' AS attributes, '{}' AS resource, 's' AS scope_name, '' AS scope_version,
+                  service_name, NULL AS operation, agent, 0 AS dropped_attributes_count,
+                  0 AS dropped_events_count, 0 AS dropped_links_count, cycle
+           FROM _rows"""
+    )
+    con.execute(
+        """INSERT INTO messages BY NAME
+           SELECT trace_id AS run_id, span_id, -1 AS seq, 'publish' AS event, agent,
+                  0 AS time_ns, 'messaging' AS derived
+           FROM _rows WHERE kind = 'PRODUCER'"""
+    )
+    con.unregister("_rows")
+    return store

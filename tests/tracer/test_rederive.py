@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tracer as t
 from tracer._store._derive import _rederive_arrays, rederive_stored, resolve_tree
+
+from .helpers import spans_store
 
 AGENTS = ("planner", "coder", "critic")
 
@@ -50,32 +51,6 @@ def _traces(draw: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def _store(rows: list[dict[str, Any]], flags: dict[tuple[str, str], bool]) -> t.Store:
-    store = t.Store(":memory:")
-    con = store._cur()
-    table = pa.Table.from_pylist(
-        [{**r, "cycle": flags[(r["trace_id"], r["span_id"])]} for r in rows]
-    )
-    con.register("_rows", table)
-    con.execute(
-        """INSERT INTO spans BY NAME
-           SELECT trace_id, span_id, parent_span_id, '' AS trace_state, 0 AS flags, name, kind,
-                  0 AS start_ns, 1 AS end_ns, 'UNSET' AS status_code, '' AS status_message,
-                  '{}' AS attributes, '{}' AS resource, 's' AS scope_name, '' AS scope_version,
-                  service_name, NULL AS operation, agent, 0 AS dropped_attributes_count,
-                  0 AS dropped_events_count, 0 AS dropped_links_count, cycle
-           FROM _rows"""
-    )
-    con.execute(
-        """INSERT INTO messages BY NAME
-           SELECT trace_id AS run_id, span_id, -1 AS seq, 'publish' AS event, agent,
-                  0 AS time_ns, 'messaging' AS derived
-           FROM _rows WHERE kind = 'PRODUCER'"""
-    )
-    con.unregister("_rows")
-    return store
-
-
 def _rows(store: t.Store) -> list[Any]:
     return [
         store.sql("SELECT trace_id, span_id, agent, cycle FROM spans ORDER BY ALL").fetchall(),
@@ -99,7 +74,7 @@ def test_arrays_give_the_rows_of_the_reference(rows: list[dict[str, Any]], wrong
     # Flags as the chunks left them: right, or (a cycle closed across chunks) all unset.
     flags = {k: (k in cycles and not wrong) for k in keys}
     ids = sorted({r["trace_id"] for r in rows})
-    reference, arrays = _store(rows, flags), _store(rows, flags)
+    reference, arrays = spans_store(rows, flags), spans_store(rows, flags)
     rederive_stored(reference._cur(), ids)
     settled = _rederive_arrays(arrays._cur(), ids)
     # The arrays settle every trace whose cycles its flags record and that has no producer
@@ -114,7 +89,7 @@ def test_arrays_give_the_rows_of_the_reference(rows: list[dict[str, Any]], wrong
         rederive_stored(arrays._cur(), ids)
     assert _rows(arrays) == _rows(reference)
     # And through the switch the import uses.
-    both = _store(rows, flags)
+    both = spans_store(rows, flags)
     rederive_stored(both._cur(), ids, bulk=True)
     assert _rows(both) == _rows(reference)
 
@@ -135,7 +110,7 @@ def test_a_long_chain_takes_its_agent_from_the_top() -> None:
         }
         for i in range(n)
     ]
-    store = _store(rows, {("a" * 32, r["span_id"]): False for r in rows})
+    store = spans_store(rows, {("a" * 32, r["span_id"]): False for r in rows})
     assert _rederive_arrays(store._cur(), ["a" * 32])
     assert store.sql("SELECT DISTINCT agent FROM spans").fetchall() == [("planner",)]
 
@@ -157,7 +132,7 @@ def test_a_span_on_a_cycle_keeps_only_its_own_agent() -> None:
         }
         for s, (p, agent) in spans.items()
     ]
-    store = _store(rows, {(tid, s * 16): s in "ab" for s in spans})
+    store = spans_store(rows, {(tid, s * 16): s in "ab" for s in spans})
     assert _rederive_arrays(store._cur(), [tid])
     assert _rows(store)[0] == [
         (tid, "a" * 16, "planner", True),
@@ -187,7 +162,7 @@ def test_ids_not_in_lowercase_hex_are_left_to_the_reference() -> None:
             for sid, pid, agent in ((parent, "", "planner"), (child, parent, None))
         ]
         flags = {(tid, r["span_id"]): False for r in rows}
-        arrays, reference = _store(rows, flags), _store(rows, flags)
+        arrays, reference = spans_store(rows, flags), spans_store(rows, flags)
         assert not _rederive_arrays(arrays._cur(), [tid])
         rederive_stored(arrays._cur(), [tid], bulk=True)
         rederive_stored(reference._cur(), [tid])

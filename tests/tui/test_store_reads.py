@@ -61,14 +61,14 @@ def test_span_tree_is_depth_first_with_children_by_start(tmp_path: Path) -> None
         assert not set(tree.column("span_id").to_pylist()) & {s.span_id for s in store.spans(other)}
 
 
-def test_the_string_keyed_tree_is_the_same_tree(tmp_path: Path) -> None:
-    # The store joins span ids as integers and falls back to strings when one is not hex.
-    from tracer._store._store import _span_tree_sql
+def test_the_recursive_sql_tree_is_the_same_tree(tmp_path: Path) -> None:
+    # The store builds the tree on arrays and falls back to SQL when an id is not hex.
+    from tracer._store._store import _SPAN_TREE_SQL
 
     with Store(tmp_path / "s.duckdb") as store:
         run_id = _nested_run(store, seed=9)
-        by_string = store.arrow(_span_tree_sql(as_int=False), {"run": run_id})
-        assert store.span_tree(run_id).equals(by_string)
+        by_sql = store.arrow(_SPAN_TREE_SQL, {"run": run_id})
+        assert store.span_tree(run_id).equals(by_sql)
 
 
 def test_a_span_whose_parent_is_missing_is_a_root(tmp_path: Path) -> None:

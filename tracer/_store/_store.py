@@ -725,12 +725,11 @@ class Store:
         :meth:`span_index`). A span that is its own ancestor (flagged ``cycle``) is a root
         too, so every span appears exactly once.
         """
-        try:
-            # Span ids are 16 hex digits: as UBIGINT the joins hash 8-byte integers, not strings,
-            # which takes a quarter off the working memory (about 130 MB for a million spans).
-            return self.arrow(_span_tree_sql(as_int=True), {"run": run_id})
-        except duckdb.ConversionException:
-            return self.arrow(_span_tree_sql(as_int=False), {"run": run_id})
+        from ._tree import span_tree  # numpy: loaded by the first run opened
+
+        tree = span_tree(self._cur(), run_id)
+        # Ids not in lowercase hex (the arrays read ids as numbers): a recursive CTE.
+        return tree if tree is not None else self.arrow(_SPAN_TREE_SQL, {"run": run_id})
 
     def events(
         self, run_id: str, span_id: str | None = None, *, name: str | None = None
@@ -1032,14 +1031,11 @@ _RUN_TABLES = (
 )  # fmt: skip
 
 
-def _span_tree_sql(*, as_int: bool) -> str:
-    """The run's spans in depth-first order, joined on span ids as integers or as strings."""
-    span_key = "('0x' || span_id)::UBIGINT" if as_int else "span_id"
-    parent_key = "('0x' || parent_span_id)::UBIGINT" if as_int else "parent_span_id"
-    out = "lpad(lower(to_hex(t.id)), 16, '0')" if as_int else "t.id"
-    return f"""WITH RECURSIVE s AS (
-        SELECT {span_key} AS id,
-               CASE WHEN parent_span_id = '' OR cycle THEN NULL ELSE {parent_key} END AS pid,
+# Each row carries its path (start ranks from the root down) and the rows sort by it:
+# rows × depth of work, so only for runs whose ids the arrays cannot read (tracer._store._tree).
+_SPAN_TREE_SQL = """WITH RECURSIVE s AS (
+        SELECT span_id AS id,
+               CASE WHEN parent_span_id = '' OR cycle THEN NULL ELSE parent_span_id END AS pid,
                row_number() OVER (ORDER BY start_ns, span_id)::INTEGER AS rn
         FROM spans WHERE trace_id = $run),
     t(id, depth, path) AS (
@@ -1048,7 +1044,7 @@ def _span_tree_sql(*, as_int: bool) -> str:
         SELECT c.id, t.depth + 1, list_append(t.path, c.rn)
         FROM s c JOIN t ON c.pid = t.id),
     sizes AS (SELECT unnest(path) AS rn, count(*) - 1 AS descendants FROM t GROUP BY 1)
-    SELECT {out} AS span_id, t.depth::INTEGER AS depth, z.descendants::INTEGER AS descendants
+    SELECT t.id AS span_id, t.depth::INTEGER AS depth, z.descendants::INTEGER AS descendants
     FROM t JOIN sizes z ON z.rn = t.path[-1]
     ORDER BY t.path"""
 
