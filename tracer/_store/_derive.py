@@ -259,7 +259,7 @@ def _rederive_arrays(con: duckdb.DuckDBPyConnection, trace_ids: list[str]) -> bo
 
     The spans stream out of DuckDB as numbers (row id, the 64-bit words of trace, span
     and parent ids); numpy finds each span's parent by sorting, and both answers of
-    :func:`resolve_tree` come from pointer doubling, 2·log2(n) passes over n numbers:
+    :func:`resolve_tree` come from pointer doubling (:mod:`tracer._store._forest`):
 
     * cycles: ``p^k`` (the k-th ancestor, or -1 past a root or a missing parent) for
       ``k >= n`` is -1 except on or below a cycle, where it lands on the cycle; on a cycle
@@ -275,6 +275,7 @@ def _rederive_arrays(con: duckdb.DuckDBPyConnection, trace_ids: list[str]) -> bo
     import numpy as np
     import pyarrow.compute as pc
 
+    from ._forest import far_ancestors, nearest, on_cycles, parents
     from ._seen import mix
 
     t = (
@@ -310,41 +311,23 @@ def _rederive_arrays(con: duckdb.DuckDBPyConnection, trace_ids: list[str]) -> bo
         return False
     t1, t2, s, p = (t.column(c).to_numpy() for c in ids)
     root = t.column("root").to_numpy(zero_copy_only=False)
-    key = mix(t1, t2, s)
-    order = np.argsort(key)
-    key = key[order]
-    if np.any(key[1:] == key[:-1]):  # two spans with one key: the rows settle it
+    parent = parents(mix(t1, t2, s), mix(t1, t2, p), ~root)
+    if parent is None:  # two spans with one key: the rows settle it
         return False
-    # A parent's key is a span's only if it is that span: keys are unique.
-    at = np.searchsorted(key, mix(t1, t2, p)).clip(0, n - 1)
-    del key
-    found = order[at]
-    del order, at
-    hit = ~root & (t1[found] == t1) & (t2[found] == t2) & (s[found] == p)
-    parent = np.where(hit, found, -1)
-    del t1, t2, s, p, root, found, hit
+    # A key names one span; a parent's key that is another span's by chance is not its parent.
+    found = parent.clip(0)
+    parent[(t1[found] != t1) | (t2[found] != t2) | (s[found] != p)] = -1
+    del t1, t2, s, p, root, found
     rid = t.column("rid").to_numpy()
     codes = pc.dictionary_encode(t.column("agent")).combine_chunks()
     agents = codes.dictionary
     own = pc.fill_null(codes.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
     flagged = t.column("cycle").to_numpy(zero_copy_only=False)
     del t, codes
-    passes = max(1, int(n).bit_length()) + 1  # 2**passes > n
-    jump = parent.copy()
-    for _ in range(passes):
-        up = jump >= 0
-        jump[up] = jump[jump[up]]
-    cycle = np.zeros(n, dtype=bool)
-    cycle[jump[jump >= 0]] = True
+    cycle = on_cycles(far_ancestors(parent))
     if not np.array_equal(cycle, flagged):
         return False
-    del jump, flagged
-    stop = (own >= 0) | cycle | (parent < 0)
-    nxt = np.where(stop, np.arange(n), parent)
-    del stop, parent
-    for _ in range(passes):
-        nxt = nxt[nxt]
-    agent = own[nxt]
+    agent = own[nearest(parent, (own >= 0) | cycle | (parent < 0))]
     changed = np.flatnonzero((own < 0) & (agent >= 0))
     if len(changed) == 0:
         return True

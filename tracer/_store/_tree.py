@@ -26,6 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ._forest import far_ancestors, parents, path_sums
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -58,23 +60,13 @@ def span_tree(con: duckdb.DuckDBPyConnection, run_id: str) -> pa.Table | None:
         or pid_col.null_count != n - pc.sum(t.column("has_parent")).as_py()
     ):
         return None
-    ids = t.column("id").to_numpy()
-    order = np.argsort(ids)
-    sorted_ids = ids[order]
-    if np.any(sorted_ids[1:] == sorted_ids[:-1]):
-        return None
     pid = pc.fill_null(pid_col, 0).to_numpy()
     has = t.column("has_parent").to_numpy(zero_copy_only=False)
-    at = np.searchsorted(sorted_ids, pid).clip(0, n - 1)
-    parent = np.where(has & (sorted_ids[at] == pid), order[at], -1)
-    del ids, order, sorted_ids, pid, has, at
-    passes = max(1, int(n).bit_length()) + 1  # 2**passes > n
-
-    # Reached from a root: the top of the span's chain has no parent.
-    top = np.where(parent < 0, np.arange(n), parent)
-    for _ in range(passes):
-        top = top[top]
-    kept = parent[top] < 0
+    parent = parents(t.column("id").to_numpy(), pid, has)
+    if parent is None:
+        return None
+    del pid, has
+    kept = far_ancestors(parent) < 0  # reached from a root
     names = t.column("span_id")
     if not kept.all():
         keep = np.flatnonzero(kept)
@@ -83,9 +75,9 @@ def span_tree(con: duckdb.DuckDBPyConnection, run_id: str) -> pa.Table | None:
         parent = np.where(parent[keep] >= 0, renumber[parent[keep]], -1)
         names = names.take(pa.array(keep))
         n = len(keep)
-    del t, top, kept
+    del t, kept
 
-    depth = _path_sums(parent, (parent >= 0).astype(np.int64), passes)
+    depth = path_sums(parent, (parent >= 0).astype(np.int64))
     size = np.ones(n, dtype=np.int64)
     by_depth = np.argsort(depth, kind="stable")
     starts = np.searchsorted(depth[by_depth], np.arange(int(depth.max(initial=0)) + 2))
@@ -100,26 +92,12 @@ def span_tree(con: duckdb.DuckDBPyConnection, run_id: str) -> pa.Table | None:
     before -= np.maximum.accumulate(np.where(group_start, before, 0))
     offset = np.empty(n, dtype=np.int64)
     offset[siblings] = before
-    position = _path_sums(parent, offset + (parent >= 0), passes)
+    position = path_sums(parent, offset + (parent >= 0))
     rows_in_order = np.empty(n, dtype=np.int64)
     rows_in_order[position] = np.arange(n)
     return _table(
         names.take(pa.array(rows_in_order)), depth[rows_in_order], size[rows_in_order] - 1
     )
-
-
-def _path_sums(parent: np.ndarray, value: np.ndarray, passes: int) -> np.ndarray:
-    """For every span, the sum of ``value`` over it and its ancestors (pointer doubling)."""
-    total = value.copy()
-    up = parent.copy()
-    for _ in range(passes):
-        going = up >= 0
-        if not going.any():
-            break
-        nxt = up[going]
-        total[going] += total[nxt]
-        up[going] = up[nxt]
-    return total
 
 
 def _table(
