@@ -159,9 +159,7 @@ class Store:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-        self._invalidate(runs)
-        for listener in self._listeners:
-            listener(result, runs)
+        self._committed(result, runs)
         return result
 
     def _ingest_in(
@@ -340,9 +338,7 @@ class Store:
             total = self._write_decoded(con, one, known, linked=linked)
         runs = total.run_ids
         result = dataclasses.replace(total, runs=len(runs), requests=one.requests)
-        self._invalidate(runs)
-        for listener in self._listeners:
-            listener(result, runs)
+        self._committed(result, runs)
         return result
 
     def ingest_decoded(
@@ -419,9 +415,7 @@ class Store:
             runs=len(runs), spans=total.spans, skipped=total.skipped, versions=total.versions,
             requests=requests, run_ids=runs,
         )  # fmt: skip
-        self._invalidate(runs)
-        for listener in self._listeners:
-            listener(result, runs)
+        self._committed(result, runs)
         return result
 
     @contextlib.contextmanager
@@ -568,6 +562,12 @@ class Store:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+
+    def _committed(self, result: IngestResult, runs: frozenset[str]) -> None:
+        """After an ingest's commit: forget cached state of its runs, tell the listeners."""
+        self._invalidate(runs)
+        for listener in self._listeners:
+            listener(result, runs)
 
     def _invalidate(self, runs: Iterable[str]) -> None:
         runs = set(runs)
