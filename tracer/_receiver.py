@@ -68,7 +68,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 
 from ._errors import AgentraceError, DecodeError
 from ._files import _zstd
-from ._guard import Connections, InFlight, give_back_memory, install_log_filter
+from ._guard import Connections, InFlight, install_log_filter
 from ._otlp import decode_proto
 from ._store._ingest import Batch, Parsed
 from ._store._parallel import Decoded, Failed, Refused, decode_request
@@ -541,7 +541,7 @@ class Writer:
             if jobs is None:
                 return
             if not jobs:  # quiet since the last write
-                give_back_memory()
+                self.store.give_back_memory()
                 wrote = False
                 continue
             wrote = True

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.util
 import threading
 import urllib.error
 import urllib.request
@@ -16,7 +18,19 @@ FOREIGN = FIXTURES / "foreign"
 DAMAGED = FIXTURES / "damaged"
 FRAMEWORKS = ("langgraph_openinference", "pydantic_ai", "openai_agents")
 
+LOAD = FIXTURES.parent.parent / "scripts" / "otlp_load.py"
+
 TABLES = ("runs", "spans", "span_events", "span_links", "state_versions", "state_reads", "messages")
+
+
+@functools.cache
+def otlp_load() -> Any:
+    """scripts/otlp_load.py as a module: the load generator's request builder."""
+    spec = importlib.util.spec_from_file_location("otlp_load", LOAD)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def counts(store: t.Store) -> dict[str, int]:

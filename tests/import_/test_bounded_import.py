@@ -188,6 +188,12 @@ def test_the_memory_limit_holds_while_a_large_import_writes_and_is_restored(
     with pytest.raises(t.DecodeError):
         t.import_file(store, path)
     assert store.sql("SELECT current_setting('memory_limit')").fetchall()[0][0] == before
+    # A limit the user set comes back as it was, import after import.
+    store.sql("SET memory_limit = '3GB'")
+    path.write_bytes(_request(seed=2))
+    for _ in range(2):
+        t.import_file(store, path)
+        assert store.sql("SELECT current_setting('memory_limit')").fetchall()[0][0] == "2.7 GiB"
 
 
 def test_an_import_duckdb_cannot_fit_in_the_lowered_limit_is_written_again_with_its_usual_limit(

@@ -19,8 +19,8 @@ import pytest
 
 import tracer as t
 
-ROOT = Path(__file__).resolve().parents[2]
-LOAD = ROOT / "scripts" / "otlp_load.py"
+from .helpers import LOAD
+
 AGENTRACE = Path(sys.executable).parent / "agentrace"
 # Every step waits on the work itself: a line from the child, or the child's exit (its
 # stdout closes either way, so a reader never waits on a dead process). This limit is

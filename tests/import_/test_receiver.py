@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import threading
 import zlib
 from pathlib import Path
@@ -25,7 +26,16 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import tracer as t
 from tracer._receiver import Job, Writer
 
-from .helpers import DAMAGED, FOREIGN, FRAMEWORKS, ThreadedReceiver, counts, post, span_rows
+from .helpers import (
+    DAMAGED,
+    FOREIGN,
+    FRAMEWORKS,
+    ThreadedReceiver,
+    counts,
+    otlp_load,
+    post,
+    span_rows,
+)
 
 PROTO = {"Content-Type": "application/x-protobuf"}
 JSON = {"Content-Type": "application/json"}
@@ -519,9 +529,10 @@ def test_the_writer_gives_memory_back_once_a_burst_is_written(
         events.append("release")
         released.release()
 
-    monkeypatch.setattr(_receiver, "give_back_memory", give_back)
+    store = t.Store(tmp_path / "s.duckdb")
+    monkeypatch.setattr(store, "give_back_memory", give_back)
     monkeypatch.setattr(_receiver, "IDLE_RELEASE", 0.05)
-    writer = Writer(t.Store(tmp_path / "s.duckdb"))
+    writer = Writer(store)
     body = (FOREIGN / f"{FRAMEWORKS[0]}.pb").read_bytes()
     for burst in range(2):
         for _ in range(3):
@@ -532,3 +543,33 @@ def test_the_writer_gives_memory_back_once_a_burst_is_written(
     assert not released.acquire(timeout=10 * 0.05)
     writer.stop(60)
     assert events.count("release") == 2
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads /proc")
+def test_the_store_gives_back_what_duckdb_kept_after_a_burst_and_keeps_its_limit(
+    tmp_path: Path,
+) -> None:
+    """After a burst of group commits DuckDB's allocator holds the pages it freed; the
+    store's give-back flushes them (Python's collection and ``malloc_trim`` alone do not)
+    and leaves the memory limit as it was, the default or one the user set."""
+    from tracer._guard import give_back_memory
+
+    store = t.Store(tmp_path / "s.duckdb")
+    limit = store.sql("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    load = otlp_load()
+    for k in range(12):  # 49,152 spans, 8 requests of 512 a commit
+        store.ingest([load.build_request(3, sender, k, 512) for sender in range(8)])
+    give_back_memory()
+    before = _rss()
+    store.give_back_memory()
+    assert before - _rss() > 10 << 20  # about 24 MB measured; nothing without the flush
+    assert store.sql("SELECT current_setting('memory_limit')").fetchall()[0][0] == limit
+    store.sql("SET memory_limit = '3GB'")  # printed 2.7 GiB: set again, it must not drift
+    for _ in range(3):
+        store.give_back_memory()
+        assert store.sql("SELECT current_setting('memory_limit')").fetchall()[0][0] == "2.7 GiB"

@@ -34,6 +34,7 @@ from .._errors import (
     StateChainError,
     StoreLockedError,
 )
+from .._guard import give_back_memory
 from .._otlp import (
     KIND_BY_NAME,
     STATUS_BY_NAME,
@@ -568,6 +569,21 @@ class Store:
         self._invalidate(runs)
         for listener in self._listeners:
             listener(result, runs)
+
+    def give_back_memory(self) -> None:
+        """Hand the memory that writes left free back to the system.
+
+        DuckDB's allocator keeps the pages a burst of writes freed (several hundred MB
+        after a few hundred thousand spans, while the buffers it reports are a few MB)
+        and flushes them only when its memory limit is set. The limit is set to what it
+        is, under the write lock, so no import's lowered limit is taken for it; then
+        Python's, Arrow's and the C library's free memory goes back too
+        (:func:`tracer._guard.give_back_memory`).
+        """
+        with self._write_lock:
+            con = self._cur()
+            _set_memory_limit(con, _memory_limit(con))
+        give_back_memory()
 
     def _invalidate(self, runs: Iterable[str]) -> None:
         runs = set(runs)
@@ -1120,14 +1136,28 @@ class _MemoryBound:
         if not self.lowered:
             return
         self.lowered = False
-        # The default back exactly when it was the default (a printed size rounds).
-        self.con.execute("RESET memory_limit")
-        if _memory_limit(self.con) != self.before:
-            self.con.execute(f"SET memory_limit = '{self.before}'")
+        _set_memory_limit(self.con, self.before)
 
 
 def _memory_limit(con: duckdb.DuckDBPyConnection) -> str:
     return str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+
+
+def _set_memory_limit(con: duckdb.DuckDBPyConnection, limit: str) -> None:
+    """DuckDB's memory limit set to ``limit`` as :func:`_memory_limit` printed it.
+
+    The default comes back exactly when it was the default. Another limit was printed
+    cut to one decimal (3 GB prints as 2.7 GiB), and setting what was printed would
+    lower it a little each time; half a step more lies within the same printed value,
+    so the limit prints as before however often it is set again.
+    """
+    con.execute("RESET memory_limit")
+    if _memory_limit(con) != limit:
+        m = _PRINTED_SIZE.fullmatch(limit)
+        con.execute(f"SET memory_limit = '{f'{m[1]}5 {m[2]}' if m else limit}'")
+
+
+_PRINTED_SIZE: Final = re.compile(r"(\d+\.\d) (\w+)")
 
 
 def _parse_size(text: str) -> int:
