@@ -14,7 +14,8 @@
   thousands of tracebacks.
 
 * :func:`give_back_memory` returns the memory a burst left free to the system:
-  the writer calls it once it has had nothing to write for a moment.
+  the writer calls it, through ``Store.give_back_memory`` (which flushes
+  DuckDB's allocator first), once it has had nothing to write for a moment.
 
 All run on the receiver's event loop except :class:`InFlight`, which the
 writer thread also releases into (it takes a lock), and :func:`give_back_memory`.
