@@ -122,6 +122,29 @@ async def _open_span(app: AgentraceApp, pilot: Any, span_id: str) -> SpanDetail:
     return detail
 
 
+async def test_the_waterfall_reads_a_10_mb_span_within_the_debuggers_memory_cap(
+    hostile_store: Any,
+) -> None:
+    """The waterfall's page of facts (kind, model, tokens) is read out of the attributes
+    by DuckDB under the cap the debugger sets: a 10 MB value must not run it out of
+    memory and leave its row loading for ever."""
+    from tui.app import DEFAULT_MEMORY_MB
+    from tui.widgets.waterfall import Waterfall
+
+    store, run_id = hostile_store
+    store.sql(f"SET memory_limit = '{DEFAULT_MEMORY_MB}MB'")
+    try:
+        app = AgentraceApp(store, run_id=run_id)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(app, pilot)
+            waterfall = app.screen.query_one(Waterfall)
+            await settle(app, pilot, until=lambda: waterfall.pages_fetched > 0)
+            assert {"0102030405060701", "0102030405060702"} <= set(waterfall._spans)
+            assert "hostile 0" in screen_text(app)
+    finally:
+        store.sql("RESET memory_limit")
+
+
 async def test_a_10_mb_value_is_cut_and_shown_whole_on_request(hostile_store: Any) -> None:
     store, run_id = hostile_store
     app = AgentraceApp(store, run_id=run_id)
